@@ -1,0 +1,204 @@
+//! Connecting to a database and getting its schema ready: migrate a standalone
+//! database, or check (never alter) one that a Buildbot master created.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
+
+/// How the server relates to the schema of the database it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaMode {
+    /// Our own migrations created (or will create) the tables.
+    Standalone,
+    /// A Buildbot master created the schema (it has `alembic_version`): no DDL, ever.
+    Attached,
+}
+
+/// The tables and columns this server reads and writes; an attached database must have
+/// every one of them.
+pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "buildsets",
+        &[
+            "id",
+            "external_idstring",
+            "reason",
+            "submitted_at",
+            "complete",
+            "complete_at",
+            "results",
+            "parent_buildid",
+            "parent_relationship",
+            "rebuilt_buildid",
+        ],
+    ),
+    (
+        "buildset_properties",
+        &["buildsetid", "property_name", "property_value"],
+    ),
+    (
+        "buildset_sourcestamps",
+        &["id", "buildsetid", "sourcestampid"],
+    ),
+    (
+        "sourcestamps",
+        &[
+            "id",
+            "ss_hash",
+            "branch",
+            "revision",
+            "patchid",
+            "repository",
+            "codebase",
+            "project",
+            "created_at",
+        ],
+    ),
+    (
+        "patches",
+        &[
+            "id",
+            "patchlevel",
+            "patch_base64",
+            "patch_author",
+            "patch_comment",
+            "subdir",
+        ],
+    ),
+    (
+        "buildrequests",
+        &[
+            "id",
+            "buildsetid",
+            "builderid",
+            "priority",
+            "complete",
+            "results",
+            "submitted_at",
+            "complete_at",
+            "waited_for",
+        ],
+    ),
+    (
+        "builders",
+        &[
+            "id",
+            "name",
+            "description",
+            "description_format",
+            "description_html",
+            "projectid",
+            "name_hash",
+        ],
+    ),
+];
+
+/// Opens a connection pool with the per-backend settings the store relies on.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, |_| {}).await
+}
+
+/// Like [`connect`], with a hook to adjust the options (tests install a metric
+/// callback or shrink the pool).
+pub async fn connect_with(
+    url: &str,
+    adjust: impl FnOnce(&mut ConnectOptions),
+) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .map_sqlx_sqlite_opts(|o| {
+            // WAL lets readers run beside the single writer; the busy timeout makes a
+            // second writer wait instead of failing; LIKE matches case as PostgreSQL does.
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("case_sensitive_like", "ON")
+        });
+    adjust(&mut opts);
+    Database::connect(opts).await
+}
+
+/// Decides the schema mode and makes the schema usable: migrations for a standalone
+/// database, a presence check for an attached one.
+pub async fn prepare_schema(db: &DatabaseConnection) -> Result<SchemaMode, PrepareError> {
+    if table_exists(db, "alembic_version").await? {
+        let missing = missing_columns(db).await?;
+        if !missing.is_empty() {
+            return Err(PrepareError::Incomplete(missing));
+        }
+        Ok(SchemaMode::Attached)
+    } else {
+        Migrator::up(db, None).await?;
+        Ok(SchemaMode::Standalone)
+    }
+}
+
+/// Why the schema cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(
+        "this is a Buildbot database (it has alembic_version) but it lacks {}; \
+         upgrade the Buildbot master first (no DDL is run on a Buildbot database)",
+        .0.join(", ")
+    )]
+    Incomplete(Vec<String>),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+async fn table_exists(db: &DatabaseConnection, table: &str) -> Result<bool, DbErr> {
+    Ok(!table_columns(db, table).await?.is_empty())
+}
+
+/// The column names of `table` (empty when the table does not exist).
+pub async fn table_columns(db: &impl ConnectionTrait, table: &str) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = match backend {
+        DbBackend::Sqlite => Statement::from_sql_and_values(
+            backend,
+            "SELECT name FROM pragma_table_info(?)",
+            [table.into()],
+        ),
+        DbBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+            [table.into()],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ?",
+            [table.into()],
+        ),
+    };
+    db.query_all_raw(stmt)
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect()
+}
+
+async fn missing_columns(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let mut missing = Vec::new();
+    for (table, columns) in REQUIRED_COLUMNS {
+        let present = table_columns(db, table).await?;
+        if present.is_empty() {
+            missing.push(format!("table {table}"));
+            continue;
+        }
+        for column in *columns {
+            if !present.iter().any(|p| p.eq_ignore_ascii_case(column)) {
+                missing.push(format!("column {table}.{column}"));
+            }
+        }
+    }
+    Ok(missing)
+}

@@ -1,0 +1,49 @@
+use sea_orm::DbErr;
+
+/// What can go wrong in a store operation, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input is invalid; `field` names the offending input field.
+    #[error("{message}")]
+    InvalidInput { field: String, message: String },
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The buildset was already complete.
+    #[error("buildset {0} is already complete")]
+    AlreadyComplete(i32),
+    /// The database failed; the detail is for the log, never for the client.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl StoreError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// True for the transient failures of concurrent writers (deadlock, serialization
+    /// failure, SQLite busy), after which the whole transaction can simply run again.
+    pub fn is_retryable(&self) -> bool {
+        let (StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)))
+        | StoreError::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)))) = self
+        else {
+            return false;
+        };
+        let Some(db) = e.as_database_error() else {
+            return false;
+        };
+        let code = db.code().unwrap_or_default();
+        // PostgreSQL and MySQL SQLSTATEs for deadlock / serialization failure; SQLite's
+        // BUSY (5), LOCKED (6) and BUSY_SNAPSHOT (517).
+        matches!(&*code, "40001" | "40P01" | "5" | "6" | "517")
+            || db
+                .try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|m| matches!(m.number(), 1205 | 1213))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,176 @@
+//! Reads: single rows by id and the batch readers (`WHERE … IN (…)`) that let the
+//! GraphQL layer load one relation level of a whole page in one statement.
+
+use entity::{
+    builders, buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches,
+    sourcestamps,
+};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::{json, Property, StoreResult};
+
+/// Buildbot's `getBuildset`: the buildset or `None`. Never cached.
+pub async fn get_buildset(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+) -> StoreResult<Option<buildsets::Model>> {
+    Ok(buildsets::Entity::find_by_id(bsid).one(db).await?)
+}
+
+pub async fn buildsets_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> StoreResult<Vec<buildsets::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(buildsets::Entity::find()
+        .filter(buildsets::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// The sourcestamps of each buildset, as `(bsid, stamp)` in the order given at add time.
+pub async fn sourcestamps_of_buildsets(
+    db: &impl ConnectionTrait,
+    bsids: &[i32],
+) -> StoreResult<Vec<(i32, sourcestamps::Model)>> {
+    if bsids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = buildset_sourcestamps::Entity::find()
+        .find_also_related(sourcestamps::Entity)
+        .filter(buildset_sourcestamps::Column::Buildsetid.is_in(bsids.iter().copied()))
+        .order_by_asc(buildset_sourcestamps::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(link, stamp)| stamp.map(|s| (link.buildsetid, s)))
+        .collect())
+}
+
+pub async fn sourcestamps_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> StoreResult<Vec<sourcestamps::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sourcestamps::Entity::find()
+        .filter(sourcestamps::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+pub async fn patches_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> StoreResult<Vec<patches::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(patches::Entity::find()
+        .filter(patches::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// The properties of each buildset as `(bsid, property)`, sorted by bsid then name;
+/// rows whose JSON cannot be read are skipped, as Buildbot skips them.
+pub async fn properties_of_buildsets(
+    db: &impl ConnectionTrait,
+    bsids: &[i32],
+) -> StoreResult<Vec<(i32, Property)>> {
+    if bsids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = buildset_properties::Entity::find()
+        .filter(buildset_properties::Column::Buildsetid.is_in(bsids.iter().copied()))
+        .all(db)
+        .await?;
+    let mut props: Vec<(i32, Property)> = rows
+        .into_iter()
+        .filter_map(|row| {
+            let Some((value, source)) = json::decode_property(&row.property_value) else {
+                tracing::warn!(
+                    bsid = row.buildsetid,
+                    name = %row.property_name,
+                    "skipping a buildset property whose value is not a JSON [value, source] pair"
+                );
+                return None;
+            };
+            Some((
+                row.buildsetid,
+                Property {
+                    name: row.property_name,
+                    value,
+                    source,
+                },
+            ))
+        })
+        .collect();
+    props.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    Ok(props)
+}
+
+/// Buildbot's `getBuildsetProperties`: empty for an unknown buildset.
+pub async fn get_buildset_properties(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+) -> StoreResult<Vec<Property>> {
+    Ok(properties_of_buildsets(db, &[bsid])
+        .await?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The build requests of each buildset, by id.
+pub async fn buildrequests_of_buildsets(
+    db: &impl ConnectionTrait,
+    bsids: &[i32],
+) -> StoreResult<Vec<buildrequests::Model>> {
+    if bsids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(buildrequests::Entity::find()
+        .filter(buildrequests::Column::Buildsetid.is_in(bsids.iter().copied()))
+        .order_by_asc(buildrequests::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub async fn buildrequests_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> StoreResult<Vec<buildrequests::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(buildrequests::Entity::find()
+        .filter(buildrequests::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+pub async fn builders_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[i32],
+) -> StoreResult<Vec<builders::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(builders::Entity::find()
+        .filter(builders::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// Every builder, by id.
+pub async fn all_builders(db: &impl ConnectionTrait) -> StoreResult<Vec<builders::Model>> {
+    Ok(builders::Entity::find()
+        .order_by_asc(builders::Column::Id)
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,125 @@
+//! Plain data passed into and out of the store.
+
+use serde_json::Value;
+
+use super::{StoreError, StoreResult};
+
+/// A sourcestamp to attach to a new buildset: an existing one, or a description
+/// found by its hash or created.
+#[derive(Clone, Debug)]
+pub enum SourceStampRef {
+    Id(i32),
+    Spec(SourceStampSpec),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceStampSpec {
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub repository: String,
+    pub codebase: String,
+    pub project: String,
+    pub patch: Option<NewPatch>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewPatch {
+    /// The raw patch text; stored base64-encoded.
+    pub body: Vec<u8>,
+    pub level: i32,
+    pub author: String,
+    pub comment: String,
+    pub subdir: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewProperty {
+    pub name: String,
+    pub value: Value,
+    pub source: String,
+}
+
+/// Everything `addBuildset` takes.
+#[derive(Clone, Debug, Default)]
+pub struct NewBuildset {
+    pub sourcestamps: Vec<SourceStampRef>,
+    pub reason: Option<String>,
+    pub properties: Vec<NewProperty>,
+    pub builderids: Vec<i32>,
+    pub external_idstring: Option<String>,
+    /// Epoch seconds; now when absent.
+    pub submitted_at: Option<i32>,
+    pub parent_buildid: Option<i32>,
+    pub parent_relationship: Option<String>,
+    pub rebuilt_buildid: Option<i32>,
+    pub waited_for: bool,
+    pub priority: i32,
+}
+
+/// What `addBuildset` returns: the buildset id and each builder's build request id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddedBuildset {
+    pub bsid: i32,
+    pub brids: Vec<(i32, i32)>,
+}
+
+/// A decoded buildset property.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub value: Value,
+    pub source: String,
+}
+
+/// Checks a length limit, counted in characters as the column types count them.
+pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> StoreResult<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(StoreError::invalid(
+            field,
+            format!("{field} is longer than {max} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl NewBuildset {
+    /// Everything that can be checked without the database, so that nothing is
+    /// written for input that cannot be stored.
+    pub fn validate(&self) -> StoreResult<()> {
+        if self.sourcestamps.is_empty() {
+            return Err(StoreError::invalid(
+                "sourcestamps",
+                "a buildset needs at least one sourcestamp",
+            ));
+        }
+        check_len("reason", self.reason.as_deref(), 256)?;
+        check_len("externalIdstring", self.external_idstring.as_deref(), 256)?;
+        for (i, p) in self.properties.iter().enumerate() {
+            check_len("properties.name", Some(&p.name), 256)?;
+            if self.properties[..i].iter().any(|q| q.name == p.name) {
+                return Err(StoreError::invalid(
+                    "properties",
+                    format!("property {:?} is given twice", p.name),
+                ));
+            }
+        }
+        for (i, b) in self.builderids.iter().enumerate() {
+            if self.builderids[..i].contains(b) {
+                return Err(StoreError::invalid(
+                    "builderids",
+                    format!("builder {b} is given twice"),
+                ));
+            }
+        }
+        for ss in &self.sourcestamps {
+            if let SourceStampRef::Spec(spec) = ss {
+                check_len("branch", spec.branch.as_deref(), 256)?;
+                check_len("revision", spec.revision.as_deref(), 256)?;
+                check_len("codebase", Some(&spec.codebase), 256)?;
+                check_len("repository", Some(&spec.repository), 512)?;
+                check_len("project", Some(&spec.project), 512)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,459 @@
+//! The write operations: add a buildset (with sourcestamps, patches, properties and
+//! build requests) in one transaction, complete a buildset, find-or-create a builder.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use entity::{
+    buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches, sourcestamps,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QuerySelect, Set, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, Value,
+};
+
+use super::db::SchemaMode;
+use super::hash::{builder_name_hash, sourcestamp_hash};
+use super::types::{AddedBuildset, NewBuildset, NewPatch, SourceStampRef, SourceStampSpec};
+use super::{json, StoreError, StoreResult};
+
+/// How often a transaction that lost a deadlock or busy race is run again.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Runs `$body` (an expression using the transaction `$txn`) in one write
+/// transaction, committing on success and rolling back on error; a transaction that
+/// failed on a transient conflict runs again from scratch. A macro rather than a
+/// function taking a closure, because a closure returning a borrowing future cannot
+/// be proven `Send` for every lifetime (which axum and async-graphql require).
+macro_rules! in_write_transaction {
+    ($db:expr, |$txn:ident| $body:expr) => {{
+        let mut attempt: u32 = 1;
+        loop {
+            let result: StoreResult<_> = async {
+                // SQLite has one writer: take the write lock up front so that two
+                // writers queue on the busy timeout instead of failing to upgrade.
+                let $txn = $db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await?;
+                match $body.await {
+                    Ok(value) => {
+                        $txn.commit().await?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        // The error that caused the rollback matters more than a failed rollback.
+                        let _ = $txn.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying a transaction after a conflict");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt * attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Adds a buildset, as Buildbot's `addBuildset` does, all or nothing.
+pub async fn add_buildset(
+    db: &DatabaseConnection,
+    mode: SchemaMode,
+    input: &NewBuildset,
+) -> StoreResult<AddedBuildset> {
+    input.validate()?;
+    let submitted_at = input.submitted_at.unwrap_or_else(super::now);
+    in_write_transaction!(db, |txn| add_buildset_in(&txn, mode, input, submitted_at))
+}
+
+async fn add_buildset_in(
+    txn: &DatabaseTransaction,
+    mode: SchemaMode,
+    input: &NewBuildset,
+    submitted_at: i32,
+) -> StoreResult<AddedBuildset> {
+    let ssids = resolve_sourcestamps(txn, &input.sourcestamps, submitted_at).await?;
+    check_builders_exist(txn, &input.builderids).await?;
+    if mode == SchemaMode::Attached {
+        for (field, id) in [
+            ("parentBuildid", input.parent_buildid),
+            ("rebuiltBuildid", input.rebuilt_buildid),
+        ] {
+            if let Some(id) = id {
+                check_build_exists(txn, field, id).await?;
+            }
+        }
+    }
+
+    let bsid = buildsets::Entity::insert(buildsets::ActiveModel {
+        external_idstring: Set(input.external_idstring.clone()),
+        reason: Set(input.reason.clone()),
+        submitted_at: Set(submitted_at),
+        complete: Set(0),
+        complete_at: Set(None),
+        results: Set(Some(-1)),
+        parent_buildid: Set(input.parent_buildid),
+        parent_relationship: Set(input.parent_relationship.clone()),
+        rebuilt_buildid: Set(input.rebuilt_buildid),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?
+    .last_insert_id;
+
+    if !input.properties.is_empty() {
+        buildset_properties::Entity::insert_many(input.properties.iter().map(|p| {
+            buildset_properties::ActiveModel {
+                buildsetid: Set(bsid),
+                property_name: Set(p.name.clone()),
+                property_value: Set(json::encode_property(&p.value, &p.source)),
+            }
+        }))
+        .exec_without_returning(txn)
+        .await?;
+    }
+
+    // One statement per link keeps the link ids (and so the order) as given.
+    for ssid in &ssids {
+        buildset_sourcestamps::Entity::insert(buildset_sourcestamps::ActiveModel {
+            buildsetid: Set(bsid),
+            sourcestampid: Set(*ssid),
+            ..Default::default()
+        })
+        .exec(txn)
+        .await?;
+    }
+
+    let mut brids = Vec::with_capacity(input.builderids.len());
+    for builderid in &input.builderids {
+        let brid = buildrequests::Entity::insert(buildrequests::ActiveModel {
+            buildsetid: Set(bsid),
+            builderid: Set(*builderid),
+            priority: Set(input.priority),
+            complete: Set(Some(0)),
+            results: Set(Some(-1)),
+            submitted_at: Set(submitted_at),
+            complete_at: Set(None),
+            waited_for: Set(Some(i16::from(input.waited_for))),
+            ..Default::default()
+        })
+        .exec(txn)
+        .await?
+        .last_insert_id;
+        brids.push((*builderid, brid));
+    }
+    Ok(AddedBuildset { bsid, brids })
+}
+
+/// Turns each input into a sourcestamp id, creating stamps (and patches) as needed.
+async fn resolve_sourcestamps(
+    txn: &DatabaseTransaction,
+    refs: &[SourceStampRef],
+    now: i32,
+) -> StoreResult<Vec<i32>> {
+    let given: Vec<i32> = refs
+        .iter()
+        .filter_map(|r| match r {
+            SourceStampRef::Id(id) => Some(*id),
+            SourceStampRef::Spec(_) => None,
+        })
+        .collect();
+    if !given.is_empty() {
+        let found: HashSet<i32> = sourcestamps::Entity::find()
+            .select_only()
+            .column(sourcestamps::Column::Id)
+            .filter(sourcestamps::Column::Id.is_in(given.iter().copied()))
+            .into_tuple::<i32>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(missing) = given.iter().find(|id| !found.contains(id)) {
+            return Err(StoreError::invalid(
+                "sourcestamps",
+                format!("sourcestamp {missing} does not exist"),
+            ));
+        }
+    }
+
+    let mut ssids = Vec::with_capacity(refs.len());
+    for r in refs {
+        let ssid = match r {
+            SourceStampRef::Id(id) => *id,
+            SourceStampRef::Spec(spec) => find_or_create_sourcestamp(txn, spec, now).await?,
+        };
+        if ssids.contains(&ssid) {
+            return Err(StoreError::invalid(
+                "sourcestamps",
+                format!("sourcestamp {ssid} is given twice"),
+            ));
+        }
+        ssids.push(ssid);
+    }
+    Ok(ssids)
+}
+
+/// Finds a sourcestamp by its hash or creates it (with its patch, which is always new,
+/// as in Buildbot). Safe against concurrent creators of the same description: the
+/// loser of the unique-key race reads the winner's row.
+pub async fn find_or_create_sourcestamp(
+    txn: &impl ConnectionTrait,
+    spec: &SourceStampSpec,
+    now: i32,
+) -> StoreResult<i32> {
+    let patchid = match &spec.patch {
+        Some(patch) => Some(insert_patch(txn, patch).await?),
+        None => None,
+    };
+    let ss_hash = sourcestamp_hash(
+        spec.branch.as_deref(),
+        spec.revision.as_deref(),
+        &spec.repository,
+        &spec.project,
+        &spec.codebase,
+        patchid,
+    );
+    let values: Vec<Value> = vec![
+        ss_hash.clone().into(),
+        spec.branch.clone().into(),
+        spec.revision.clone().into(),
+        patchid.into(),
+        spec.repository.clone().into(),
+        spec.codebase.clone().into(),
+        spec.project.clone().into(),
+        now.into(),
+    ];
+    let columns = "ss_hash, branch, revision, patchid, repository, codebase, project, created_at";
+    insert_if_absent(txn, "sourcestamps", columns, "ss_hash", &ss_hash, values).await
+}
+
+async fn insert_patch(txn: &impl ConnectionTrait, patch: &NewPatch) -> StoreResult<i32> {
+    Ok(patches::Entity::insert(patches::ActiveModel {
+        patchlevel: Set(patch.level),
+        patch_base64: Set(base64::engine::general_purpose::STANDARD.encode(&patch.body)),
+        patch_author: Set(patch.author.clone()),
+        patch_comment: Set(patch.comment.clone()),
+        subdir: Set(patch.subdir.clone()),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?
+    .last_insert_id)
+}
+
+/// Inserts a row unless one with the same unique `key_column` exists; returns the id
+/// of whichever row is there afterwards. Each backend needs its own statement: a
+/// unique violation aborts a PostgreSQL transaction, and a plain read after a
+/// duplicate may miss the winner's row under MySQL's REPEATABLE READ.
+async fn insert_if_absent(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    columns: &str,
+    key_column: &str,
+    key: &str,
+    values: Vec<Value>,
+) -> StoreResult<i32> {
+    let backend = txn.get_database_backend();
+    let marks = vec!["?"; values.len()].join(", ");
+    if backend == DbBackend::MySql {
+        // INSERT IGNORE waits on a shared lock for an uncommitted duplicate, and the
+        // locking read then sees the committed winner; shared locks do not deadlock
+        // each other the way ON DUPLICATE KEY UPDATE's exclusive ones do.
+        let sql = format!("INSERT IGNORE INTO {table} ({columns}) VALUES ({marks})");
+        let done = txn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        if done.rows_affected() == 1 {
+            return i32::try_from(done.last_insert_id())
+                .map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("id out of range".into())));
+        }
+        let sql = format!("SELECT id FROM {table} WHERE {key_column} = ? LOCK IN SHARE MODE");
+        return select_id(
+            txn,
+            Statement::from_sql_and_values(backend, sql, [key.into()]),
+        )
+        .await;
+    }
+    let sql = numbered(
+        backend,
+        &format!(
+            "INSERT INTO {table} ({columns}) VALUES ({marks}) \
+             ON CONFLICT ({key_column}) DO NOTHING RETURNING id"
+        ),
+    );
+    if let Some(row) = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        return Ok(row.try_get_by_index::<i32>(0)?);
+    }
+    let sql = numbered(
+        backend,
+        &format!("SELECT id FROM {table} WHERE {key_column} = ?"),
+    );
+    select_id(
+        txn,
+        Statement::from_sql_and_values(backend, sql, [key.into()]),
+    )
+    .await
+}
+
+async fn select_id(txn: &impl ConnectionTrait, stmt: Statement) -> StoreResult<i32> {
+    match txn.query_one_raw(stmt).await? {
+        Some(row) => Ok(row.try_get_by_index::<i32>(0)?),
+        // The conflicting row vanished between the insert and the read (its writer
+        // rolled back): a transient conflict, so the whole transaction runs again.
+        None => Err(StoreError::Db(sea_orm::DbErr::Custom(
+            "conflicting row disappeared".into(),
+        ))),
+    }
+}
+
+/// `?` placeholders to PostgreSQL's `$n`.
+fn numbered(backend: DbBackend, sql: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn check_builders_exist(txn: &DatabaseTransaction, builderids: &[i32]) -> StoreResult<()> {
+    if builderids.is_empty() {
+        return Ok(());
+    }
+    let found: HashSet<i32> = entity::builders::Entity::find()
+        .select_only()
+        .column(entity::builders::Column::Id)
+        .filter(entity::builders::Column::Id.is_in(builderids.iter().copied()))
+        .into_tuple::<i32>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    match builderids.iter().find(|id| !found.contains(id)) {
+        Some(missing) => Err(StoreError::invalid(
+            "builderids",
+            format!("builder {missing} does not exist"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// In a Buildbot database parent/rebuilt build ids reference `builds(id)`.
+async fn check_build_exists(txn: &DatabaseTransaction, field: &str, id: i32) -> StoreResult<()> {
+    let backend = txn.get_database_backend();
+    let sql = numbered(backend, "SELECT id FROM builds WHERE id = ?");
+    let found = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()]))
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::invalid(
+            field,
+            format!("build {id} does not exist"),
+        )),
+    }
+}
+
+/// Marks a buildset complete with one conditional UPDATE, so that of many concurrent
+/// completions exactly one succeeds. Build requests are left alone, as in Buildbot.
+pub async fn complete_buildset(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+    results: i32,
+    complete_at: Option<i32>,
+) -> StoreResult<buildsets::Model> {
+    if !(0..=6).contains(&results) {
+        return Err(StoreError::invalid(
+            "results",
+            format!("results must be a Buildbot result code 0-6, got {results}"),
+        ));
+    }
+    let complete_at = complete_at.unwrap_or_else(super::now);
+    let updated = buildsets::Entity::update_many()
+        .col_expr(buildsets::Column::Complete, Expr::value(1i16))
+        .col_expr(buildsets::Column::Results, Expr::value(results as i16))
+        .col_expr(buildsets::Column::CompleteAt, Expr::value(complete_at))
+        .filter(buildsets::Column::Id.eq(bsid))
+        .filter(buildsets::Column::Complete.ne(1i16))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let row = buildsets::Entity::find_by_id(bsid).one(db).await?;
+    match (updated, row) {
+        (1, Some(row)) => Ok(row),
+        (_, None) => Err(StoreError::NotFound(format!(
+            "buildset {bsid} does not exist"
+        ))),
+        (_, Some(_)) => Err(StoreError::AlreadyComplete(bsid)),
+    }
+}
+
+/// Finds a builder by name or creates it; a given description is stored.
+pub async fn ensure_builder(
+    db: &DatabaseConnection,
+    name: &str,
+    description: Option<&str>,
+) -> StoreResult<entity::builders::Model> {
+    if name.is_empty() {
+        return Err(StoreError::invalid(
+            "name",
+            "a builder name cannot be empty",
+        ));
+    }
+    let name_hash = builder_name_hash(name);
+    in_write_transaction!(db, |txn| async {
+        let txn = &txn;
+        let values: Vec<Value> = vec![
+            name.into(),
+            description.map(str::to_owned).into(),
+            name_hash.clone().into(),
+        ];
+        let id = insert_if_absent(
+            txn,
+            "builders",
+            "name, description, name_hash",
+            "name_hash",
+            &name_hash,
+            values,
+        )
+        .await?;
+        if let Some(description) = description {
+            entity::builders::Entity::update_many()
+                .col_expr(
+                    entity::builders::Column::Description,
+                    Expr::value(description),
+                )
+                .filter(entity::builders::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+        }
+        entity::builders::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("builder {id} does not exist")))
+    })
+}
