@@ -1,3 +1,7 @@
 //! buildsets-graphql: a GraphQL API for Buildbot buildsets, on Buildbot's own schema.
 
+pub mod config;
+pub mod error;
+pub mod graphql;
+pub mod server;
 pub mod store;

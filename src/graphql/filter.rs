@@ -1,0 +1,385 @@
+//! The `buildsets` connection: its filter and order inputs and the Relay output types.
+
+use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::types::Buildset;
+use super::{app, StoreResultExt};
+use crate::error::bad_input;
+use crate::store::query::{self, Field, Filter, Op, OrderField, OrderKey, Scalar};
+
+/// Comparisons on an integer column. Several operators in one filter must all hold;
+/// a null value matches only `isNull: true`.
+#[derive(InputObject, Default, Clone)]
+pub struct IntFilter {
+    /// Equal to.
+    eq: Option<i32>,
+    /// Not equal to (never matches null).
+    ne: Option<i32>,
+    /// Less than.
+    lt: Option<i32>,
+    /// Less than or equal to.
+    le: Option<i32>,
+    /// Greater than.
+    gt: Option<i32>,
+    /// Greater than or equal to.
+    ge: Option<i32>,
+    /// One of.
+    #[graphql(name = "in")]
+    in_list: Option<Vec<i32>>,
+    /// None of (never matches null).
+    not_in: Option<Vec<i32>>,
+    /// Is null (true) or is not null (false).
+    is_null: Option<bool>,
+}
+
+/// Comparisons on a text column (compared as the database's collation compares).
+#[derive(InputObject, Default, Clone)]
+pub struct StringFilter {
+    /// Equal to.
+    eq: Option<String>,
+    /// Not equal to (never matches null).
+    ne: Option<String>,
+    /// Less than.
+    lt: Option<String>,
+    /// Less than or equal to.
+    le: Option<String>,
+    /// Greater than.
+    gt: Option<String>,
+    /// Greater than or equal to.
+    ge: Option<String>,
+    /// One of.
+    #[graphql(name = "in")]
+    in_list: Option<Vec<String>>,
+    /// None of (never matches null).
+    not_in: Option<Vec<String>>,
+    /// Is null (true) or is not null (false).
+    is_null: Option<bool>,
+    /// Contains this text (`%` and `_` are literal).
+    contains: Option<String>,
+    /// Starts with this text (`%` and `_` are literal).
+    starts_with: Option<String>,
+}
+
+/// Comparisons on a time column (second precision).
+#[derive(InputObject, Default, Clone)]
+pub struct DateTimeFilter {
+    /// Equal to.
+    eq: Option<DateTime<Utc>>,
+    /// Not equal to (never matches null).
+    ne: Option<DateTime<Utc>>,
+    /// Before.
+    lt: Option<DateTime<Utc>>,
+    /// At or before.
+    le: Option<DateTime<Utc>>,
+    /// After.
+    gt: Option<DateTime<Utc>>,
+    /// At or after.
+    ge: Option<DateTime<Utc>>,
+    /// One of.
+    #[graphql(name = "in")]
+    in_list: Option<Vec<DateTime<Utc>>>,
+    /// None of (never matches null).
+    not_in: Option<Vec<DateTime<Utc>>>,
+    /// Is null (true) or is not null (false).
+    is_null: Option<bool>,
+}
+
+/// Which buildsets to return. All given conditions must hold. The sourcestamp fields
+/// match when ANY of a buildset's sourcestamps matches, `builderid` when any of its
+/// build requests does; each buildset appears once.
+#[derive(InputObject, Default, Clone)]
+pub struct BuildsetFilter {
+    /// The buildset id.
+    bsid: Option<IntFilter>,
+    /// The reason.
+    reason: Option<StringFilter>,
+    /// The external id string.
+    external_idstring: Option<StringFilter>,
+    /// When it was submitted.
+    submitted_at: Option<DateTimeFilter>,
+    /// When it completed (null while incomplete).
+    complete_at: Option<DateTimeFilter>,
+    /// The result code (null while incomplete).
+    results: Option<IntFilter>,
+    /// The parent build id.
+    parent_buildid: Option<IntFilter>,
+    /// The rebuilt build id.
+    rebuilt_buildid: Option<IntFilter>,
+    /// A sourcestamp's branch.
+    branch: Option<StringFilter>,
+    /// A sourcestamp's repository.
+    repository: Option<StringFilter>,
+    /// A sourcestamp's project.
+    project: Option<StringFilter>,
+    /// A sourcestamp's codebase.
+    codebase: Option<StringFilter>,
+    /// A build request's builder id.
+    builderid: Option<IntFilter>,
+    /// All of these hold.
+    and: Option<Vec<BuildsetFilter>>,
+    /// At least one of these holds.
+    or: Option<Vec<BuildsetFilter>>,
+    /// This does not hold.
+    not: Option<Box<BuildsetFilter>>,
+}
+
+fn epoch(t: DateTime<Utc>) -> Scalar {
+    Scalar::Int(t.timestamp())
+}
+
+/// The operators of one field filter, each turned into a predicate.
+fn ops<T>(
+    out: &mut Vec<Filter>,
+    field: Field,
+    conv: impl Fn(T) -> Scalar,
+    eq: Option<T>,
+    ne: Option<T>,
+    lt: Option<T>,
+    le: Option<T>,
+    gt: Option<T>,
+    ge: Option<T>,
+    in_list: Option<Vec<T>>,
+    not_in: Option<Vec<T>>,
+    is_null: Option<bool>,
+) {
+    let mut push = |op: Op| out.push(Filter::Pred(field, op));
+    if let Some(v) = eq {
+        push(Op::Eq(conv(v)));
+    }
+    if let Some(v) = ne {
+        push(Op::Ne(conv(v)));
+    }
+    if let Some(v) = lt {
+        push(Op::Lt(conv(v)));
+    }
+    if let Some(v) = le {
+        push(Op::Le(conv(v)));
+    }
+    if let Some(v) = gt {
+        push(Op::Gt(conv(v)));
+    }
+    if let Some(v) = ge {
+        push(Op::Ge(conv(v)));
+    }
+    if let Some(vs) = in_list {
+        push(Op::In(vs.into_iter().map(&conv).collect()));
+    }
+    if let Some(vs) = not_in {
+        push(Op::NotIn(vs.into_iter().map(&conv).collect()));
+    }
+    if let Some(b) = is_null {
+        push(Op::IsNull(b));
+    }
+}
+
+impl IntFilter {
+    fn add(self, out: &mut Vec<Filter>, field: Field) {
+        let f = self;
+        ops(
+            out,
+            field,
+            |v| Scalar::Int(v.into()),
+            f.eq,
+            f.ne,
+            f.lt,
+            f.le,
+            f.gt,
+            f.ge,
+            f.in_list,
+            f.not_in,
+            f.is_null,
+        );
+    }
+}
+
+impl StringFilter {
+    fn add(self, out: &mut Vec<Filter>, field: Field) {
+        let f = self;
+        ops(
+            out,
+            field,
+            Scalar::Str,
+            f.eq,
+            f.ne,
+            f.lt,
+            f.le,
+            f.gt,
+            f.ge,
+            f.in_list,
+            f.not_in,
+            f.is_null,
+        );
+        if let Some(s) = f.contains {
+            out.push(Filter::Pred(field, Op::Contains(s)));
+        }
+        if let Some(s) = f.starts_with {
+            out.push(Filter::Pred(field, Op::StartsWith(s)));
+        }
+    }
+}
+
+impl DateTimeFilter {
+    fn add(self, out: &mut Vec<Filter>, field: Field) {
+        let f = self;
+        ops(
+            out, field, epoch, f.eq, f.ne, f.lt, f.le, f.gt, f.ge, f.in_list, f.not_in, f.is_null,
+        );
+    }
+}
+
+impl BuildsetFilter {
+    /// The store's filter tree for this input.
+    pub fn into_filter(self) -> Filter {
+        let mut all = Vec::new();
+        let f = self;
+        for (filter, field) in [
+            (f.bsid, Field::Bsid),
+            (f.results, Field::Results),
+            (f.parent_buildid, Field::ParentBuildid),
+            (f.rebuilt_buildid, Field::RebuiltBuildid),
+            (f.builderid, Field::Builderid),
+        ] {
+            if let Some(x) = filter {
+                x.add(&mut all, field);
+            }
+        }
+        for (filter, field) in [
+            (f.reason, Field::Reason),
+            (f.external_idstring, Field::ExternalIdstring),
+            (f.branch, Field::Branch),
+            (f.repository, Field::Repository),
+            (f.project, Field::Project),
+            (f.codebase, Field::Codebase),
+        ] {
+            if let Some(x) = filter {
+                x.add(&mut all, field);
+            }
+        }
+        for (filter, field) in [
+            (f.submitted_at, Field::SubmittedAt),
+            (f.complete_at, Field::CompleteAt),
+        ] {
+            if let Some(x) = filter {
+                x.add(&mut all, field);
+            }
+        }
+        if let Some(fs) = f.and {
+            all.push(Filter::And(fs.into_iter().map(Self::into_filter).collect()));
+        }
+        if let Some(fs) = f.or {
+            all.push(Filter::Or(fs.into_iter().map(Self::into_filter).collect()));
+        }
+        if let Some(n) = f.not {
+            all.push(Filter::Not(Box::new(n.into_filter())));
+        }
+        Filter::And(all)
+    }
+}
+
+/// A column to order buildsets by.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum BuildsetOrderField {
+    Bsid,
+    SubmittedAt,
+    CompleteAt,
+    Results,
+    Reason,
+}
+
+/// Sort direction. Nulls sort last ascending and first descending.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderDirection {
+    Asc,
+    Desc,
+}
+
+/// One sort key; bsid always breaks ties last, so cursors are stable.
+#[derive(InputObject, Clone, Copy)]
+pub struct BuildsetOrder {
+    /// The column.
+    field: BuildsetOrderField,
+    /// The direction.
+    #[graphql(default_with = "OrderDirection::Asc")]
+    direction: OrderDirection,
+}
+
+impl BuildsetOrder {
+    pub fn key(self) -> OrderKey {
+        OrderKey {
+            field: match self.field {
+                BuildsetOrderField::Bsid => OrderField::Bsid,
+                BuildsetOrderField::SubmittedAt => OrderField::SubmittedAt,
+                BuildsetOrderField::CompleteAt => OrderField::CompleteAt,
+                BuildsetOrderField::Results => OrderField::Results,
+                BuildsetOrderField::Reason => OrderField::Reason,
+            },
+            descending: self.direction == OrderDirection::Desc,
+        }
+    }
+}
+
+/// A page of buildsets (Relay cursor connection).
+pub struct BuildsetConnection {
+    pub edges: Vec<BuildsetEdge>,
+    pub page_info: PageInfo,
+    /// What `totalCount` counts, evaluated only when asked for.
+    pub complete: Option<bool>,
+    pub filter: Option<Filter>,
+}
+
+/// A page of buildsets (Relay cursor connection).
+#[Object]
+impl BuildsetConnection {
+    /// The buildsets of this page with their cursors.
+    async fn edges(&self) -> &[BuildsetEdge] {
+        &self.edges
+    }
+    /// The buildsets of this page.
+    async fn nodes(&self) -> Vec<&Buildset> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+    /// Where this page is.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    /// How many buildsets match the filter, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let n = query::count_buildsets(&app(ctx)?.db, self.complete, self.filter.as_ref())
+            .await
+            .gql(ctx)?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+}
+
+/// A buildset and its cursor.
+#[derive(SimpleObject)]
+pub struct BuildsetEdge {
+    /// An opaque cursor for `after` / `before`.
+    pub cursor: String,
+    /// The buildset.
+    pub node: Buildset,
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// Whether more buildsets follow this page.
+    pub has_next_page: bool,
+    /// Whether buildsets precede this page.
+    pub has_previous_page: bool,
+    /// The cursor of the first buildset of the page.
+    pub start_cursor: Option<String>,
+    /// The cursor of the last buildset of the page.
+    pub end_cursor: Option<String>,
+}
+
+/// Checks a page-size argument against the bound.
+pub fn page_size(arg: &str, value: Option<i32>, max: u64) -> Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v < 0 => Err(bad_input(arg, format!("`{arg}` cannot be negative"))),
+        Some(v) if v as u64 > max => Err(bad_input(arg, format!("`{arg}` is at most {max}"))),
+        Some(v) => Ok(Some(v as u64)),
+    }
+}

@@ -1,0 +1,89 @@
+//! The GraphQL schema: roots, types, inputs and the page loader.
+
+mod codes;
+pub mod filter;
+pub mod load;
+mod mutation;
+mod query;
+pub mod types;
+
+use async_graphql::{Context, EmptySubscription, Result, Schema};
+use sea_orm::DatabaseConnection;
+
+use crate::error::{from_store, RequestId};
+use crate::store::{SchemaMode, StoreResult};
+
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Bounds on what one request may ask for.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Page size when neither `first` nor `last` is given.
+    pub default_page: u64,
+    /// Largest `first` / `last` / `recentBuildsets(count)`.
+    pub max_page: u64,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_page: 100,
+            max_page: 1000,
+            max_depth: 12,
+            max_complexity: 20_000,
+        }
+    }
+}
+
+/// What every resolver can reach.
+pub struct AppData {
+    pub db: DatabaseConnection,
+    pub mode: SchemaMode,
+    pub limits: Limits,
+    /// Bearer tokens that allow mutations; empty means writes are open.
+    pub write_tokens: Vec<String>,
+}
+
+/// The bearer token a request came with, if any.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub token: Option<String>,
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> Result<&'a AppData> {
+    ctx.data::<AppData>()
+}
+
+/// Maps store errors to client errors, with the request id for internal ones.
+pub(crate) trait StoreResultExt<T> {
+    fn gql(self, ctx: &Context<'_>) -> Result<T>;
+}
+
+impl<T> StoreResultExt<T> for StoreResult<T> {
+    fn gql(self, ctx: &Context<'_>) -> Result<T> {
+        self.map_err(|e| from_store(e, ctx.data_opt::<RequestId>()))
+    }
+}
+
+/// The schema, with its limits; the SDL it prints is `schema.graphql`.
+pub fn build_schema(data: AppData) -> ApiSchema {
+    let limits = data.limits.clone();
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(data)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(codes::ErrorCodes)
+        .finish()
+}
+
+/// The SDL of the schema (independent of any database).
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .finish()
+        .sdl()
+}

@@ -1,0 +1,267 @@
+use async_graphql::{Context, Guard, InputObject, Json, Object, OneofObject, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::load::{self, Plan};
+use super::types::{Builder, BuilderRequestId, Buildset};
+use super::{app, Caller, StoreResultExt};
+use crate::error::{bad_input, coded};
+use crate::store::{self, write, NewBuildset, NewPatch, NewProperty, SourceStampRef};
+
+/// Submitting and completing buildsets, and registering builders.
+pub struct MutationRoot;
+
+/// Lets a mutation run only for a caller with a write token, when tokens are configured.
+struct WriteGuard;
+
+impl Guard for WriteGuard {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let tokens = &app(ctx)?.write_tokens;
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let given = ctx.data_opt::<Caller>().and_then(|c| c.token.as_deref());
+        match given {
+            Some(t) if tokens.iter().any(|k| k == t) => Ok(()),
+            Some(_) => Err(coded(
+                "UNAUTHENTICATED",
+                "the bearer token does not allow writes",
+            )),
+            None => Err(coded(
+                "UNAUTHENTICATED",
+                "writes need `Authorization: Bearer <token>`",
+            )),
+        }
+    }
+}
+
+/// A sourcestamp for a new buildset: exactly one of an existing id or a description.
+#[derive(OneofObject)]
+pub enum SourceStampInput {
+    /// An existing sourcestamp.
+    Ssid(i32),
+    /// A description, found by its hash or created.
+    Stamp(SourceStampSpec),
+}
+
+/// A sourcestamp description.
+#[derive(InputObject)]
+pub struct SourceStampSpec {
+    /// The branch (null for the default branch).
+    branch: Option<String>,
+    /// The revision (null for the latest).
+    revision: Option<String>,
+    /// The repository URL.
+    #[graphql(default_with = "Some(String::new())")]
+    repository: Option<String>,
+    /// The codebase name.
+    #[graphql(default_with = "Some(String::new())")]
+    codebase: Option<String>,
+    /// The project name.
+    #[graphql(default_with = "Some(String::new())")]
+    project: Option<String>,
+    /// A patch on top of the revision; makes a new sourcestamp every time.
+    patch: Option<PatchInput>,
+}
+
+/// A patch to apply on top of a revision.
+#[derive(InputObject)]
+pub struct PatchInput {
+    /// The patch text.
+    body: String,
+    /// The strip level.
+    #[graphql(default_with = "Some(1)")]
+    level: Option<i32>,
+    /// Who wrote it.
+    #[graphql(default_with = "Some(String::new())")]
+    author: Option<String>,
+    /// What it is for.
+    #[graphql(default_with = "Some(String::new())")]
+    comment: Option<String>,
+    /// The subdirectory it applies in.
+    subdir: Option<String>,
+}
+
+/// A buildset property.
+#[derive(InputObject)]
+pub struct PropertyInput {
+    /// The name (at most 256 characters, unique within the buildset).
+    name: String,
+    /// Any JSON value, stored exactly.
+    value: Option<Json<serde_json::Value>>,
+    /// What set it.
+    source: String,
+}
+
+/// Everything a scheduler gives to submit a buildset.
+#[derive(InputObject)]
+pub struct AddBuildsetInput {
+    /// Its sourcestamps, in order (at least one, no sourcestamp twice).
+    sourcestamps: Vec<SourceStampInput>,
+    /// Why it is submitted (at most 256 characters).
+    reason: String,
+    /// Its properties.
+    properties: Option<Vec<PropertyInput>>,
+    /// The builders to request builds on (one build request each; may be empty).
+    builderids: Vec<i32>,
+    /// An identifier of the submitter's (at most 256 characters).
+    external_idstring: Option<String>,
+    /// When it was submitted; now when absent.
+    submitted_at: Option<DateTime<Utc>>,
+    /// The build that triggered it.
+    parent_buildid: Option<i32>,
+    /// How it relates to that build.
+    parent_relationship: Option<String>,
+    /// The build it rebuilds.
+    rebuilt_buildid: Option<i32>,
+    /// Whether the submitter waits for the result.
+    #[graphql(default_with = "Some(false)")]
+    waited_for: Option<bool>,
+    /// Build request priority.
+    #[graphql(default_with = "Some(0)")]
+    priority: Option<i32>,
+}
+
+fn epoch(field: &str, t: DateTime<Utc>) -> Result<i32> {
+    i32::try_from(t.timestamp()).map_err(|_| {
+        bad_input(
+            field,
+            format!("{field} is outside the range Buildbot can store"),
+        )
+    })
+}
+
+impl AddBuildsetInput {
+    fn into_new(self) -> Result<NewBuildset> {
+        Ok(NewBuildset {
+            sourcestamps: self
+                .sourcestamps
+                .into_iter()
+                .map(|s| match s {
+                    SourceStampInput::Ssid(id) => SourceStampRef::Id(id),
+                    SourceStampInput::Stamp(spec) => SourceStampRef::Spec(store::SourceStampSpec {
+                        branch: spec.branch,
+                        revision: spec.revision,
+                        repository: spec.repository.unwrap_or_default(),
+                        codebase: spec.codebase.unwrap_or_default(),
+                        project: spec.project.unwrap_or_default(),
+                        patch: spec.patch.map(|p| NewPatch {
+                            body: p.body.into_bytes(),
+                            level: p.level.unwrap_or(1),
+                            author: p.author.unwrap_or_default(),
+                            comment: p.comment.unwrap_or_default(),
+                            subdir: p.subdir,
+                        }),
+                    }),
+                })
+                .collect(),
+            reason: Some(self.reason),
+            properties: self
+                .properties
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| NewProperty {
+                    name: p.name,
+                    value: p.value.map_or(serde_json::Value::Null, |j| j.0),
+                    source: p.source,
+                })
+                .collect(),
+            builderids: self.builderids,
+            external_idstring: self.external_idstring,
+            submitted_at: self
+                .submitted_at
+                .map(|t| epoch("submittedAt", t))
+                .transpose()?,
+            parent_buildid: self.parent_buildid,
+            parent_relationship: self.parent_relationship,
+            rebuilt_buildid: self.rebuilt_buildid,
+            waited_for: self.waited_for.unwrap_or(false),
+            priority: self.priority.unwrap_or(0),
+        })
+    }
+}
+
+/// What `addBuildset` created.
+#[derive(SimpleObject)]
+pub struct AddBuildsetPayload {
+    /// The new buildset's id.
+    bsid: i32,
+    /// The new buildset.
+    buildset: Buildset,
+    /// The build request created for each builder, in the order given.
+    brids: Vec<BuilderRequestId>,
+}
+
+/// Submitting and completing buildsets, and registering builders.
+#[Object]
+impl MutationRoot {
+    /// Submits a buildset: its sourcestamps (found or created), properties and one
+    /// build request per builder, all in one transaction.
+    #[graphql(guard = "WriteGuard")]
+    async fn add_buildset(
+        &self,
+        ctx: &Context<'_>,
+        input: AddBuildsetInput,
+    ) -> Result<AddBuildsetPayload> {
+        let app = app(ctx)?;
+        let new = input.into_new()?;
+        let added = write::add_buildset(&app.db, app.mode, &new)
+            .await
+            .gql(ctx)?;
+        let rows = store::read::buildsets_by_ids(&app.db, &[added.bsid])
+            .await
+            .gql(ctx)?;
+        let plan = Plan::buildset(&ctx.look_ahead().field("buildset"));
+        let buildset = load::buildsets(ctx, rows, &plan)
+            .await?
+            .pop()
+            .ok_or("the new buildset could not be read back")?;
+        Ok(AddBuildsetPayload {
+            bsid: added.bsid,
+            buildset,
+            brids: added
+                .brids
+                .into_iter()
+                .map(|(builderid, buildrequestid)| BuilderRequestId {
+                    builderid,
+                    buildrequestid,
+                })
+                .collect(),
+        })
+    }
+
+    /// Marks a buildset complete with a Buildbot result code (0-6). Fails with
+    /// NOT_FOUND for an unknown buildset and ALREADY_COMPLETE when it is complete.
+    #[graphql(guard = "WriteGuard")]
+    async fn complete_buildset(
+        &self,
+        ctx: &Context<'_>,
+        bsid: i32,
+        results: i32,
+        #[graphql(desc = "When it completed; now when absent.")] complete_at: Option<DateTime<Utc>>,
+    ) -> Result<Buildset> {
+        let app = app(ctx)?;
+        let complete_at = complete_at.map(|t| epoch("completeAt", t)).transpose()?;
+        let row = write::complete_buildset(&app.db, bsid, results, complete_at)
+            .await
+            .gql(ctx)?;
+        let plan = Plan::buildset(&ctx.look_ahead());
+        load::buildsets(ctx, vec![row], &plan)
+            .await?
+            .pop()
+            .ok_or_else(|| "the buildset could not be read back".into())
+    }
+
+    /// Finds a builder by name, or creates it; a given description is stored.
+    #[graphql(guard = "WriteGuard")]
+    async fn ensure_builder(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        description: Option<String>,
+    ) -> Result<Builder> {
+        let row = write::ensure_builder(&app(ctx)?.db, &name, description.as_deref())
+            .await
+            .gql(ctx)?;
+        Ok(Builder(row))
+    }
+}

@@ -1,0 +1,438 @@
+//! The output types of the schema. Relations are filled in for a whole page by
+//! `load`; a resolver only falls back to loading for itself when a plan missed it.
+
+use async_graphql::{Context, Interface, Json, Object, Result, SimpleObject, ID};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use entity::{builders, buildrequests, buildsets, patches, sourcestamps};
+
+use super::load::{self, Plan};
+use super::{app, StoreResultExt};
+use crate::store;
+
+pub(crate) fn time(epoch: i32) -> DateTime<Utc> {
+    DateTime::from_timestamp(epoch.into(), 0).unwrap_or_default()
+}
+
+/// The kinds of object a global id can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Buildset,
+    SourceStamp,
+    BuildRequest,
+    Builder,
+}
+
+impl NodeKind {
+    fn name(self) -> &'static str {
+        match self {
+            NodeKind::Buildset => "Buildset",
+            NodeKind::SourceStamp => "SourceStamp",
+            NodeKind::BuildRequest => "BuildRequest",
+            NodeKind::Builder => "Builder",
+        }
+    }
+}
+
+/// The opaque global id of an object: base64 of `Type:id`.
+pub fn global_id(kind: NodeKind, id: i32) -> ID {
+    ID(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{id}", kind.name())))
+}
+
+/// Reads a global id back; `None` when it is not one of ours.
+pub fn parse_global_id(id: &str) -> Option<(NodeKind, i32)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (kind, n) = text.split_once(':')?;
+    let kind = [
+        NodeKind::Buildset,
+        NodeKind::SourceStamp,
+        NodeKind::BuildRequest,
+        NodeKind::Builder,
+    ]
+    .into_iter()
+    .find(|k| k.name() == kind)?;
+    Some((kind, n.parse().ok()?))
+}
+
+/// An object with a globally unique, opaque id, resolvable through `node(id:)`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "Globally unique opaque id."))]
+pub enum Node {
+    Buildset(Buildset),
+    SourceStamp(SourceStamp),
+    BuildRequest(BuildRequest),
+    Builder(Builder),
+}
+
+/// A set of build requests submitted together by a scheduler, with the sourcestamps
+/// and properties they share.
+#[derive(Clone, Debug)]
+pub struct Buildset {
+    pub row: buildsets::Model,
+    pub stamps: Option<Vec<SourceStamp>>,
+    pub props: Option<Vec<store::Property>>,
+    pub requests: Option<Vec<BuildRequest>>,
+}
+
+impl Buildset {
+    pub fn bare(row: buildsets::Model) -> Self {
+        Buildset {
+            row,
+            stamps: None,
+            props: None,
+            requests: None,
+        }
+    }
+
+    /// Loads, for this buildset alone, what the page plan did not.
+    async fn own(&self, ctx: &Context<'_>) -> Result<Buildset> {
+        let plan = Plan::buildset(&ctx.look_ahead());
+        let plan = Plan {
+            stamps: true,
+            props: true,
+            requests: true,
+            ..plan
+        };
+        let mut loaded = load::buildsets(ctx, vec![self.row.clone()], &plan).await?;
+        loaded.pop().ok_or_else(|| "buildset vanished".into())
+    }
+}
+
+/// A set of build requests submitted together by a scheduler, with the sourcestamps
+/// and properties they share.
+#[Object]
+impl Buildset {
+    /// Globally unique opaque id.
+    async fn id(&self) -> ID {
+        global_id(NodeKind::Buildset, self.row.id)
+    }
+    /// Buildbot's buildset id.
+    async fn bsid(&self) -> i32 {
+        self.row.id
+    }
+    /// An identifier given by the submitter, e.g. a change-request id.
+    async fn external_idstring(&self) -> Option<&str> {
+        self.row.external_idstring.as_deref()
+    }
+    /// Why the buildset was submitted.
+    async fn reason(&self) -> Option<&str> {
+        self.row.reason.as_deref()
+    }
+    /// When it was submitted (UTC).
+    async fn submitted_at(&self) -> DateTime<Utc> {
+        time(self.row.submitted_at)
+    }
+    /// Whether all its build requests are done.
+    async fn complete(&self) -> bool {
+        self.row.complete != 0
+    }
+    /// When it was completed (UTC); null while incomplete.
+    async fn complete_at(&self) -> Option<DateTime<Utc>> {
+        self.row.complete_at.map(time)
+    }
+    /// Buildbot result code (0 SUCCESS, 1 WARNINGS, 2 FAILURE, 3 SKIPPED, 4 EXCEPTION,
+    /// 5 RETRY, 6 CANCELLED); null while incomplete.
+    async fn results(&self) -> Option<i32> {
+        if self.row.complete == 0 {
+            return None;
+        }
+        self.row.results.map(i32::from)
+    }
+    /// The build that triggered this buildset, if any.
+    async fn parent_buildid(&self) -> Option<i32> {
+        self.row.parent_buildid
+    }
+    /// How this buildset relates to its parent build.
+    async fn parent_relationship(&self) -> Option<&str> {
+        self.row.parent_relationship.as_deref()
+    }
+    /// The build this buildset rebuilds, if any.
+    async fn rebuilt_buildid(&self) -> Option<i32> {
+        self.row.rebuilt_buildid
+    }
+    /// Ids of its sourcestamps, in the order given when it was added.
+    async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
+        Ok(match &self.stamps {
+            Some(s) => s.iter().map(|s| s.row.id).collect(),
+            None => self
+                .own(ctx)
+                .await?
+                .stamps
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.row.id)
+                .collect(),
+        })
+    }
+    /// Its sourcestamps, in the order given when it was added.
+    async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<Vec<SourceStamp>> {
+        Ok(match &self.stamps {
+            Some(s) => s.clone(),
+            None => self.own(ctx).await?.stamps.unwrap_or_default(),
+        })
+    }
+    /// Its properties, sorted by name.
+    async fn properties(&self, ctx: &Context<'_>) -> Result<Vec<Property>> {
+        let props = match &self.props {
+            Some(p) => p.clone(),
+            None => self.own(ctx).await?.props.unwrap_or_default(),
+        };
+        Ok(props.into_iter().map(Property).collect())
+    }
+    /// One property by name, or null.
+    async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<Property>> {
+        let props = match &self.props {
+            Some(p) => p.clone(),
+            None => self.own(ctx).await?.props.unwrap_or_default(),
+        };
+        Ok(props.into_iter().find(|p| p.name == name).map(Property))
+    }
+    /// Its build requests, one per builder, by id.
+    async fn buildrequests(&self, ctx: &Context<'_>) -> Result<Vec<BuildRequest>> {
+        Ok(match &self.requests {
+            Some(r) => r.clone(),
+            None => self.own(ctx).await?.requests.unwrap_or_default(),
+        })
+    }
+}
+
+/// A description of source code to build: repository, branch, revision, and an
+/// optional patch on top.
+#[derive(Clone, Debug)]
+pub struct SourceStamp {
+    pub row: sourcestamps::Model,
+    /// `None` when not loaded; `Some(None)` when there is no patch.
+    pub patch: Option<Option<patches::Model>>,
+}
+
+/// A description of source code to build: repository, branch, revision, and an
+/// optional patch on top.
+#[Object]
+impl SourceStamp {
+    /// Globally unique opaque id.
+    async fn id(&self) -> ID {
+        global_id(NodeKind::SourceStamp, self.row.id)
+    }
+    /// Buildbot's sourcestamp id.
+    async fn ssid(&self) -> i32 {
+        self.row.id
+    }
+    /// The branch, or null for the default branch.
+    async fn branch(&self) -> Option<&str> {
+        self.row.branch.as_deref()
+    }
+    /// The revision, or null for the latest.
+    async fn revision(&self) -> Option<&str> {
+        self.row.revision.as_deref()
+    }
+    /// The repository URL ('' when not given).
+    async fn repository(&self) -> &str {
+        &self.row.repository
+    }
+    /// The codebase name ('' when not given).
+    async fn codebase(&self) -> &str {
+        &self.row.codebase
+    }
+    /// The project name ('' when not given).
+    async fn project(&self) -> &str {
+        &self.row.project
+    }
+    /// When the sourcestamp was first stored (UTC).
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.row.created_at)
+    }
+    /// The patch applied on top of the revision, if any.
+    async fn patch(&self, ctx: &Context<'_>) -> Result<Option<Patch>> {
+        let patch = match &self.patch {
+            Some(p) => p.clone(),
+            None => match self.row.patchid {
+                None => None,
+                Some(id) => store::read::patches_by_ids(&app(ctx)?.db, &[id])
+                    .await
+                    .gql(ctx)?
+                    .pop(),
+            },
+        };
+        Ok(patch.map(Patch))
+    }
+}
+
+/// A patch applied on top of a sourcestamp's revision.
+#[derive(Clone, Debug)]
+pub struct Patch(pub patches::Model);
+
+/// A patch applied on top of a sourcestamp's revision.
+#[Object]
+impl Patch {
+    /// Buildbot's patch id.
+    async fn patchid(&self) -> i32 {
+        self.0.id
+    }
+    /// The strip level (`patch -p<level>`).
+    async fn level(&self) -> i32 {
+        self.0.patchlevel
+    }
+    /// The subdirectory the patch applies in, if any.
+    async fn subdir(&self) -> Option<&str> {
+        self.0.subdir.as_deref()
+    }
+    /// Who wrote the patch.
+    async fn author(&self) -> &str {
+        &self.0.patch_author
+    }
+    /// What the patch is for.
+    async fn comment(&self) -> &str {
+        &self.0.patch_comment
+    }
+    /// The patch text (decoded from Buildbot's base64; bytes that are not UTF-8 are
+    /// shown as U+FFFD).
+    async fn body(&self) -> String {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.0.patch_base64.trim())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// A buildset property: a JSON value and where it came from.
+#[derive(Clone, Debug)]
+pub struct Property(pub store::Property);
+
+/// A buildset property: a JSON value and where it came from.
+#[Object]
+impl Property {
+    /// The property name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The value, exactly as stored (any JSON).
+    async fn value(&self) -> Option<Json<serde_json::Value>> {
+        match &self.0.value {
+            serde_json::Value::Null => None,
+            v => Some(Json(v.clone())),
+        }
+    }
+    /// What set the property (e.g. the scheduler's name).
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+}
+
+/// A request to build a buildset on one builder.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub row: buildrequests::Model,
+    pub builder: Option<builders::Model>,
+    pub buildset: Option<Box<Buildset>>,
+}
+
+/// A request to build a buildset on one builder.
+#[Object]
+impl BuildRequest {
+    /// Globally unique opaque id.
+    async fn id(&self) -> ID {
+        global_id(NodeKind::BuildRequest, self.row.id)
+    }
+    /// Buildbot's build request id.
+    async fn buildrequestid(&self) -> i32 {
+        self.row.id
+    }
+    /// The id of its buildset.
+    async fn bsid(&self) -> i32 {
+        self.row.buildsetid
+    }
+    /// Its buildset.
+    async fn buildset(&self, ctx: &Context<'_>) -> Result<Buildset> {
+        if let Some(b) = &self.buildset {
+            return Ok((**b).clone());
+        }
+        let rows = store::read::buildsets_by_ids(&app(ctx)?.db, &[self.row.buildsetid])
+            .await
+            .gql(ctx)?;
+        let plan = Plan::buildset(&ctx.look_ahead());
+        load::buildsets(ctx, rows, &plan)
+            .await?
+            .pop()
+            .ok_or_else(|| "buildset vanished".into())
+    }
+    /// The id of the builder it is for.
+    async fn builderid(&self) -> i32 {
+        self.row.builderid
+    }
+    /// The builder it is for.
+    async fn builder(&self, ctx: &Context<'_>) -> Result<Builder> {
+        let row = match &self.builder {
+            Some(b) => b.clone(),
+            None => store::read::builders_by_ids(&app(ctx)?.db, &[self.row.builderid])
+                .await
+                .gql(ctx)?
+                .pop()
+                .ok_or("builder vanished")?,
+        };
+        Ok(Builder(row))
+    }
+    /// Scheduling priority; higher runs first.
+    async fn priority(&self) -> i32 {
+        self.row.priority
+    }
+    /// Whether the request is done.
+    async fn complete(&self) -> bool {
+        self.row.complete.unwrap_or(0) != 0
+    }
+    /// Buildbot result code; null while incomplete.
+    async fn results(&self) -> Option<i32> {
+        if self.row.complete.unwrap_or(0) == 0 {
+            return None;
+        }
+        self.row.results.map(i32::from)
+    }
+    /// When it was submitted (UTC).
+    async fn submitted_at(&self) -> DateTime<Utc> {
+        time(self.row.submitted_at)
+    }
+    /// When it completed (UTC); null while incomplete.
+    async fn complete_at(&self) -> Option<DateTime<Utc>> {
+        self.row.complete_at.map(time)
+    }
+    /// Whether the submitter waits for its result.
+    async fn waited_for(&self) -> bool {
+        self.row.waited_for.unwrap_or(0) != 0
+    }
+}
+
+/// A builder: the thing that runs builds of one kind.
+#[derive(Clone, Debug)]
+pub struct Builder(pub builders::Model);
+
+/// A builder: the thing that runs builds of one kind.
+#[Object]
+impl Builder {
+    /// Globally unique opaque id.
+    async fn id(&self) -> ID {
+        global_id(NodeKind::Builder, self.0.id)
+    }
+    /// Buildbot's builder id.
+    async fn builderid(&self) -> i32 {
+        self.0.id
+    }
+    /// The builder's unique name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// A human description, if any.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+}
+
+/// The build request created for one builder by `addBuildset`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct BuilderRequestId {
+    /// The builder.
+    pub builderid: i32,
+    /// The build request created for it.
+    pub buildrequestid: i32,
+}
