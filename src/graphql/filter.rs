@@ -128,11 +128,10 @@ fn epoch(t: DateTime<Utc>) -> Scalar {
     Scalar::Int(t.timestamp())
 }
 
-/// The operators of one field filter, each turned into a predicate.
-fn ops<T>(
-    out: &mut Vec<Filter>,
-    field: Field,
-    conv: impl Fn(T) -> Scalar,
+type MakeOp = fn(Scalar) -> Op;
+
+/// The comparison operators shared by every field filter.
+struct Cmp<T> {
     eq: Option<T>,
     ne: Option<T>,
     lt: Option<T>,
@@ -142,78 +141,72 @@ fn ops<T>(
     in_list: Option<Vec<T>>,
     not_in: Option<Vec<T>>,
     is_null: Option<bool>,
-) {
-    let mut push = |op: Op| out.push(Filter::Pred(field, op));
-    if let Some(v) = eq {
-        push(Op::Eq(conv(v)));
+}
+
+impl<T> Cmp<T> {
+    /// Each given operator becomes one predicate on `field`.
+    fn add(self, out: &mut Vec<Filter>, field: Field, conv: impl Fn(T) -> Scalar) {
+        let singles: [(Option<T>, MakeOp); 6] = [
+            (self.eq, Op::Eq),
+            (self.ne, Op::Ne),
+            (self.lt, Op::Lt),
+            (self.le, Op::Le),
+            (self.gt, Op::Gt),
+            (self.ge, Op::Ge),
+        ];
+        for (value, op) in singles {
+            if let Some(v) = value {
+                out.push(Filter::Pred(field, op(conv(v))));
+            }
+        }
+        if let Some(vs) = self.in_list {
+            out.push(Filter::Pred(
+                field,
+                Op::In(vs.into_iter().map(&conv).collect()),
+            ));
+        }
+        if let Some(vs) = self.not_in {
+            out.push(Filter::Pred(
+                field,
+                Op::NotIn(vs.into_iter().map(&conv).collect()),
+            ));
+        }
+        if let Some(b) = self.is_null {
+            out.push(Filter::Pred(field, Op::IsNull(b)));
+        }
     }
-    if let Some(v) = ne {
-        push(Op::Ne(conv(v)));
-    }
-    if let Some(v) = lt {
-        push(Op::Lt(conv(v)));
-    }
-    if let Some(v) = le {
-        push(Op::Le(conv(v)));
-    }
-    if let Some(v) = gt {
-        push(Op::Gt(conv(v)));
-    }
-    if let Some(v) = ge {
-        push(Op::Ge(conv(v)));
-    }
-    if let Some(vs) = in_list {
-        push(Op::In(vs.into_iter().map(&conv).collect()));
-    }
-    if let Some(vs) = not_in {
-        push(Op::NotIn(vs.into_iter().map(&conv).collect()));
-    }
-    if let Some(b) = is_null {
-        push(Op::IsNull(b));
-    }
+}
+
+macro_rules! cmp_of {
+    ($f:expr) => {
+        Cmp {
+            eq: $f.eq,
+            ne: $f.ne,
+            lt: $f.lt,
+            le: $f.le,
+            gt: $f.gt,
+            ge: $f.ge,
+            in_list: $f.in_list,
+            not_in: $f.not_in,
+            is_null: $f.is_null,
+        }
+    };
 }
 
 impl IntFilter {
     fn add(self, out: &mut Vec<Filter>, field: Field) {
-        let f = self;
-        ops(
-            out,
-            field,
-            |v| Scalar::Int(v.into()),
-            f.eq,
-            f.ne,
-            f.lt,
-            f.le,
-            f.gt,
-            f.ge,
-            f.in_list,
-            f.not_in,
-            f.is_null,
-        );
+        cmp_of!(self).add(out, field, |v| Scalar::Int(v.into()));
     }
 }
 
 impl StringFilter {
     fn add(self, out: &mut Vec<Filter>, field: Field) {
-        let f = self;
-        ops(
-            out,
-            field,
-            Scalar::Str,
-            f.eq,
-            f.ne,
-            f.lt,
-            f.le,
-            f.gt,
-            f.ge,
-            f.in_list,
-            f.not_in,
-            f.is_null,
-        );
-        if let Some(s) = f.contains {
+        let (contains, starts_with) = (self.contains.clone(), self.starts_with.clone());
+        cmp_of!(self).add(out, field, Scalar::Str);
+        if let Some(s) = contains {
             out.push(Filter::Pred(field, Op::Contains(s)));
         }
-        if let Some(s) = f.starts_with {
+        if let Some(s) = starts_with {
             out.push(Filter::Pred(field, Op::StartsWith(s)));
         }
     }
@@ -221,10 +214,7 @@ impl StringFilter {
 
 impl DateTimeFilter {
     fn add(self, out: &mut Vec<Filter>, field: Field) {
-        let f = self;
-        ops(
-            out, field, epoch, f.eq, f.ne, f.lt, f.le, f.gt, f.ge, f.in_list, f.not_in, f.is_null,
-        );
+        cmp_of!(self).add(out, field, epoch);
     }
 }
 

@@ -35,6 +35,8 @@ impl Guard for WriteGuard {
 }
 
 /// A sourcestamp for a new buildset: exactly one of an existing id or a description.
+// Inputs live for one request; boxing the description would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(OneofObject)]
 pub enum SourceStampInput {
     /// An existing sourcestamp.
@@ -192,7 +194,7 @@ pub struct AddBuildsetPayload {
 }
 
 /// Submitting and completing buildsets, and registering builders.
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Submits a buildset: its sourcestamps (found or created), properties and one
     /// build request per builder, all in one transaction.

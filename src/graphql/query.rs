@@ -32,7 +32,7 @@ async fn buildrequests_for(
 }
 
 /// Reading buildsets, sourcestamps, build requests and builders.
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// Any object by its global id; null when it does not exist.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {

@@ -6,6 +6,8 @@ use super::{StoreError, StoreResult};
 
 /// A sourcestamp to attach to a new buildset: an existing one, or a description
 /// found by its hash or created.
+// Inputs live for one request; boxing the description would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum SourceStampRef {
     Id(i32),

@@ -227,3 +227,5 @@ pub async fn schema_snapshot(db: &impl ConnectionTrait) -> Vec<String> {
         .map(|r| r.try_get_by_index::<String>(0).expect("text"))
         .collect()
 }
+
+pub mod http;
