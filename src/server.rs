@@ -14,10 +14,11 @@ use sea_orm::DatabaseConnection;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{coded, RequestId};
-use crate::graphql::{build_schema, ApiSchema, AppData, Caller, Limits};
+use crate::graphql::{build_schema, with_codes, ApiSchema, AppData, Caller, Limits};
 use crate::store::{self, SchemaMode};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -111,10 +112,12 @@ async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Req
         }
     }
     let request_id = RequestId::new();
+    // Instrumenting (not entering) the span: an entered guard held across an await
+    // would be attached to whatever else runs on this thread meanwhile.
     let span = tracing::info_span!("graphql", request_id = %request_id.0);
-    let _enter = span.enter();
     let req = req.data(Caller { token }).data(request_id);
-    GraphQLResponse::from(state.schema.execute(req).await).into_response()
+    let response = with_codes(state.schema.execute(req).instrument(span).await);
+    GraphQLResponse::from(response).into_response()
 }
 
 async fn graphql_post(

@@ -8,7 +8,9 @@ use async_graphql::{Context, Lookahead, Result};
 use entity::{buildrequests, buildsets, sourcestamps};
 use futures_util::future::BoxFuture;
 
-use super::types::{BuildRequest, Buildset, SourceStamp};
+use tokio::sync::OnceCell;
+
+use super::types::{BuildRequest, Builder, Buildset, Patch, Property, SourceStamp};
 use super::{app, StoreResultExt};
 use crate::store::read;
 
@@ -69,6 +71,10 @@ impl Plan {
     }
 }
 
+fn filled<T>(value: Option<T>) -> OnceCell<T> {
+    value.map(OnceCell::from).unwrap_or_default()
+}
+
 fn group<T, K: std::hash::Hash + Eq>(items: Vec<(K, T)>) -> HashMap<K, Vec<T>> {
     let mut map: HashMap<K, Vec<T>> = HashMap::new();
     for (k, v) in items {
@@ -106,7 +112,9 @@ pub fn buildsets<'a>(
                 return Ok(None);
             }
             let props = read::properties_of_buildsets(db, &ids).await.gql(ctx)?;
-            Ok::<_, async_graphql::Error>(Some(group(props)))
+            Ok::<_, async_graphql::Error>(Some(group(
+                props.into_iter().map(|(id, p)| (id, Property(p))).collect(),
+            )))
         };
         let requests_fut = async {
             if !plan.requests || ids.is_empty() {
@@ -129,9 +137,9 @@ pub fn buildsets<'a>(
                 let id = row.id;
                 Buildset {
                     row,
-                    stamps: stamps.as_mut().map(|m| m.remove(&id).unwrap_or_default()),
-                    props: props.as_mut().map(|m| m.remove(&id).unwrap_or_default()),
-                    requests: requests.as_mut().map(|m| m.remove(&id).unwrap_or_default()),
+                    stamps: filled(stamps.as_mut().map(|m| m.remove(&id).unwrap_or_default())),
+                    props: filled(props.as_mut().map(|m| m.remove(&id).unwrap_or_default())),
+                    requests: filled(requests.as_mut().map(|m| m.remove(&id).unwrap_or_default())),
                 }
             })
             .collect())
@@ -162,7 +170,10 @@ pub async fn sourcestamps(
     Ok(rows
         .into_iter()
         .map(|row| {
-            let patch = row.patchid.and_then(|id| patches.get(&id).cloned());
+            let patch = row
+                .patchid
+                .and_then(|id| patches.get(&id).cloned())
+                .map(Patch);
             SourceStamp {
                 row,
                 patch: Some(patch),
@@ -221,7 +232,8 @@ pub async fn buildrequests(
         .map(|row| BuildRequest {
             builder: builders
                 .as_ref()
-                .and_then(|m| m.get(&row.builderid).cloned()),
+                .and_then(|m| m.get(&row.builderid).cloned())
+                .map(Builder),
             buildset: parents
                 .as_ref()
                 .and_then(|m| m.get(&row.buildsetid).cloned())

@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, inputs and the page loader.
 
 mod codes;
+pub use codes::with_codes;
 pub mod filter;
 pub mod load;
 mod mutation;
@@ -77,7 +78,6 @@ pub fn build_schema(data: AppData) -> ApiSchema {
         .data(data)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(codes::ErrorCodes)
         .finish()
 }
 

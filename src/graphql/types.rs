@@ -1,10 +1,13 @@
 //! The output types of the schema. Relations are filled in for a whole page by
 //! `load`; a resolver only falls back to loading for itself when a plan missed it.
 
+use std::borrow::Cow;
+
 use async_graphql::{Context, Interface, Json, Object, Result, SimpleObject, ID};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use entity::{builders, buildrequests, buildsets, patches, sourcestamps};
+use tokio::sync::OnceCell;
 
 use super::load::{self, Plan};
 use super::{app, StoreResultExt};
@@ -72,32 +75,61 @@ pub enum Node {
 #[derive(Clone, Debug)]
 pub struct Buildset {
     pub row: buildsets::Model,
-    pub stamps: Option<Vec<SourceStamp>>,
-    pub props: Option<Vec<store::Property>>,
-    pub requests: Option<Vec<BuildRequest>>,
+    /// Relations, filled for the whole page by `load` (or, when a plan missed one, by
+    /// the field itself on first use).
+    pub stamps: OnceCell<Vec<SourceStamp>>,
+    pub props: OnceCell<Vec<Property>>,
+    pub requests: OnceCell<Vec<BuildRequest>>,
 }
 
 impl Buildset {
-    pub fn bare(row: buildsets::Model) -> Self {
-        Buildset {
-            row,
-            stamps: None,
-            props: None,
-            requests: None,
-        }
-    }
-
-    /// Loads, for this buildset alone, what the page plan did not.
+    /// This buildset with every relation loaded for it alone: the fallback when the
+    /// page plan did not foresee a field.
     async fn own(&self, ctx: &Context<'_>) -> Result<Buildset> {
-        let plan = Plan::buildset(&ctx.look_ahead());
         let plan = Plan {
             stamps: true,
+            patches: true,
             props: true,
             requests: true,
-            ..plan
+            builders: true,
+            request_buildset: None,
         };
         let mut loaded = load::buildsets(ctx, vec![self.row.clone()], &plan).await?;
         loaded.pop().ok_or_else(|| "buildset vanished".into())
+    }
+
+    async fn stamps(&self, ctx: &Context<'_>) -> Result<&[SourceStamp]> {
+        let v = self
+            .stamps
+            .get_or_try_init(|| async {
+                Ok::<_, async_graphql::Error>(
+                    self.own(ctx).await?.stamps.take().unwrap_or_default(),
+                )
+            })
+            .await?;
+        Ok(v)
+    }
+
+    async fn props(&self, ctx: &Context<'_>) -> Result<&[Property]> {
+        let v = self
+            .props
+            .get_or_try_init(|| async {
+                Ok::<_, async_graphql::Error>(self.own(ctx).await?.props.take().unwrap_or_default())
+            })
+            .await?;
+        Ok(v)
+    }
+
+    async fn requests(&self, ctx: &Context<'_>) -> Result<&[BuildRequest]> {
+        let v = self
+            .requests
+            .get_or_try_init(|| async {
+                Ok::<_, async_graphql::Error>(
+                    self.own(ctx).await?.requests.take().unwrap_or_default(),
+                )
+            })
+            .await?;
+        Ok(v)
     }
 }
 
@@ -155,47 +187,23 @@ impl Buildset {
     }
     /// Ids of its sourcestamps, in the order given when it was added.
     async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
-        Ok(match &self.stamps {
-            Some(s) => s.iter().map(|s| s.row.id).collect(),
-            None => self
-                .own(ctx)
-                .await?
-                .stamps
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.row.id)
-                .collect(),
-        })
+        Ok(self.stamps(ctx).await?.iter().map(|s| s.row.id).collect())
     }
     /// Its sourcestamps, in the order given when it was added.
-    async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<Vec<SourceStamp>> {
-        Ok(match &self.stamps {
-            Some(s) => s.clone(),
-            None => self.own(ctx).await?.stamps.unwrap_or_default(),
-        })
+    async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<&[SourceStamp]> {
+        self.stamps(ctx).await
     }
     /// Its properties, sorted by name.
-    async fn properties(&self, ctx: &Context<'_>) -> Result<Vec<Property>> {
-        let props = match &self.props {
-            Some(p) => p.clone(),
-            None => self.own(ctx).await?.props.unwrap_or_default(),
-        };
-        Ok(props.into_iter().map(Property).collect())
+    async fn properties(&self, ctx: &Context<'_>) -> Result<&[Property]> {
+        self.props(ctx).await
     }
     /// One property by name, or null.
-    async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<Property>> {
-        let props = match &self.props {
-            Some(p) => p.clone(),
-            None => self.own(ctx).await?.props.unwrap_or_default(),
-        };
-        Ok(props.into_iter().find(|p| p.name == name).map(Property))
+    async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<&Property>> {
+        Ok(self.props(ctx).await?.iter().find(|p| p.0.name == name))
     }
     /// Its build requests, one per builder, by id.
-    async fn buildrequests(&self, ctx: &Context<'_>) -> Result<Vec<BuildRequest>> {
-        Ok(match &self.requests {
-            Some(r) => r.clone(),
-            None => self.own(ctx).await?.requests.unwrap_or_default(),
-        })
+    async fn buildrequests(&self, ctx: &Context<'_>) -> Result<&[BuildRequest]> {
+        self.requests(ctx).await
     }
 }
 
@@ -205,7 +213,7 @@ impl Buildset {
 pub struct SourceStamp {
     pub row: sourcestamps::Model,
     /// `None` when not loaded; `Some(None)` when there is no patch.
-    pub patch: Option<Option<patches::Model>>,
+    pub patch: Option<Option<Patch>>,
 }
 
 /// A description of source code to build: repository, branch, revision, and an
@@ -246,17 +254,17 @@ impl SourceStamp {
     }
     /// The patch applied on top of the revision, if any.
     async fn patch(&self, ctx: &Context<'_>) -> Result<Option<Patch>> {
-        let patch = match &self.patch {
+        Ok(match &self.patch {
             Some(p) => p.clone(),
             None => match self.row.patchid {
                 None => None,
                 Some(id) => store::read::patches_by_ids(&app(ctx)?.db, &[id])
                     .await
                     .gql(ctx)?
-                    .pop(),
+                    .pop()
+                    .map(Patch),
             },
-        };
-        Ok(patch.map(Patch))
+        })
     }
 }
 
@@ -325,7 +333,7 @@ impl Property {
 #[derive(Clone, Debug)]
 pub struct BuildRequest {
     pub row: buildrequests::Model,
-    pub builder: Option<builders::Model>,
+    pub builder: Option<Builder>,
     pub buildset: Option<Box<Buildset>>,
 }
 
@@ -345,9 +353,9 @@ impl BuildRequest {
         self.row.buildsetid
     }
     /// Its buildset.
-    async fn buildset(&self, ctx: &Context<'_>) -> Result<Buildset> {
+    async fn buildset(&self, ctx: &Context<'_>) -> Result<Cow<'_, Buildset>> {
         if let Some(b) = &self.buildset {
-            return Ok((**b).clone());
+            return Ok(Cow::Borrowed(b));
         }
         let rows = store::read::buildsets_by_ids(&app(ctx)?.db, &[self.row.buildsetid])
             .await
@@ -356,6 +364,7 @@ impl BuildRequest {
         load::buildsets(ctx, rows, &plan)
             .await?
             .pop()
+            .map(Cow::Owned)
             .ok_or_else(|| "buildset vanished".into())
     }
     /// The id of the builder it is for.
@@ -363,16 +372,16 @@ impl BuildRequest {
         self.row.builderid
     }
     /// The builder it is for.
-    async fn builder(&self, ctx: &Context<'_>) -> Result<Builder> {
-        let row = match &self.builder {
-            Some(b) => b.clone(),
-            None => store::read::builders_by_ids(&app(ctx)?.db, &[self.row.builderid])
-                .await
-                .gql(ctx)?
-                .pop()
-                .ok_or("builder vanished")?,
-        };
-        Ok(Builder(row))
+    async fn builder(&self, ctx: &Context<'_>) -> Result<Cow<'_, Builder>> {
+        if let Some(b) = &self.builder {
+            return Ok(Cow::Borrowed(b));
+        }
+        store::read::builders_by_ids(&app(ctx)?.db, &[self.row.builderid])
+            .await
+            .gql(ctx)?
+            .pop()
+            .map(|b| Cow::Owned(Builder(b)))
+            .ok_or_else(|| "builder vanished".into())
     }
     /// Scheduling priority; higher runs first.
     async fn priority(&self) -> i32 {

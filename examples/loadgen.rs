@@ -1,0 +1,167 @@
+//! A small load tool: seeds a running server with buildsets, then measures how many
+//! 100-buildset pages (every nested field) it serves per second, next to a baseline
+//! (`{ __typename }`, pure HTTP + GraphQL overhead) measured in the same run.
+//!
+//! ```text
+//! cargo run --release &                      # the server, default SQLite file
+//! cargo run --release --example loadgen -- --seed 10000 --seconds 10
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// The server's GraphQL endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8080/graphql")]
+    url: String,
+    /// Make sure at least this many buildsets exist first.
+    #[arg(long, default_value_t = 10_000)]
+    seed: u64,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Page size of the measured query.
+    #[arg(long, default_value_t = 100)]
+    page: u32,
+    /// Bearer token for the seeding mutations.
+    #[arg(long)]
+    token: Option<String>,
+}
+
+const PAGE: &str = "query($f: Int) { buildsets(first: $f) { edges { cursor } nodes {
+  bsid reason submittedAt complete results externalIdstring sourcestampIds
+  sourcestamps { ssid branch revision repository codebase project patch { level body } }
+  properties { name value source }
+  buildrequests { buildrequestid priority complete builder { name } } } } }";
+
+async fn post(client: &reqwest::Client, args: &Args, body: Value) -> Result<Value, String> {
+    let mut req = client.post(&args.url).json(&body);
+    if let Some(t) = &args.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    match v.get("errors") {
+        Some(e) => Err(e.to_string()),
+        None => Ok(v),
+    }
+}
+
+async fn seed(client: &reqwest::Client, args: &Args) -> Result<(), String> {
+    let count = post(
+        client,
+        args,
+        json!({"query": "{ buildsets(first: 0) { totalCount } }"}),
+    )
+    .await?;
+    let have = count["data"]["buildsets"]["totalCount"]
+        .as_u64()
+        .unwrap_or(0);
+    if have >= args.seed {
+        println!("{have} buildsets present");
+        return Ok(());
+    }
+    let mut builders = Vec::new();
+    for name in ["linux", "mac", "windows"] {
+        let q = json!({"query": "mutation($n: String!) { ensureBuilder(name: $n) { builderid } }", "variables": {"n": name}});
+        builders.push(post(client, args, q).await?["data"]["ensureBuilder"]["builderid"].clone());
+    }
+    let todo = args.seed - have;
+    println!("seeding {todo} buildsets ...");
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, builders) = (client.clone(), next.clone(), builders.clone());
+        let args = Args {
+            url: args.url.clone(),
+            token: args.token.clone(),
+            ..Args::parse_from(["x"])
+        };
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= todo {
+                    return Ok::<(), String>(());
+                }
+                let input = json!({
+                    "sourcestamps": [
+                        {"stamp": {"branch": format!("b{}", i % 50), "revision": format!("{i:040x}"), "repository": "https://example.org/repo.git"}},
+                        {"stamp": {"branch": "main", "codebase": "docs", "patch": {"body": format!("--- a\n+++ b\n@@ {i}\n")}}}
+                    ],
+                    "reason": format!("load {i}"),
+                    "properties": [{"name": "n", "value": i, "source": "loadgen"}, {"name": "tags", "value": ["a", "b"], "source": "loadgen"}],
+                    "builderids": [builders[(i % 3) as usize], builders[((i + 1) % 3) as usize]],
+                });
+                let q = json!({"query": "mutation($i: AddBuildsetInput!) { addBuildset(input: $i) { bsid } }", "variables": {"i": input}});
+                post(&client, &args, q).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Runs `body` from `concurrency` workers for `seconds`; returns (req/s, mean ms).
+async fn measure(client: &reqwest::Client, args: &Args, body: Value) -> Result<(f64, f64), String> {
+    // Warm up (connections, caches) before counting.
+    for _ in 0..5 {
+        post(client, args, body.clone()).await?;
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, done, body, url) =
+            (client.clone(), done.clone(), body.clone(), args.url.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let resp = client
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+                if v.get("errors").is_some() {
+                    return Err(v["errors"].to_string());
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed) as f64;
+    Ok((n / secs, secs * 1000.0 * args.concurrency as f64 / n))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let client = reqwest::Client::new();
+    seed(&client, &args).await?;
+    let (base, base_ms) = measure(&client, &args, json!({"query": "{ __typename }"})).await?;
+    println!("baseline {{ __typename }}: {base:.0} req/s, {base_ms:.2} ms mean");
+    let body = json!({"query": PAGE, "variables": {"f": args.page}});
+    let (page, page_ms) = measure(&client, &args, body).await?;
+    println!(
+        "{}-buildset page, every nested field: {page:.0} req/s, {page_ms:.2} ms mean ({:.3} x baseline)",
+        args.page,
+        page / base
+    );
+    Ok(())
+}
