@@ -229,3 +229,19 @@ pub async fn schema_snapshot(db: &impl ConnectionTrait) -> Vec<String> {
 }
 
 pub mod http;
+
+impl TestDb {
+    /// Wraps a database made elsewhere (e.g. by Buildbot), preparing it as the server does.
+    pub async fn attach(backend: Backend, url: String, dir: Option<TempDir>) -> TestDb {
+        let (db, statements) = connect_counting(&url).await;
+        let mode = store::prepare_schema(&db).await.expect("prepare schema");
+        TestDb {
+            backend,
+            url,
+            db,
+            mode,
+            statements,
+            _dir: dir,
+        }
+    }
+}

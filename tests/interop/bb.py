@@ -1,0 +1,323 @@
+"""Drives Buildbot 4.3's own database code for the interoperability tests.
+
+Usage: python bb.py COMMAND DB_URL [ARGS...]; every command prints one JSON document.
+
+  create                 build the schema as `buildbot upgrade-master` does
+  populate               write buildsets with every feature through Buildbot's connectors
+  dump                   read everything back through Buildbot's connectors
+  find-ss JSON           findSourceStampId(**JSON)
+  find-builder NAME      findBuilderId(NAME)
+  schema                 SQLAlchemy's view of the seven buildset tables
+"""
+
+import json
+import sys
+import tempfile
+import warnings
+
+import sqlalchemy as sa
+from twisted.internet import defer, task
+
+from buildbot.config.master import DBConfig
+from buildbot.db.connector import DBConnector
+from buildbot.util import datetime2epoch, epoch2datetime
+
+TABLES = [
+    "buildsets",
+    "buildset_properties",
+    "buildset_sourcestamps",
+    "sourcestamps",
+    "patches",
+    "buildrequests",
+    "builders",
+]
+
+# Properties of every JSON type, as a scheduler would set them.
+PROPERTIES = {
+    "int": (1, "Scheduler"),
+    "float": (1.0, "Scheduler"),
+    "str": ("1", "Scheduler"),
+    "bool": (True, "Change"),
+    "none": (None, "Change"),
+    "list": ([1, "a", [2.5], {"x": None}], "Force"),
+    "dict": ({"b": 1, "a": {"\u00fc": "\u00e9"}}, "Force"),
+    "big": (12345678901234, "Force"),
+    "unicode": ("caf\u00e9 \U0001f600", "Force"),
+}
+
+
+class NoCache:
+    """Buildbot's connectors cache reads; these tests must see the database itself."""
+
+    def __init__(self, name, miss_fn):
+        self.miss_fn = miss_fn
+
+    def get(self, key, **kwargs):
+        return self.miss_fn(key, **kwargs)
+
+    def put(self, key, val):
+        pass
+
+
+class NoCaches:
+    def get_cache(self, name, miss_fn):
+        return NoCache(name, miss_fn)
+
+
+class Master:
+    """Just enough of a master for the database connectors."""
+
+    def __init__(self, reactor, url):
+        self.reactor = reactor
+        self.caches = NoCaches()
+        self.basedir = tempfile.mkdtemp()
+        self.config = type("Config", (), {"changeHorizon": None})()
+        self.db_url = url
+
+
+@defer.inlineCallbacks
+def connect(reactor, url):
+    master = Master(reactor, url)
+    db = DBConnector(master.basedir)
+    db.configured_db_config = DBConfig(db_url=url)
+    yield db.set_master(master)
+    master.db = db
+    yield db.setup(check_version=False, verbose=False)
+    return db
+
+
+def ts(dt):
+    return None if dt is None else datetime2epoch(dt)
+
+
+@defer.inlineCallbacks
+def populate(db):
+    out = {}
+    linux = yield db.builders.findBuilderId("bb-linux")
+    mac = yield db.builders.findBuilderId("bb-mac")
+    out["builders"] = {"bb-linux": linux, "bb-mac": mac}
+    masterid = yield db.masters.findMasterId("interop-master")
+    workerid = yield db.workers.findWorkerId("interop-worker")
+
+    stamp_a = {
+        "branch": "main",
+        "revision": "a" * 40,
+        "repository": "https://example.org/repo.git",
+        "project": "proj",
+        "codebase": "cb",
+    }
+    patched = {
+        "branch": "feature/\u00fcn\u00efcode",
+        "revision": None,
+        "repository": "git://x",
+        "project": "",
+        "codebase": "",
+        "patch_body": b"--- a/f\n+++ b/f\n@@ -1 +1 @@\n-x\n+y\n",
+        "patch_level": 2,
+        "patch_author": "alice",
+        "patch_comment": "fix it",
+        "patch_subdir": "sub/dir",
+    }
+    shared = {"branch": "shared-bb", "revision": None, "repository": "r", "project": "", "codebase": ""}
+    bsids = []
+    bsid, brids = yield db.buildsets.addBuildset(
+        sourcestamps=[stamp_a, patched],
+        reason="buildbot wrote this",
+        properties=PROPERTIES,
+        builderids=[mac, linux],
+        waited_for=True,
+        external_idstring="ext-1",
+        submitted_at=epoch2datetime(1_700_000_000),
+        priority=3,
+    )
+    bsids.append(bsid)
+    # A build, so that parent and rebuilt build ids point at something real.
+    buildid, _ = yield db.builds.addBuild(linux, brids[linux], workerid, masterid, "building")
+    out["buildid"] = buildid
+    ss = yield db.sourcestamps.findSourceStampId(**stamp_a)
+    for i, results in enumerate(range(7)):
+        bsid, _ = yield db.buildsets.addBuildset(
+            sourcestamps=[ss, shared] if i == 0 else [dict(stamp_a, branch=f"b{i % 2}")],
+            reason=f"complete with {results}",
+            properties={"i": (i, "Loop")},
+            builderids=[linux] if i % 2 else [],
+            waited_for=False,
+            submitted_at=epoch2datetime(1_700_000_100 + i * 10),
+            parent_buildid=buildid if i == 1 else None,
+            parent_relationship="triggered" if i == 1 else None,
+            rebuilt_buildid=buildid if i == 2 else None,
+        )
+        yield db.buildsets.completeBuildset(bsid, results, complete_at=epoch2datetime(1_700_001_000 + i))
+        bsids.append(bsid)
+    out["bsids"] = bsids
+    out["shared_ssid"] = yield db.sourcestamps.findSourceStampId(**shared)
+    return out
+
+
+def buildset_json(bs):
+    return {
+        "bsid": bs.bsid,
+        "external_idstring": bs.external_idstring,
+        "reason": bs.reason,
+        "submitted_at": ts(bs.submitted_at),
+        "complete": bs.complete,
+        "complete_at": ts(bs.complete_at),
+        "results": bs.results,
+        "parent_buildid": bs.parent_buildid,
+        "parent_relationship": bs.parent_relationship,
+        "rebuilt_buildid": bs.rebuilt_buildid,
+        "sourcestamps": bs.sourcestamps,
+    }
+
+
+@defer.inlineCallbacks
+def dump(db):
+    all_bs = yield db.buildsets.getBuildsets()
+    out = {"buildsets": [buildset_json(b) for b in all_bs]}
+    out["complete"] = [b.bsid for b in (yield db.buildsets.getBuildsets(complete=True))]
+    out["incomplete"] = [b.bsid for b in (yield db.buildsets.getBuildsets(complete=False))]
+    recent = {}
+    for name, kwargs in {
+        "3": {"count": 3},
+        "all": {"count": 100},
+        "main": {"count": 100, "branch": "main"},
+        "repo": {"count": 100, "repository": "git://x"},
+        "complete2": {"count": 2, "complete": True},
+        "incomplete": {"count": 100, "complete": False},
+    }.items():
+        recent[name] = [b.bsid for b in (yield db.buildsets.getRecentBuildsets(**kwargs))]
+    out["recent"] = recent
+    props = {}
+    stamps = {}
+    requests = {}
+    for b in all_bs:
+        p = yield db.buildsets.getBuildsetProperties(b.bsid)
+        props[str(b.bsid)] = {k: list(v) for k, v in p.items()}
+        for ssid in b.sourcestamps:
+            ss = yield db.sourcestamps.getSourceStamp(ssid)
+            patch = None
+            if ss.patch is not None:
+                patch = {
+                    "patchid": ss.patch.patchid,
+                    "body": ss.patch.body.decode("utf-8"),
+                    "level": ss.patch.level,
+                    "author": ss.patch.author,
+                    "comment": ss.patch.comment,
+                    "subdir": ss.patch.subdir,
+                }
+            stamps[str(ssid)] = {
+                "ssid": ss.ssid,
+                "branch": ss.branch,
+                "revision": ss.revision,
+                "repository": ss.repository,
+                "codebase": ss.codebase,
+                "project": ss.project,
+                "created_at": ts(ss.created_at),
+                "patch": patch,
+            }
+        brs = yield db.buildrequests.getBuildRequests(bsid=b.bsid)
+        requests[str(b.bsid)] = sorted(
+            (
+                {
+                    "buildrequestid": r.buildrequestid,
+                    "builderid": r.builderid,
+                    "buildername": r.buildername,
+                    "priority": r.priority,
+                    "complete": r.complete,
+                    "results": r.results,
+                    "submitted_at": ts(r.submitted_at),
+                    "complete_at": ts(r.complete_at),
+                    "waited_for": r.waited_for,
+                }
+                for r in brs
+            ),
+            key=lambda r: r["buildrequestid"],
+        )
+    out["properties"] = props
+    out["sourcestamps"] = stamps
+    out["buildrequests"] = requests
+    return out
+
+
+def schema(url):
+    engine = sa.create_engine(url)
+    insp = sa.inspect(engine)
+    out = {}
+    for t in TABLES:
+        cols = [
+            {
+                "name": c["name"],
+                "type": str(c["type"]),
+                "nullable": c["nullable"],
+                "default": None if c.get("default") is None else str(c["default"]).strip("'()"),
+            }
+            for c in insp.get_columns(t)
+        ]
+        idx = sorted(
+            [{"name": i["name"], "columns": i["column_names"], "unique": bool(i["unique"])} for i in insp.get_indexes(t)],
+            key=lambda i: i["name"],
+        )
+        fks = sorted(
+            [
+                {
+                    "columns": f["constrained_columns"],
+                    "table": f["referred_table"],
+                    "referred": f["referred_columns"],
+                    "ondelete": (f.get("options") or {}).get("ondelete"),
+                }
+                for f in insp.get_foreign_keys(t)
+            ],
+            key=lambda f: f["columns"],
+        )
+        pk = insp.get_pk_constraint(t)["constrained_columns"]
+        out[t] = {"columns": cols, "indexes": idx, "foreign_keys": fks, "primary_key": pk}
+    engine.dispose()
+    return out
+
+
+def sqlalchemy_url(url):
+    """Our URLs to SQLAlchemy's (psycopg2 is the driver pinned here)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    if url.startswith("sqlite://"):
+        # Ours is sqlite://<absolute path>?options; SQLAlchemy's is sqlite:///<absolute path>.
+        path = url[len("sqlite://"):].split("?")[0]
+        return "sqlite:///" + path if path.startswith("/") else "sqlite:///" + path
+    return url
+
+
+def main(reactor, argv):
+    command, url, *args = argv
+    url = sqlalchemy_url(url)
+
+    @defer.inlineCallbacks
+    def run():
+        if command == "schema":
+            return schema(url)
+        db = yield connect(reactor, url)
+        try:
+            if command == "create":
+                yield db.model.upgrade()
+                return {"created": True}
+            if command == "populate":
+                return (yield populate(db))
+            if command == "dump":
+                return (yield dump(db))
+            if command == "find-ss":
+                return {"ssid": (yield db.sourcestamps.findSourceStampId(**json.loads(args[0])))}
+            if command == "find-builder":
+                return {"builderid": (yield db.builders.findBuilderId(args[0]))}
+            raise SystemExit(f"unknown command {command}")
+        finally:
+            yield db.pool.stop()
+
+    d = run()
+    d.addCallback(lambda out: print(json.dumps(out, sort_keys=True)))
+    return d
+
+
+if __name__ == "__main__":
+    # Alembic's deprecation notices are about Buildbot's own config file, not ours.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    task.react(main, [sys.argv[1:]])
