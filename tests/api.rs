@@ -139,30 +139,22 @@ async fn add_get_round_trip(t: TestDb) {
         (json!(""), json!(""), Value::Null)
     );
     // Properties come back sorted by name, values exactly as given (1 vs 1.0 vs "1").
-    let got: Vec<(String, String, String)> = bs["properties"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                p["value"].to_string(),
-                p["source"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let mut want: Vec<(String, String, String)> = props
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                p["value"].to_string(),
-                p["source"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    // Compared as text, so that 1 and 1.0 differ.
+    let triples = |list: &Value| -> Vec<(String, String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["value"].to_string(),
+                    p["source"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let got = triples(&bs["properties"]);
+    let mut want = triples(&props);
     want.sort();
     assert_eq!(got, want);
     assert_eq!(bs["property"]["value"].to_string(), "1");

@@ -53,6 +53,22 @@ fn bb(py: &str, command: &str, url: &str, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("bb.py {command} printed no JSON ({e}): {stdout}"))
 }
 
+/// A list of `{name, value, source}` as Buildbot's `{name: [value, source]}`.
+fn by_name(list: &Value) -> Value {
+    Value::Object(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    json!([p["value"], p["source"]]),
+                )
+            })
+            .collect(),
+    )
+}
+
 fn epoch(v: &Value) -> Value {
     match v.as_str() {
         Some(s) => json!(chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp()),
@@ -182,20 +198,10 @@ async fn buildbot_and_us_agree(backend: Backend) {
     );
     assert_eq!(tb["parent_relationship"], "ours");
     assert_eq!(tb["sourcestamps"], a_ss);
-    let given: serde_json::Map<String, Value> = props
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                json!([p["value"], p["source"]]),
-            )
-        })
-        .collect();
+    let given = by_name(&props);
     assert_eq!(
         theirs["properties"][a_id.to_string()],
-        Value::Object(given),
+        given,
         "properties as given"
     );
     let patched = &theirs["sourcestamps"][a_ss[2].to_string()];
@@ -303,18 +309,11 @@ async fn buildbot_and_us_agree(backend: Backend) {
         );
         // Properties: same names, values (1 stays 1, 1.0 stays 1.0) and sources.
         let their_props = &theirs["properties"][bsid.to_string()];
-        let my_props: serde_json::Map<String, Value> = ob["properties"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["name"].as_str().unwrap().to_owned(),
-                    json!([p["value"], p["source"]]),
-                )
-            })
-            .collect();
-        assert_eq!(&Value::Object(my_props), their_props, "{ctx}: properties");
+        assert_eq!(
+            &by_name(&ob["properties"]),
+            their_props,
+            "{ctx}: properties"
+        );
         for (os, ssid) in ob["sourcestamps"]
             .as_array()
             .unwrap()
@@ -411,19 +410,9 @@ async fn buildbot_and_us_agree(backend: Backend) {
             json!({"b": made["bsids"][0]}),
         )
         .await;
-    let props: serde_json::Map<String, Value> = props["buildsetProperties"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_owned(),
-                json!([p["value"], p["source"]]),
-            )
-        })
-        .collect();
+    let props = by_name(&props["buildsetProperties"]);
     assert_eq!(
-        Value::Object(props),
+        props,
         theirs["properties"][made["bsids"][0].to_string()],
         "getBuildsetProperties"
     );
