@@ -120,6 +120,9 @@ pub async fn connect_with(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("case_sensitive_like", "ON")
+                // A page's relation level is a few hundred rows: let the SQLite worker
+                // thread hand them over without waiting for the reader every 50 rows.
+                .row_buffer_size(1024)
         });
     adjust(&mut opts);
     Database::connect(opts).await

@@ -5,7 +5,9 @@ use entity::{
     builders, buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches,
     sourcestamps,
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{json, Property, StoreResult};
 
@@ -31,6 +33,10 @@ pub async fn buildsets_by_ids(
 }
 
 /// The sourcestamps of each buildset, as `(bsid, stamp)` in the order given at add time.
+///
+/// Two indexed lookups (links by buildset, then stamps by id) rather than one join:
+/// PostgreSQL plans that join as a hash join over every sourcestamp, which costs
+/// more than both lookups together once the table holds a few thousand stamps.
 pub async fn sourcestamps_of_buildsets(
     db: &impl ConnectionTrait,
     bsids: &[i32],
@@ -38,15 +44,26 @@ pub async fn sourcestamps_of_buildsets(
     if bsids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = buildset_sourcestamps::Entity::find()
-        .find_also_related(sourcestamps::Entity)
+    let links: Vec<(i32, i32)> = buildset_sourcestamps::Entity::find()
+        .select_only()
+        .column(buildset_sourcestamps::Column::Buildsetid)
+        .column(buildset_sourcestamps::Column::Sourcestampid)
         .filter(buildset_sourcestamps::Column::Buildsetid.is_in(bsids.iter().copied()))
         .order_by_asc(buildset_sourcestamps::Column::Id)
+        .into_tuple()
         .all(db)
         .await?;
-    Ok(rows
+    let mut ids: Vec<i32> = links.iter().map(|l| l.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stamps: HashMap<i32, sourcestamps::Model> = sourcestamps_by_ids(db, &ids)
+        .await?
         .into_iter()
-        .filter_map(|(link, stamp)| stamp.map(|s| (link.buildsetid, s)))
+        .map(|s| (s.id, s))
+        .collect();
+    Ok(links
+        .into_iter()
+        .filter_map(|(bsid, ssid)| stamps.get(&ssid).map(|s| (bsid, s.clone())))
         .collect())
 }
 
