@@ -241,10 +241,18 @@ async fn complete_and_errors(t: TestDb) {
         api.err(COMPLETE, json!({"b": bsid, "r": 7})).await,
         ("BAD_USER_INPUT".into(), "results".into())
     );
-    let (code, _) = api
-        .err(COMPLETE, json!({"b": bsid, "r": 1, "at": "yesterday"}))
-        .await;
-    assert_eq!(code, "BAD_USER_INPUT");
+    for at in [
+        json!("yesterday"),
+        json!("2024-01-02 03:04:05"),
+        json!(1700000000),
+    ] {
+        assert_eq!(
+            api.err(COMPLETE, json!({"b": bsid, "r": 1, "at": at}))
+                .await,
+            ("BAD_USER_INPUT".into(), "completeAt".into()),
+            "completeAt {at}"
+        );
+    }
     let done = api
         .ok(
             COMPLETE,
@@ -325,14 +333,14 @@ async fn add_validation(t: TestDb) {
     for bad in [json!({"ssid": 1, "stamp": {}}), json!({})] {
         let input = json!({"sourcestamps": [bad], "reason": "r", "builderids": [b]});
         assert_eq!(
-            api.err(ADD, json!({"input": input})).await.0,
-            "BAD_USER_INPUT"
+            api.err(ADD, json!({"input": input})).await,
+            ("BAD_USER_INPUT".into(), "input.sourcestamps.0".into())
         );
     }
     let input = json!({"sourcestamps": [{"stamp": {}}], "reason": "r", "builderids": [b], "submittedAt": "not a date"});
     assert_eq!(
-        api.err(ADD, json!({"input": input})).await.0,
-        "BAD_USER_INPUT"
+        api.err(ADD, json!({"input": input})).await,
+        ("BAD_USER_INPUT".into(), "submittedAt".into())
     );
     assert_eq!(
         counts(&api.t.db).await,

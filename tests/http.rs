@@ -135,18 +135,38 @@ async fn limits_and_client_error_codes() {
     assert_eq!(api.err("{ nope }", json!({})).await.0, "BAD_USER_INPUT");
     assert_eq!(
         api.err("{ buildsets(first: \"x\") { totalCount } }", json!({}))
-            .await
-            .0,
-        "BAD_USER_INPUT"
+            .await,
+        ("BAD_USER_INPUT".into(), "first".into())
     );
     assert_eq!(
         api.err(
             "query { buildsets(where: {bsid: {eq: 1}, reason: {contains: 5}}) { totalCount } }",
             json!({})
         )
-        .await
-        .0,
-        "BAD_USER_INPUT"
+        .await,
+        ("BAD_USER_INPUT".into(), "where.reason.contains".into())
+    );
+}
+
+#[tokio::test]
+async fn bad_times_name_their_field() {
+    let api = api(&[]).await;
+    let q =
+        "query($t: DateTime) { buildsets(where: {or: [{submittedAt: {gt: $t}}]}) { totalCount } }";
+    assert_eq!(
+        api.err(q, json!({"t": "soon"})).await,
+        ("BAD_USER_INPUT".into(), "where.submittedAt".into())
+    );
+    let q = "query($t: DateTime) { buildsets(where: {completeAt: {in: [$t]}}) { totalCount } }";
+    assert_eq!(
+        api.err(q, json!({"t": "2024-13-01T00:00:00Z"})).await,
+        ("BAD_USER_INPUT".into(), "where.completeAt".into())
+    );
+    // Any offset is accepted and shown in UTC.
+    let q = "query($t: DateTime) { buildsets(where: {submittedAt: {lt: $t}}) { totalCount } }";
+    assert_eq!(
+        api.ok(q, json!({"t": "2024-01-02T03:04:05+05:30"})).await["buildsets"]["totalCount"],
+        json!(0)
     );
 }
 

@@ -20,6 +20,13 @@ fn code_for(err: &ServerError) -> &'static str {
     }
 }
 
+/// The argument path async-graphql names in an input coercion error
+/// (`Invalid value for argument "input.sourcestamps.0", …`).
+fn argument_of(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("Invalid value for argument \"")?;
+    Some(rest.split('"').next()?.to_owned())
+}
+
 /// Gives every error of `response` a code. Applied to the response rather than as a
 /// schema extension: an extension puts every field resolution through its hook chain,
 /// which measurably slows large pages.
@@ -31,9 +38,12 @@ pub fn with_codes(mut response: Response) -> Response {
             .is_some_and(|e| e.get("code").is_some());
         if !has_code {
             let code = code_for(err);
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", Value::from(code));
+            let field = argument_of(&err.message);
+            let ext = err.extensions.get_or_insert_with(Default::default);
+            ext.set("code", Value::from(code));
+            if let Some(field) = field {
+                ext.set("field", Value::from(field));
+            }
         }
     }
     response

@@ -1,8 +1,8 @@
 //! The `buildsets` connection: its filter and order inputs and the Relay output types.
 
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 
+use super::scalars::DateTime;
 use super::types::Buildset;
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
@@ -65,22 +65,22 @@ pub struct StringFilter {
 #[derive(InputObject, Default, Clone)]
 pub struct DateTimeFilter {
     /// Equal to.
-    eq: Option<DateTime<Utc>>,
+    eq: Option<DateTime>,
     /// Not equal to (never matches null).
-    ne: Option<DateTime<Utc>>,
+    ne: Option<DateTime>,
     /// Before.
-    lt: Option<DateTime<Utc>>,
+    lt: Option<DateTime>,
     /// At or before.
-    le: Option<DateTime<Utc>>,
+    le: Option<DateTime>,
     /// After.
-    gt: Option<DateTime<Utc>>,
+    gt: Option<DateTime>,
     /// At or after.
-    ge: Option<DateTime<Utc>>,
+    ge: Option<DateTime>,
     /// One of.
     #[graphql(name = "in")]
-    in_list: Option<Vec<DateTime<Utc>>>,
+    in_list: Option<Vec<DateTime>>,
     /// None of (never matches null).
-    not_in: Option<Vec<DateTime<Utc>>>,
+    not_in: Option<Vec<DateTime>>,
     /// Is null (true) or is not null (false).
     is_null: Option<bool>,
 }
@@ -124,8 +124,16 @@ pub struct BuildsetFilter {
     not: Option<Box<BuildsetFilter>>,
 }
 
-fn epoch(t: DateTime<Utc>) -> Scalar {
-    Scalar::Int(t.timestamp())
+fn epoch(field: &str) -> impl Fn(DateTime) -> Result<Scalar> + '_ {
+    move |t| Ok(Scalar::Int(t.epoch(field)?.into()))
+}
+
+fn int(v: i32) -> Result<Scalar> {
+    Ok(Scalar::Int(v.into()))
+}
+
+fn text(v: String) -> Result<Scalar> {
+    Ok(Scalar::Str(v))
 }
 
 type MakeOp = fn(Scalar) -> Op;
@@ -145,7 +153,12 @@ struct Cmp<T> {
 
 impl<T> Cmp<T> {
     /// Each given operator becomes one predicate on `field`.
-    fn add(self, out: &mut Vec<Filter>, field: Field, conv: impl Fn(T) -> Scalar) {
+    fn add(
+        self,
+        out: &mut Vec<Filter>,
+        field: Field,
+        conv: impl Fn(T) -> Result<Scalar>,
+    ) -> Result<()> {
         let singles: [(Option<T>, MakeOp); 6] = [
             (self.eq, Op::Eq),
             (self.ne, Op::Ne),
@@ -156,24 +169,25 @@ impl<T> Cmp<T> {
         ];
         for (value, op) in singles {
             if let Some(v) = value {
-                out.push(Filter::Pred(field, op(conv(v))));
+                out.push(Filter::Pred(field, op(conv(v)?)));
             }
         }
         if let Some(vs) = self.in_list {
             out.push(Filter::Pred(
                 field,
-                Op::In(vs.into_iter().map(&conv).collect()),
+                Op::In(vs.into_iter().map(&conv).collect::<Result<_>>()?),
             ));
         }
         if let Some(vs) = self.not_in {
             out.push(Filter::Pred(
                 field,
-                Op::NotIn(vs.into_iter().map(&conv).collect()),
+                Op::NotIn(vs.into_iter().map(&conv).collect::<Result<_>>()?),
             ));
         }
         if let Some(b) = self.is_null {
             out.push(Filter::Pred(field, Op::IsNull(b)));
         }
+        Ok(())
     }
 }
 
@@ -194,33 +208,34 @@ macro_rules! cmp_of {
 }
 
 impl IntFilter {
-    fn add(self, out: &mut Vec<Filter>, field: Field) {
-        cmp_of!(self).add(out, field, |v| Scalar::Int(v.into()));
+    fn add(self, out: &mut Vec<Filter>, field: Field) -> Result<()> {
+        cmp_of!(self).add(out, field, int)
     }
 }
 
 impl StringFilter {
-    fn add(self, out: &mut Vec<Filter>, field: Field) {
+    fn add(self, out: &mut Vec<Filter>, field: Field) -> Result<()> {
         let (contains, starts_with) = (self.contains.clone(), self.starts_with.clone());
-        cmp_of!(self).add(out, field, Scalar::Str);
+        cmp_of!(self).add(out, field, text)?;
         if let Some(s) = contains {
             out.push(Filter::Pred(field, Op::Contains(s)));
         }
         if let Some(s) = starts_with {
             out.push(Filter::Pred(field, Op::StartsWith(s)));
         }
+        Ok(())
     }
 }
 
 impl DateTimeFilter {
-    fn add(self, out: &mut Vec<Filter>, field: Field) {
-        cmp_of!(self).add(out, field, epoch);
+    fn add(self, out: &mut Vec<Filter>, field: Field, name: &str) -> Result<()> {
+        cmp_of!(self).add(out, field, epoch(name))
     }
 }
 
 impl BuildsetFilter {
     /// The store's filter tree for this input.
-    pub fn into_filter(self) -> Filter {
+    pub fn into_filter(self) -> Result<Filter> {
         let mut all = Vec::new();
         let f = self;
         for (filter, field) in [
@@ -231,7 +246,7 @@ impl BuildsetFilter {
             (f.builderid, Field::Builderid),
         ] {
             if let Some(x) = filter {
-                x.add(&mut all, field);
+                x.add(&mut all, field)?;
             }
         }
         for (filter, field) in [
@@ -243,27 +258,35 @@ impl BuildsetFilter {
             (f.codebase, Field::Codebase),
         ] {
             if let Some(x) = filter {
-                x.add(&mut all, field);
+                x.add(&mut all, field)?;
             }
         }
-        for (filter, field) in [
-            (f.submitted_at, Field::SubmittedAt),
-            (f.complete_at, Field::CompleteAt),
+        for (filter, field, name) in [
+            (f.submitted_at, Field::SubmittedAt, "where.submittedAt"),
+            (f.complete_at, Field::CompleteAt, "where.completeAt"),
         ] {
             if let Some(x) = filter {
-                x.add(&mut all, field);
+                x.add(&mut all, field, name)?;
             }
         }
         if let Some(fs) = f.and {
-            all.push(Filter::And(fs.into_iter().map(Self::into_filter).collect()));
+            all.push(Filter::And(
+                fs.into_iter()
+                    .map(Self::into_filter)
+                    .collect::<Result<_>>()?,
+            ));
         }
         if let Some(fs) = f.or {
-            all.push(Filter::Or(fs.into_iter().map(Self::into_filter).collect()));
+            all.push(Filter::Or(
+                fs.into_iter()
+                    .map(Self::into_filter)
+                    .collect::<Result<_>>()?,
+            ));
         }
         if let Some(n) = f.not {
-            all.push(Filter::Not(Box::new(n.into_filter())));
+            all.push(Filter::Not(Box::new(n.into_filter()?)));
         }
-        Filter::And(all)
+        Ok(Filter::And(all))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod load;
 mod mutation;
 mod query;
+pub mod scalars;
 pub mod types;
 
 use async_graphql::{Context, EmptySubscription, Result, Schema};

@@ -1,10 +1,10 @@
 use async_graphql::{Context, Guard, InputObject, Json, Object, OneofObject, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use super::load::{self, Plan};
+use super::scalars::DateTime;
 use super::types::{Builder, BuilderRequestId, Buildset};
 use super::{app, Caller, StoreResultExt};
-use crate::error::{bad_input, coded};
+use crate::error::coded;
 use crate::store::{self, write, NewBuildset, NewPatch, NewProperty, SourceStampRef};
 
 /// Submitting and completing buildsets, and registering builders.
@@ -108,7 +108,7 @@ pub struct AddBuildsetInput {
     /// An identifier of the submitter's (at most 256 characters).
     external_idstring: Option<String>,
     /// When it was submitted; now when absent.
-    submitted_at: Option<DateTime<Utc>>,
+    submitted_at: Option<DateTime>,
     /// The build that triggered it.
     parent_buildid: Option<i32>,
     /// How it relates to that build.
@@ -121,15 +121,6 @@ pub struct AddBuildsetInput {
     /// Build request priority.
     #[graphql(default_with = "Some(0)")]
     priority: Option<i32>,
-}
-
-fn epoch(field: &str, t: DateTime<Utc>) -> Result<i32> {
-    i32::try_from(t.timestamp()).map_err(|_| {
-        bad_input(
-            field,
-            format!("{field} is outside the range Buildbot can store"),
-        )
-    })
 }
 
 impl AddBuildsetInput {
@@ -171,7 +162,7 @@ impl AddBuildsetInput {
             external_idstring: self.external_idstring,
             submitted_at: self
                 .submitted_at
-                .map(|t| epoch("submittedAt", t))
+                .map(|t| t.epoch("submittedAt"))
                 .transpose()?,
             parent_buildid: self.parent_buildid,
             parent_relationship: self.parent_relationship,
@@ -239,10 +230,10 @@ impl MutationRoot {
         ctx: &Context<'_>,
         bsid: i32,
         results: i32,
-        #[graphql(desc = "When it completed; now when absent.")] complete_at: Option<DateTime<Utc>>,
+        #[graphql(desc = "When it completed; now when absent.")] complete_at: Option<DateTime>,
     ) -> Result<Buildset> {
         let app = app(ctx)?;
-        let complete_at = complete_at.map(|t| epoch("completeAt", t)).transpose()?;
+        let complete_at = complete_at.map(|t| t.epoch("completeAt")).transpose()?;
         let row = write::complete_buildset(&app.db, bsid, results, complete_at)
             .await
             .gql(ctx)?;

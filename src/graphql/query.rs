@@ -107,7 +107,7 @@ impl QueryRoot {
         if first.is_none() && last.is_none() {
             first = Some(app.limits.default_page);
         }
-        let filter = filter.map(BuildsetFilter::into_filter);
+        let filter = filter.map(BuildsetFilter::into_filter).transpose()?;
         let req = PageRequest {
             complete,
             filter: filter.clone(),

@@ -5,16 +5,16 @@ use std::borrow::Cow;
 
 use async_graphql::{Context, Interface, Json, Object, Result, SimpleObject, ID};
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
 use entity::{builders, buildrequests, buildsets, patches, sourcestamps};
 use tokio::sync::OnceCell;
 
 use super::load::{self, Plan};
+use super::scalars::DateTime;
 use super::{app, StoreResultExt};
 use crate::store;
 
-pub(crate) fn time(epoch: i32) -> DateTime<Utc> {
-    DateTime::from_timestamp(epoch.into(), 0).unwrap_or_default()
+fn time(epoch: i32) -> DateTime {
+    DateTime::from_epoch(epoch)
 }
 
 /// The kinds of object a global id can name.
@@ -154,7 +154,7 @@ impl Buildset {
         self.row.reason.as_deref()
     }
     /// When it was submitted (UTC).
-    async fn submitted_at(&self) -> DateTime<Utc> {
+    async fn submitted_at(&self) -> DateTime {
         time(self.row.submitted_at)
     }
     /// Whether all its build requests are done.
@@ -162,7 +162,7 @@ impl Buildset {
         self.row.complete != 0
     }
     /// When it was completed (UTC); null while incomplete.
-    async fn complete_at(&self) -> Option<DateTime<Utc>> {
+    async fn complete_at(&self) -> Option<DateTime> {
         self.row.complete_at.map(time)
     }
     /// Buildbot result code (0 SUCCESS, 1 WARNINGS, 2 FAILURE, 3 SKIPPED, 4 EXCEPTION,
@@ -249,7 +249,7 @@ impl SourceStamp {
         &self.row.project
     }
     /// When the sourcestamp was first stored (UTC).
-    async fn created_at(&self) -> DateTime<Utc> {
+    async fn created_at(&self) -> DateTime {
         time(self.row.created_at)
     }
     /// The patch applied on top of the revision, if any.
@@ -399,11 +399,11 @@ impl BuildRequest {
         self.row.results.map(i32::from)
     }
     /// When it was submitted (UTC).
-    async fn submitted_at(&self) -> DateTime<Utc> {
+    async fn submitted_at(&self) -> DateTime {
         time(self.row.submitted_at)
     }
     /// When it completed (UTC); null while incomplete.
-    async fn complete_at(&self) -> Option<DateTime<Utc>> {
+    async fn complete_at(&self) -> Option<DateTime> {
         self.row.complete_at.map(time)
     }
     /// Whether the submitter waits for its result.
