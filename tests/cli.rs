@@ -1,0 +1,121 @@
+//! The binary itself: subcommands, start-up refusal, serving, and a clean exit on
+//! SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_buildsets-graphql");
+
+fn temp_db(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("bsgql-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/cli.db?mode=rwc", dir.display());
+    (dir, url)
+}
+
+#[test]
+fn schema_subcommand_prints_the_served_sdl() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        buildsets_graphql::graphql::sdl()
+    );
+}
+
+#[test]
+fn migrate_creates_the_tables_and_is_repeatable() {
+    let (dir, url) = temp_db("migrate");
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Standalone"));
+    }
+    assert!(dir.join("cli.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn refuses_open_writes_beyond_loopback() {
+    let (dir, url) = temp_db("refuse");
+    let out = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0", "--database-url", &url])
+        .env_remove("WRITE_TOKEN")
+        .env_remove("ALLOW_ANONYMOUS_WRITES")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--write-token"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn serves_then_exits_cleanly_on_sigterm() {
+    let (dir, url) = temp_db("serve");
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url_start = line.find("http://").expect("the playground URL is printed");
+    let endpoint = line[url_start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let health = client
+        .get(endpoint.replace("/graphql", "/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = client
+        .post(&endpoint)
+        .json(&serde_json::json!({"query": "mutation { ensureBuilder(name: \"cli\") { name } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["ensureBuilder"]["name"], "cli");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exited = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 5 s after SIGTERM")
+    });
+    assert!(exited.success(), "exit status {exited:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
