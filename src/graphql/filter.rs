@@ -293,17 +293,24 @@ impl BuildsetFilter {
 /// A column to order buildsets by.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum BuildsetOrderField {
+    /// The buildset id (submission order).
     Bsid,
+    /// When it was submitted.
     SubmittedAt,
+    /// When it completed (null while incomplete).
     CompleteAt,
+    /// The result code (null while incomplete).
     Results,
+    /// The reason text.
     Reason,
 }
 
 /// Sort direction. Nulls sort last ascending and first descending.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderDirection {
+    /// Smallest first; nulls last.
     Asc,
+    /// Largest first; nulls first.
     Desc,
 }
 

@@ -228,8 +228,8 @@ impl MutationRoot {
     async fn complete_buildset(
         &self,
         ctx: &Context<'_>,
-        bsid: i32,
-        results: i32,
+        #[graphql(desc = "The buildset to complete.")] bsid: i32,
+        #[graphql(desc = "Its Buildbot result code, 0-6.")] results: i32,
         #[graphql(desc = "When it completed; now when absent.")] complete_at: Option<DateTime>,
     ) -> Result<Buildset> {
         let app = app(ctx)?;
