@@ -199,3 +199,62 @@ fn schema_file_matches_served_sdl() {
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(committed == served, "schema.graphql differs from the served SDL; run UPDATE_SCHEMA=1 cargo test --test http schema_file");
 }
+
+/// Collects log output, to check what the server logs next to what it answers.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn internal_errors_hide_details_and_carry_a_logged_request_id() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let api = api(&[]).await;
+    use sea_orm::ConnectionTrait;
+    api.t
+        .db
+        .execute_unprepared("DROP TABLE buildset_properties")
+        .await
+        .unwrap();
+    let body = api
+        .post("{ buildsetProperties(bsid: 1) { name } }", json!({}))
+        .await;
+    let err = &body["errors"][0];
+    assert_eq!(err["extensions"]["code"], "INTERNAL");
+    let id = err["extensions"]["requestId"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains(&id), "{message}");
+    for secret in ["buildset_properties", "table", "SELECT", "sqlite"] {
+        assert!(
+            !message.contains(secret),
+            "the message leaks {secret}: {message}"
+        );
+    }
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no log line with {id}:\n{logged}"));
+    assert!(
+        line.contains("no such table"),
+        "the log keeps the detail: {line}"
+    );
+}
