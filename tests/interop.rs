@@ -371,6 +371,46 @@ async fn buildbot_and_us_agree(backend: Backend) {
             assert_eq!(o["waitedFor"], t["waited_for"], "{ctx}");
         }
     }
+    // getBuildset, one by one, agrees with buildset(bsid:).
+    let one = "query($b: Int!) { buildset(bsid: $b) { bsid externalIdstring reason submittedAt complete completeAt results parentBuildid parentRelationship rebuiltBuildid sourcestampIds } }";
+    for (bsid, tb) in theirs["single"].as_object().unwrap() {
+        let ob = api
+            .ok(one, json!({"b": bsid.parse::<i64>().unwrap()}))
+            .await["buildset"]
+            .clone();
+        for (mine_key, their_key) in [
+            ("bsid", "bsid"),
+            ("externalIdstring", "external_idstring"),
+            ("reason", "reason"),
+            ("complete", "complete"),
+            ("parentBuildid", "parent_buildid"),
+            ("parentRelationship", "parent_relationship"),
+            ("rebuiltBuildid", "rebuilt_buildid"),
+            ("sourcestampIds", "sourcestamps"),
+        ] {
+            assert_eq!(
+                ob[mine_key], tb[their_key],
+                "getBuildset({bsid}).{their_key}"
+            );
+        }
+        assert_eq!(
+            epoch(&ob["submittedAt"]),
+            tb["submitted_at"],
+            "getBuildset({bsid})"
+        );
+        assert_eq!(
+            epoch(&ob["completeAt"]),
+            tb["complete_at"],
+            "getBuildset({bsid})"
+        );
+        assert_eq!(
+            ob["results"],
+            api_results(&tb["results"], &tb["complete"]),
+            "getBuildset({bsid})"
+        );
+    }
+    assert_eq!(theirs["single"].as_object().unwrap().len(), their_bs.len());
+
     // The list operations agree too.
     let ids = |v: &Value| {
         v.as_array()

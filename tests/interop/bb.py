@@ -174,6 +174,10 @@ def buildset_json(bs):
 def dump(db):
     all_bs = yield db.buildsets.getBuildsets()
     out = {"buildsets": [buildset_json(b) for b in all_bs]}
+    single = {}
+    for b in all_bs:
+        single[str(b.bsid)] = buildset_json((yield db.buildsets.getBuildset(b.bsid)))
+    out["single"] = single
     out["complete"] = [b.bsid for b in (yield db.buildsets.getBuildsets(complete=True))]
     out["incomplete"] = [b.bsid for b in (yield db.buildsets.getBuildsets(complete=False))]
     recent = {}
