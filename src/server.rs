@@ -25,9 +25,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connects and makes the schema usable (migrated, or checked when attached).
 pub async fn open_database(url: &str) -> Result<(DatabaseConnection, SchemaMode), BoxError> {
-    let db = store::connect(url).await?;
-    let mode = store::prepare_schema(&db).await?;
-    Ok((db, mode))
+    Ok(store::open(url).await?)
 }
 
 /// What the HTTP layer needs besides the schema.

@@ -1050,7 +1050,13 @@ async fn buildbot_like(
     skip: Option<&str>,
 ) -> Option<(sea_orm::DatabaseConnection, Option<common::TempDir>)> {
     let (url, dir) = common::empty_database(backend, test).await?;
-    let db = store::connect(&url).await.unwrap();
+    // The DDL goes through one connection, closed before the pool that uses the tables
+    // opens (a pooled SQLite connection would keep the schema it loaded first).
+    let db = store::connect_with(&url, |o| {
+        o.max_connections(1);
+    })
+    .await
+    .unwrap();
     let b = db.get_database_backend();
     db.execute_unprepared("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
         .await
@@ -1071,7 +1077,8 @@ async fn buildbot_like(
         };
         db.execute_unprepared(&sql).await.unwrap();
     }
-    Some((db, dir))
+    db.close().await.unwrap();
+    Some((store::connect(&url).await.unwrap(), dir))
 }
 
 async fn attached_mode_runs_no_ddl(t: TestDb) {

@@ -124,8 +124,42 @@ pub async fn connect_with(
                 // thread hand them over without waiting for the reader every 50 rows.
                 .row_buffer_size(1024)
         });
+    if url.starts_with("sqlite:") && !is_sqlite_memory(url) {
+        // SeaORM gives SQLite a single connection unless told otherwise, which would
+        // queue every reader behind every other; WAL lets readers run side by side
+        // while writers take turns (BEGIN IMMEDIATE + busy timeout).
+        opts.max_connections(8);
+    }
     adjust(&mut opts);
     Database::connect(opts).await
+}
+
+/// An in-memory SQLite database exists once per connection, so it must keep one.
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Connects and makes the schema usable (migrated, or checked when attached).
+///
+/// The schema work runs on a connection of its own that is closed before the pool
+/// opens: a pooled SQLite connection that had loaded the schema before a migration
+/// would prepare statements against the old schema and fail.
+pub async fn open(url: &str) -> Result<(DatabaseConnection, SchemaMode), PrepareError> {
+    open_with(url, |_| {}).await
+}
+
+/// Like [`open`], with a hook to adjust the pool's options.
+pub async fn open_with(
+    url: &str,
+    adjust: impl FnOnce(&mut ConnectOptions),
+) -> Result<(DatabaseConnection, SchemaMode), PrepareError> {
+    let setup = connect_with(url, |o| {
+        o.max_connections(1);
+    })
+    .await?;
+    let mode = prepare_schema(&setup).await?;
+    setup.close().await?;
+    Ok((connect_with(url, adjust).await?, mode))
 }
 
 /// Decides the schema mode and makes the schema usable: migrations for a standalone

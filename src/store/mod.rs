@@ -11,7 +11,7 @@ pub mod read;
 mod types;
 pub mod write;
 
-pub use db::{connect, connect_with, prepare_schema, SchemaMode};
+pub use db::{connect, connect_with, open, open_with, prepare_schema, SchemaMode};
 pub use error::{StoreError, StoreResult};
 pub use types::*;
 

@@ -18,6 +18,13 @@ pub struct Api {
 
 /// Starts the server on `t`'s database with extra command-line flags.
 pub async fn start(t: TestDb, flags: &[&str]) -> Api {
+    // `TEST_LOG=debug cargo test …` shows the server's log.
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let mut args = vec!["buildsets-graphql", "--database-url", &t.url];
     args.extend_from_slice(flags);
     let config = Config::try_parse_from(args).expect("flags");

@@ -114,26 +114,17 @@ fn short(test: &str) -> String {
 /// A fresh database on `backend`, migrated as the server migrates it.
 pub async fn fresh(backend: Backend, test: &str) -> Option<TestDb> {
     let (url, dir) = empty_database(backend, test).await?;
-    let db = connect_counting(&url).await;
-    let mode = store::prepare_schema(&db.0).await.expect("migrate");
-    Some(TestDb {
-        backend,
-        url,
-        db: db.0,
-        mode,
-        statements: db.1,
-        _dir: dir,
-    })
+    Some(TestDb::attach(backend, url, dir).await)
 }
 
-pub async fn connect_counting(url: &str) -> (DatabaseConnection, Arc<AtomicUsize>) {
+/// Counts the statements run through `db` from now on.
+fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicUsize> {
     let counter = Arc::new(AtomicUsize::new(0));
     let c = counter.clone();
-    let mut db = store::connect(url).await.expect("connect");
     db.set_metric_callback(move |_| {
         c.fetch_add(1, Ordering::SeqCst);
     });
-    (db, counter)
+    counter
 }
 
 /// Runs one test body on one backend.
@@ -231,10 +222,11 @@ pub async fn schema_snapshot(db: &impl ConnectionTrait) -> Vec<String> {
 pub mod http;
 
 impl TestDb {
-    /// Wraps a database made elsewhere (e.g. by Buildbot), preparing it as the server does.
+    /// Opens a database as the server does (migrating an empty one, attaching to a
+    /// Buildbot one).
     pub async fn attach(backend: Backend, url: String, dir: Option<TempDir>) -> TestDb {
-        let (db, statements) = connect_counting(&url).await;
-        let mode = store::prepare_schema(&db).await.expect("prepare schema");
+        let (mut db, mode) = store::open(&url).await.expect("open the database");
+        let statements = count_statements(&mut db);
         TestDb {
             backend,
             url,
