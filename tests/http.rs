@@ -258,3 +258,26 @@ async fn internal_errors_hide_details_and_carry_a_logged_request_id() {
         "the log keeps the detail: {line}"
     );
 }
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let api = api(&["--cors-origin", "https://ui.example"]).await;
+    let preflight = |origin: &'static str| {
+        api.client
+            .request(reqwest::Method::OPTIONS, api.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+            .send()
+    };
+    let ok = preflight("https://ui.example").await.unwrap();
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        "https://ui.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
