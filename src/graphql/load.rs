@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use async_graphql::{Context, Lookahead, Result};
 use entity::{buildrequests, buildsets, sourcestamps};
 use futures_util::future::BoxFuture;
-
 use tokio::sync::OnceCell;
 
 use super::types::{BuildRequest, Builder, Buildset, Patch, Property, SourceStamp};
