@@ -32,6 +32,7 @@ on_every_backend! {
     migrations_run_twice_are_a_no_op => migrations_run_twice_are_a_no_op;
     attached_mode_runs_no_ddl => attached_mode_runs_no_ddl;
     attached_mode_names_missing_columns => attached_mode_names_missing_columns;
+    non_transactional_tables_are_found => non_transactional_tables_are_found;
 }
 
 fn stamp(branch: &str) -> SourceStampRef {
@@ -1126,4 +1127,28 @@ async fn attached_mode_names_missing_columns(t: TestDb) {
     };
     let err = store::prepare_schema(&db).await.unwrap_err().to_string();
     assert!(err.contains("buildsets.external_idstring"), "{err}");
+}
+
+async fn non_transactional_tables_are_found(t: TestDb) {
+    use buildsets_graphql::store::db::non_transactional_tables;
+    assert!(
+        non_transactional_tables(&t.db).await.unwrap().is_empty(),
+        "our own tables are transactional"
+    );
+    if t.backend == common::Backend::MySql {
+        // As Buildbot lays it out by default on MySQL (MyISAM, which has no foreign keys).
+        t.db.execute_unprepared("DROP TABLE buildset_properties")
+            .await
+            .unwrap();
+        t.db.execute_unprepared(
+            "CREATE TABLE buildset_properties (buildsetid INTEGER NOT NULL, \
+             property_name VARCHAR(256) NOT NULL, property_value TEXT NOT NULL) ENGINE=MyISAM",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            non_transactional_tables(&t.db).await.unwrap(),
+            vec!["buildset_properties".to_owned()]
+        );
+    }
 }

@@ -170,6 +170,15 @@ pub async fn prepare_schema(db: &DatabaseConnection) -> Result<SchemaMode, Prepa
         if !missing.is_empty() {
             return Err(PrepareError::Incomplete(missing));
         }
+        let plain = non_transactional_tables(db).await?;
+        if !plain.is_empty() {
+            tracing::warn!(
+                tables = %plain.join(", "),
+                "these Buildbot tables use a MySQL engine without transactions (Buildbot's \
+                 default, MyISAM): a failed addBuildset can leave rows behind there; \
+                 ALTER TABLE … ENGINE=InnoDB makes writes all-or-nothing"
+            );
+        }
         Ok(SchemaMode::Attached)
     } else {
         Migrator::up(db, None).await?;
@@ -217,6 +226,30 @@ pub async fn table_columns(db: &impl ConnectionTrait, table: &str) -> Result<Vec
         ),
     };
     db.query_all_raw(stmt)
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect()
+}
+
+/// Our tables that MySQL stores without transactions (e.g. MyISAM, the engine Buildbot
+/// picks unless told `storage_engine=InnoDB`); always empty on other backends.
+pub async fn non_transactional_tables(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::MySql {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = REQUIRED_COLUMNS
+        .iter()
+        .map(|(t, _)| format!("'{t}'"))
+        .collect();
+    let sql = format!(
+        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND engine <> 'InnoDB' AND table_name IN ({}) \
+         ORDER BY table_name",
+        names.join(", ")
+    );
+    db.query_all_raw(Statement::from_string(backend, sql))
         .await?
         .iter()
         .map(|row| row.try_get_by_index::<String>(0))

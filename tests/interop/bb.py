@@ -244,7 +244,8 @@ def dump(db):
 
 
 def schema(url):
-    engine = sa.create_engine(url)
+    # storage_engine is Buildbot's own URL option, not SQLAlchemy's.
+    engine = sa.create_engine(url.replace("?storage_engine=InnoDB", "").replace("&storage_engine=InnoDB", ""))
     insp = sa.inspect(engine)
     out = {}
     for t in TABLES:
@@ -284,6 +285,12 @@ def sqlalchemy_url(url):
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix):]
+    if url.startswith("mysql://"):
+        # Buildbot defaults to MyISAM; its documentation recommends InnoDB, the only
+        # engine with transactions (which this server's guarantees rely on).
+        rest = url[len("mysql://"):]
+        sep = "&" if "?" in rest else "?"
+        return "mysql+pymysql://" + rest + sep + "storage_engine=InnoDB"
     if url.startswith("sqlite://"):
         # Ours is sqlite://<absolute path>?options; SQLAlchemy's is sqlite:///<absolute path>.
         path = url[len("sqlite://"):].split("?")[0]
