@@ -11,6 +11,25 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use super::{json, Property, StoreResult};
 
+/// The rows of `E` whose `column` is one of `values`, in one `IN` query (none for an
+/// empty list).
+async fn where_in<E>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    values: &[i32],
+) -> StoreResult<Vec<E::Model>>
+where
+    E: EntityTrait,
+{
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(E::find()
+        .filter(column.is_in(values.iter().copied()))
+        .all(db)
+        .await?)
+}
+
 /// Buildbot's `getBuildset`: the buildset or `None`. Never cached.
 pub async fn get_buildset(
     db: &impl ConnectionTrait,
@@ -23,13 +42,7 @@ pub async fn buildsets_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
 ) -> StoreResult<Vec<buildsets::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(buildsets::Entity::find()
-        .filter(buildsets::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    where_in::<buildsets::Entity>(db, buildsets::Column::Id, ids).await
 }
 
 /// The sourcestamps of each buildset, as `(bsid, stamp)` in the order given at add time.
@@ -71,26 +84,14 @@ pub async fn sourcestamps_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
 ) -> StoreResult<Vec<sourcestamps::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(sourcestamps::Entity::find()
-        .filter(sourcestamps::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    where_in::<sourcestamps::Entity>(db, sourcestamps::Column::Id, ids).await
 }
 
 pub async fn patches_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
 ) -> StoreResult<Vec<patches::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(patches::Entity::find()
-        .filter(patches::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    where_in::<patches::Entity>(db, patches::Column::Id, ids).await
 }
 
 /// The properties of each buildset as `(bsid, property)`, sorted by bsid then name;
@@ -99,13 +100,9 @@ pub async fn properties_of_buildsets(
     db: &impl ConnectionTrait,
     bsids: &[i32],
 ) -> StoreResult<Vec<(i32, Property)>> {
-    if bsids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = buildset_properties::Entity::find()
-        .filter(buildset_properties::Column::Buildsetid.is_in(bsids.iter().copied()))
-        .all(db)
-        .await?;
+    let rows =
+        where_in::<buildset_properties::Entity>(db, buildset_properties::Column::Buildsetid, bsids)
+            .await?;
     let mut props: Vec<(i32, Property)> = rows
         .into_iter()
         .filter_map(|row| {
@@ -148,40 +145,24 @@ pub async fn buildrequests_of_buildsets(
     db: &impl ConnectionTrait,
     bsids: &[i32],
 ) -> StoreResult<Vec<buildrequests::Model>> {
-    if bsids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(buildrequests::Entity::find()
-        .filter(buildrequests::Column::Buildsetid.is_in(bsids.iter().copied()))
-        .order_by_asc(buildrequests::Column::Id)
-        .all(db)
-        .await?)
+    let mut rows =
+        where_in::<buildrequests::Entity>(db, buildrequests::Column::Buildsetid, bsids).await?;
+    rows.sort_unstable_by_key(|r| r.id);
+    Ok(rows)
 }
 
 pub async fn buildrequests_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
 ) -> StoreResult<Vec<buildrequests::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(buildrequests::Entity::find()
-        .filter(buildrequests::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    where_in::<buildrequests::Entity>(db, buildrequests::Column::Id, ids).await
 }
 
 pub async fn builders_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
 ) -> StoreResult<Vec<builders::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(builders::Entity::find()
-        .filter(builders::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?)
+    where_in::<builders::Entity>(db, builders::Column::Id, ids).await
 }
 
 /// Every builder, by id.
