@@ -61,26 +61,7 @@ fn refuses_open_writes_beyond_loopback() {
 #[tokio::test]
 async fn serves_then_exits_cleanly_on_sigterm() {
     let (dir, url) = temp_db("serve");
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--database-url", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let url_start = line.find("http://").expect("the playground URL is printed");
-    let endpoint = line[url_start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let (mut child, endpoint) = spawn_server(&url).await;
     let client = reqwest::Client::new();
     let health = client
         .get(endpoint.replace("/graphql", "/healthz"))
@@ -115,6 +96,92 @@ async fn serves_then_exits_cleanly_on_sigterm() {
     let exited = exited.unwrap_or_else(|| {
         let _ = child.kill();
         panic!("still running 5 s after SIGTERM")
+    });
+    assert!(exited.success(), "exit status {exited:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Starts the binary on `url`; returns the child and its GraphQL endpoint.
+async fn spawn_server(url: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--database-url", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let start = line.find("http://").expect("the playground URL is printed");
+    (
+        child,
+        line[start..].split_whitespace().next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_mutation_finish() {
+    let (dir, url) = temp_db("drain");
+    let (mut child, endpoint) = spawn_server(&url).await;
+    let client = reqwest::Client::new();
+    let post = |query: String| {
+        let (client, endpoint) = (client.clone(), endpoint.clone());
+        async move {
+            client
+                .post(&endpoint)
+                .json(&serde_json::json!({ "query": query }))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    post("mutation { ensureBuilder(name: \"d\") { builderid } }".into()).await;
+
+    // Hold SQLite's write lock so that the next mutation waits inside the server.
+    let locker = buildsets_graphql::store::connect_with(&url, |o| {
+        o.max_connections(1);
+    })
+    .await
+    .unwrap();
+    use sea_orm::ConnectionTrait;
+    locker.execute_unprepared("BEGIN IMMEDIATE").await.unwrap();
+    let add = tokio::spawn(post(
+        "mutation { addBuildset(input: {sourcestamps: [{stamp: {}}], reason: \"late\", builderids: [1]}) { bsid } }".into(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server waits for the request in flight"
+    );
+    locker.execute_unprepared("COMMIT").await.unwrap();
+
+    let body = add.await.unwrap();
+    assert_eq!(body["data"]["addBuildset"]["bsid"], 1, "{body}");
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exited = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 5 s after the last request")
     });
     assert!(exited.success(), "exit status {exited:?}");
     let _ = std::fs::remove_dir_all(dir);
