@@ -85,20 +85,21 @@ async fn serves_then_exits_cleanly_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut exited = None;
+    let exited = wait_for_exit(&mut child).await;
+    assert!(exited.success(), "exit status {exited:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits up to 5 s for the server to exit (and kills it if it does not).
+async fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     for _ in 0..100 {
-        if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let exited = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("still running 5 s after SIGTERM")
-    });
-    assert!(exited.success(), "exit status {exited:?}");
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = child.kill();
+    panic!("still running 5 s after SIGTERM and its last request")
 }
 
 /// Starts the binary on `url`; returns the child and its GraphQL endpoint.
@@ -171,18 +172,7 @@ async fn sigterm_lets_an_in_flight_mutation_finish() {
 
     let body = add.await.unwrap();
     assert_eq!(body["data"]["addBuildset"]["bsid"], 1, "{body}");
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let exited = exited.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("still running 5 s after the last request")
-    });
+    let exited = wait_for_exit(&mut child).await;
     assert!(exited.success(), "exit status {exited:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
