@@ -47,9 +47,9 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
         StoreError::InvalidInput { field, message } => bad_input(&field, message),
         StoreError::NotFound(message) => coded("NOT_FOUND", message),
         e @ StoreError::AlreadyComplete(_) => coded("ALREADY_COMPLETE", e.to_string()),
-        StoreError::Db(db) => {
+        err @ (StoreError::Db(_) | StoreError::Conflict) => {
             let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
-            tracing::error!(request_id = %id, error = %db, "database error");
+            tracing::error!(request_id = %id, error = %err, "database error");
             Error::new(format!("internal error (request id {id})")).extend_with(|_, e| {
                 e.set("code", "INTERNAL");
                 e.set("requestId", id.as_str());

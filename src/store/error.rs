@@ -12,6 +12,10 @@ pub enum StoreError {
     /// The buildset was already complete.
     #[error("buildset {0} is already complete")]
     AlreadyComplete(i32),
+    /// A concurrent writer got in the way (e.g. the row a unique key pointed at was
+    /// rolled back between our insert and our read); running again resolves it.
+    #[error("a concurrent write got in the way")]
+    Conflict,
     /// The database failed; the detail is for the log, never for the client.
     #[error("database error: {0}")]
     Db(#[from] DbErr),
@@ -28,6 +32,9 @@ impl StoreError {
     /// True for the transient failures of concurrent writers (deadlock, serialization
     /// failure, SQLite busy), after which the whole transaction can simply run again.
     pub fn is_retryable(&self) -> bool {
+        if matches!(self, StoreError::Conflict) {
+            return true;
+        }
         let (StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)))
         | StoreError::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)))) = self
         else {
@@ -47,3 +54,16 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(StoreError::Conflict.is_retryable());
+        assert!(!StoreError::AlreadyComplete(1).is_retryable());
+        assert!(!StoreError::invalid("reason", "too long").is_retryable());
+        assert!(!StoreError::Db(DbErr::Custom("x".into())).is_retryable());
+    }
+}

@@ -315,9 +315,7 @@ async fn select_id(txn: &impl ConnectionTrait, stmt: Statement) -> StoreResult<i
         Some(row) => Ok(row.try_get_by_index::<i32>(0)?),
         // The conflicting row vanished between the insert and the read (its writer
         // rolled back): a transient conflict, so the whole transaction runs again.
-        None => Err(StoreError::Db(sea_orm::DbErr::Custom(
-            "conflicting row disappeared".into(),
-        ))),
+        None => Err(StoreError::Conflict),
     }
 }
 
