@@ -170,22 +170,13 @@ async fn resolve_sourcestamps(
             SourceStampRef::Spec(_) => None,
         })
         .collect();
-    if !given.is_empty() {
-        let found: HashSet<i32> = sourcestamps::Entity::find()
-            .select_only()
-            .column(sourcestamps::Column::Id)
-            .filter(sourcestamps::Column::Id.is_in(given.iter().copied()))
-            .into_tuple::<i32>()
-            .all(txn)
-            .await?
-            .into_iter()
-            .collect();
-        if let Some(missing) = given.iter().find(|id| !found.contains(id)) {
-            return Err(StoreError::invalid(
-                "sourcestamps",
-                format!("sourcestamp {missing} does not exist"),
-            ));
-        }
+    if let Some(missing) =
+        first_missing::<sourcestamps::Entity>(txn, sourcestamps::Column::Id, &given).await?
+    {
+        return Err(StoreError::invalid(
+            "sourcestamps",
+            format!("sourcestamp {missing} does not exist"),
+        ));
     }
 
     let mut ssids = Vec::with_capacity(refs.len());
@@ -339,25 +330,36 @@ fn numbered(backend: DbBackend, sql: &str) -> String {
 }
 
 async fn check_builders_exist(txn: &DatabaseTransaction, builderids: &[i32]) -> StoreResult<()> {
-    if builderids.is_empty() {
-        return Ok(());
-    }
-    let found: HashSet<i32> = entity::builders::Entity::find()
-        .select_only()
-        .column(entity::builders::Column::Id)
-        .filter(entity::builders::Column::Id.is_in(builderids.iter().copied()))
-        .into_tuple::<i32>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .collect();
-    match builderids.iter().find(|id| !found.contains(id)) {
+    use entity::builders;
+    match first_missing::<builders::Entity>(txn, builders::Column::Id, builderids).await? {
         Some(missing) => Err(StoreError::invalid(
             "builderids",
             format!("builder {missing} does not exist"),
         )),
         None => Ok(()),
     }
+}
+
+/// The first of `ids` that no row of `E` has in `column` (one IN query; none for an
+/// empty list).
+async fn first_missing<E: EntityTrait>(
+    txn: &impl ConnectionTrait,
+    column: E::Column,
+    ids: &[i32],
+) -> StoreResult<Option<i32>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let found: HashSet<i32> = E::find()
+        .select_only()
+        .column(column)
+        .filter(column.is_in(ids.iter().copied()))
+        .into_tuple::<i32>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(ids.iter().copied().find(|id| !found.contains(id)))
 }
 
 /// In a Buildbot database parent/rebuilt build ids reference `builds(id)`.
