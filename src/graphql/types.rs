@@ -83,9 +83,10 @@ pub struct Buildset {
 }
 
 impl Buildset {
-    /// This buildset with every relation loaded for it alone: the fallback when the
-    /// page plan did not foresee a field.
-    async fn own(&self, ctx: &Context<'_>) -> Result<Buildset> {
+    /// Loads every relation for this buildset alone and fills the cells still empty:
+    /// the fallback when the page plan did not foresee a field, done once for all
+    /// three relations.
+    async fn fill(&self, ctx: &Context<'_>) -> Result<()> {
         let plan = Plan {
             stamps: true,
             patches: true,
@@ -95,41 +96,36 @@ impl Buildset {
             request_buildset: None,
         };
         let mut loaded = load::buildsets(ctx, vec![self.row.clone()], &plan).await?;
-        loaded.pop().ok_or_else(|| "buildset vanished".into())
+        let mut own = loaded.pop().ok_or("buildset vanished")?;
+        // A cell that a concurrent field filled meanwhile keeps its value.
+        let _ = self.stamps.set(own.stamps.take().unwrap_or_default());
+        let _ = self.props.set(own.props.take().unwrap_or_default());
+        let _ = self.requests.set(own.requests.take().unwrap_or_default());
+        Ok(())
+    }
+
+    /// A relation's cell, filled on first use when the plan left it empty.
+    async fn cell<'a, T: 'a>(
+        &'a self,
+        ctx: &Context<'_>,
+        cell: impl Fn(&'a Self) -> &'a OnceCell<Vec<T>>,
+    ) -> Result<&'a [T]> {
+        if cell(self).get().is_none() {
+            self.fill(ctx).await?;
+        }
+        Ok(cell(self).get().map(Vec::as_slice).unwrap_or_default())
     }
 
     async fn stamps(&self, ctx: &Context<'_>) -> Result<&[SourceStamp]> {
-        let v = self
-            .stamps
-            .get_or_try_init(|| async {
-                Ok::<_, async_graphql::Error>(
-                    self.own(ctx).await?.stamps.take().unwrap_or_default(),
-                )
-            })
-            .await?;
-        Ok(v)
+        self.cell(ctx, |b| &b.stamps).await
     }
 
     async fn props(&self, ctx: &Context<'_>) -> Result<&[Property]> {
-        let v = self
-            .props
-            .get_or_try_init(|| async {
-                Ok::<_, async_graphql::Error>(self.own(ctx).await?.props.take().unwrap_or_default())
-            })
-            .await?;
-        Ok(v)
+        self.cell(ctx, |b| &b.props).await
     }
 
     async fn requests(&self, ctx: &Context<'_>) -> Result<&[BuildRequest]> {
-        let v = self
-            .requests
-            .get_or_try_init(|| async {
-                Ok::<_, async_graphql::Error>(
-                    self.own(ctx).await?.requests.take().unwrap_or_default(),
-                )
-            })
-            .await?;
-        Ok(v)
+        self.cell(ctx, |b| &b.requests).await
     }
 }
 
