@@ -1,6 +1,12 @@
 //! Property values as Buildbot stores them: the JSON text of `[value, source]`,
 //! written the way Python's `json.dumps` writes it.
+//!
+//! Python's JSON has values that JSON itself cannot carry exactly: `NaN`, `Infinity`,
+//! `-Infinity` and integers of any size. Those are read as strings of Python's own
+//! text (`"NaN"`, `"Infinity"`, `"-Infinity"`, `"123456789012345678901234"`), so that
+//! a buildset that holds one still reads, and no digit is lost.
 
+use std::borrow::Cow;
 use std::io;
 
 use serde::Serialize;
@@ -59,6 +65,14 @@ impl Formatter for PythonFormatter {
         Ok(())
     }
 
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(python_float_repr(value).as_bytes())
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        self.write_f64(w, f64::from(value))
+    }
+
     fn write_char_escape<W: ?Sized + io::Write>(
         &mut self,
         w: &mut W,
@@ -79,6 +93,41 @@ impl Formatter for PythonFormatter {
     }
 }
 
+/// Python's `repr` of a finite float: the shortest digits that read back the same,
+/// in fixed notation for decimal exponents -4..16 and scientific beyond
+/// (`1e+16`, `1.5e-05`), as `json.dumps` writes it.
+fn python_float_repr(value: f64) -> String {
+    let sci = format!("{value:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return sci;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return sci;
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    if (-4..16).contains(&exp) {
+        let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+        let body = if exp >= 0 {
+            let int_len = usize::try_from(exp).unwrap_or(0) + 1;
+            if digits.len() <= int_len {
+                format!("{digits}{}.0", "0".repeat(int_len - digits.len()))
+            } else {
+                format!("{}.{}", &digits[..int_len], &digits[int_len..])
+            }
+        } else {
+            let zeros = usize::try_from(-exp - 1).unwrap_or(0);
+            format!("0.{}{digits}", "0".repeat(zeros))
+        };
+        format!("{sign}{body}")
+    } else {
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.unsigned_abs())
+    }
+}
+
 /// The stored text of one property.
 pub fn encode_property(value: &Value, source: &str) -> String {
     let pair = (value, source);
@@ -94,7 +143,7 @@ pub fn encode_property(value: &Value, source: &str) -> String {
 /// Reads a stored property; `None` when the text is not a `[value, source]` pair, which
 /// the caller skips rather than failing (as Buildbot does).
 pub fn decode_property(text: &str) -> Option<(Value, String)> {
-    match serde_json::from_str::<Value>(text).ok()? {
+    match serde_json::from_str::<Value>(&portable(text)).ok()? {
         Value::Array(mut pair) if pair.len() == 2 => {
             let source = match pair.pop()? {
                 Value::String(s) => s,
@@ -106,6 +155,86 @@ pub fn decode_property(text: &str) -> Option<(Value, String)> {
     }
 }
 
+/// Whether an integer token overflows every integer type JSON numbers have here.
+fn is_wide_integer(token: &str) -> bool {
+    token.parse::<i64>().is_err() && token.parse::<u64>().is_err()
+}
+
+/// `text` with Python's non-JSON numbers (and integers too wide for 64 bits) turned
+/// into strings of their text; borrowed when there is none, which is almost always.
+fn portable(text: &str) -> Cow<'_, str> {
+    let maybe = text.contains("NaN")
+        || text.contains("Infinity")
+        || text
+            .as_bytes()
+            .split(|b| !b.is_ascii_digit())
+            .any(|run| run.len() >= 19);
+    if !maybe {
+        return Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut i, mut copied) = (0, 0);
+    let quote = |out: &mut String, from: usize, to: usize, copied: &mut usize| {
+        out.push_str(&text[*copied..from]);
+        out.push('"');
+        out.push_str(&text[from..to]);
+        out.push('"');
+        *copied = to;
+    };
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'N' if text[i..].starts_with("NaN") => {
+                quote(&mut out, i, i + 3, &mut copied);
+                i += 3;
+            }
+            b'I' if text[i..].starts_with("Infinity") => {
+                quote(&mut out, i, i + 8, &mut copied);
+                i += 8;
+            }
+            b'-' if text[i..].starts_with("-Infinity") => {
+                quote(&mut out, i, i + 9, &mut copied);
+                i += 9;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i < b.len() && matches!(b[i], b'.' | b'e' | b'E') {
+                    while i < b.len()
+                        && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                    {
+                        i += 1;
+                    }
+                } else if is_wide_integer(&text[start..i]) {
+                    quote(&mut out, start, i, &mut copied);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +244,22 @@ mod tests {
     fn writes_like_python_json_dumps() {
         assert_eq!(encode_property(&json!(1), "src"), r#"[1, "src"]"#);
         assert_eq!(encode_property(&json!(1.0), "s"), r#"[1.0, "s"]"#);
+        for (value, python) in [
+            (1e16, "1e+16"),
+            (1.5e-5, "1.5e-05"),
+            (0.0001, "0.0001"),
+            (123.25, "123.25"),
+            (-0.0, "-0.0"),
+            (1e15, "1000000000000000.0"),
+            (1.2345678901234568e17, "1.2345678901234568e+17"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(
+                encode_property(&json!(value), "s"),
+                format!("[{python}, \"s\"]")
+            );
+        }
         assert_eq!(
             encode_property(&json!({"a": [1, null], "b": "é"}), "x"),
             r#"[{"a": [1, null], "b": "\u00e9"}, "x"]"#
@@ -133,6 +278,23 @@ mod tests {
             Some((json!({"k": [true, 2.5]}), "Scheduler".into()))
         );
         assert_eq!(decode_property("not json"), None);
+        assert_eq!(
+            decode_property(r#"[[NaN, Infinity, -Infinity, "NaN"], "s"]"#),
+            Some((json!(["NaN", "Infinity", "-Infinity", "NaN"]), "s".into()))
+        );
+        assert_eq!(
+            decode_property(
+                r#"[{"big": 123456789012345678901234, "n": -9223372036854775808, "u": 18446744073709551615, "f": 1e+300}, "s"]"#
+            ),
+            Some((
+                json!({"big": "123456789012345678901234", "n": i64::MIN, "u": u64::MAX, "f": 1e300}),
+                "s".into()
+            ))
+        );
+        assert_eq!(
+            decode_property(r#"["123456789012345678901234 NaN", "s"]"#),
+            Some((json!("123456789012345678901234 NaN"), "s".into()))
+        );
         assert_eq!(decode_property("[1]"), None);
         assert_eq!(decode_property("[1, 2]"), None);
     }
