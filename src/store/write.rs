@@ -84,7 +84,9 @@ async fn add_buildset_in(
     input: &NewBuildset,
     submitted_at: i32,
 ) -> StoreResult<AddedBuildset> {
-    let ssids = resolve_sourcestamps(txn, &input.sourcestamps, submitted_at).await?;
+    // A new stamp's row is dated when it is written, as Buildbot's `findOrCreateId`
+    // dates it, whatever (possibly backdated) time the buildset carries.
+    let ssids = resolve_sourcestamps(txn, &input.sourcestamps, super::now()).await?;
     check_builders_exist(txn, &input.builderids).await?;
     if mode == SchemaMode::Attached {
         for (field, id) in [
