@@ -59,7 +59,10 @@ pub struct Config {
     #[arg(long, env = "ALLOW_ANONYMOUS_WRITES", global = true)]
     pub allow_anonymous_writes: bool,
 
-    /// Origin allowed to call the API from a browser (repeatable, or comma-separated).
+    /// Origin allowed to call the API from a browser (repeatable, or comma-separated),
+    /// written as the browser sends it: `https://ui.example.org` or
+    /// `http://localhost:3000`, no path and no trailing slash. `*` allows every
+    /// origin (no credentials). WebSocket upgrades from other origins are refused.
     #[arg(
         long = "cors-origin",
         env = "CORS_ORIGINS",
@@ -73,7 +76,7 @@ pub struct Config {
     pub max_page_size: u64,
 
     /// Deepest query nesting accepted.
-    #[arg(long, env = "MAX_DEPTH", default_value_t = 12, global = true)]
+    #[arg(long, env = "MAX_DEPTH", default_value_t = 16, global = true)]
     pub max_depth: usize,
 
     /// Largest query complexity accepted (list fields weigh by their page size).
@@ -83,4 +86,93 @@ pub struct Config {
     /// Largest request body, in bytes (larger gets HTTP 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
+}
+
+/// Which browser origins may call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origins {
+    Any,
+    List(Vec<String>),
+}
+
+impl Config {
+    /// The `--cors-origin` values, checked: each must be an origin exactly as a
+    /// browser sends it, so that none can silently never match.
+    pub fn origins(&self) -> Result<Origins, String> {
+        if self.cors_origins.iter().any(|o| o.trim() == "*") {
+            if self.cors_origins.len() > 1 {
+                return Err("--cors-origin '*' allows every origin; give it alone".into());
+            }
+            return Ok(Origins::Any);
+        }
+        self.cors_origins
+            .iter()
+            .map(|o| check_origin(o.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Origins::List)
+    }
+}
+
+fn check_origin(origin: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--cors-origin {origin:?} is not an origin ({why}); write it as the browser sends it, like https://ui.example.org or http://localhost:3000"
+        ))
+    };
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return bad("no scheme");
+    };
+    if scheme != "http" && scheme != "https" {
+        return bad("the scheme must be http or https");
+    }
+    if rest.is_empty() {
+        return bad("no host");
+    }
+    if rest.ends_with('/') {
+        return bad("a trailing slash never matches");
+    }
+    if rest.contains(['/', '?', '#', '@', ' ']) {
+        return bad("an origin has no path, query, fragment or user");
+    }
+    if axum::http::HeaderValue::from_str(origin).is_err() {
+        return bad("it is not a valid header value");
+    }
+    Ok(origin.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(list: &[&str]) -> Result<Origins, String> {
+        let mut args = vec!["x"];
+        for o in list {
+            args.extend(["--cors-origin", o]);
+        }
+        Cli::try_parse_from(args).expect("parses").config.origins()
+    }
+
+    #[test]
+    fn origins_are_checked() {
+        assert_eq!(origins(&[]), Ok(Origins::List(vec![])));
+        assert_eq!(origins(&["*"]), Ok(Origins::Any));
+        assert_eq!(
+            origins(&["https://UI.example.org", "http://localhost:3000"]),
+            Ok(Origins::List(vec![
+                "https://ui.example.org".into(),
+                "http://localhost:3000".into()
+            ]))
+        );
+        for bad in [
+            "https://ui.example.org/",
+            "ui.example.org",
+            "ftp://x",
+            "https://x/path",
+            "https://",
+        ] {
+            let err = origins(&[bad]).expect_err(bad);
+            assert!(err.contains("--cors-origin"), "{err}");
+        }
+        assert!(origins(&["*", "https://x"]).is_err());
+    }
 }

@@ -5,6 +5,32 @@ use async_graphql::{Error, ErrorExtensions};
 
 use crate::store::StoreError;
 
+/// The `extensions.code` values of DESIGN §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    BadUserInput,
+    NotFound,
+    AlreadyComplete,
+    Unauthenticated,
+    Forbidden,
+    QueryTooComplex,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyComplete => "ALREADY_COMPLETE",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
 /// A request's id, carried in the log lines and in INTERNAL errors so that a user's
 /// report can be matched with the server's log.
 #[derive(Clone, Debug)]
@@ -31,13 +57,13 @@ impl Default for RequestId {
 
 pub fn bad_input(field: &str, message: impl Into<String>) -> Error {
     Error::new(message).extend_with(|_, e| {
-        e.set("code", "BAD_USER_INPUT");
+        e.set("code", Code::BadUserInput.as_str());
         e.set("field", field);
     })
 }
 
-pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
-    Error::new(message).extend_with(|_, e| e.set("code", code))
+pub fn coded(code: Code, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
 }
 
 /// Maps a store error for the client; a database error is logged under the request
@@ -45,13 +71,13 @@ pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
 pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
     match err {
         StoreError::InvalidInput { field, message } => bad_input(&field, message),
-        StoreError::NotFound(message) => coded("NOT_FOUND", message),
-        e @ StoreError::AlreadyComplete(_) => coded("ALREADY_COMPLETE", e.to_string()),
+        StoreError::NotFound(message) => coded(Code::NotFound, message),
+        e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
         err @ (StoreError::Db(_) | StoreError::Conflict) => {
             let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
             tracing::error!(request_id = %id, error = %err, "database error");
             Error::new(format!("internal error (request id {id})")).extend_with(|_, e| {
-                e.set("code", "INTERNAL");
+                e.set("code", Code::Internal.as_str());
                 e.set("requestId", id.as_str());
             })
         }

@@ -1,24 +1,29 @@
 //! HTTP: connect and prepare the database, build the router, serve until a signal.
+//! Every route that runs an operation hands it to the one [`Door`].
 
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::OperationType;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use async_graphql::http::{
+    WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
+};
+use async_graphql::{Data, Value};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures_util::{SinkExt, StreamExt};
 use sea_orm::DatabaseConnection;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
-use tracing::Instrument;
 
-use crate::config::Config;
-use crate::error::{coded, RequestId};
-use crate::graphql::{build_schema, with_codes, ApiSchema, AppData, Caller, Limits};
+use crate::config::{Config, Origins};
+use crate::door::{wide, Answer, Caller, Door, Refusal, SocketExecutor, Transport, WIDE_INTEGER};
+use crate::error::Code;
+use crate::graphql::{build_schema, AppData, Limits};
 use crate::store::{self, SchemaMode};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,18 +33,22 @@ pub async fn open_database(url: &str) -> Result<(DatabaseConnection, SchemaMode)
     Ok(store::open(url).await?)
 }
 
-/// What the HTTP layer needs besides the schema.
+/// What every route shares.
 #[derive(Clone)]
-pub struct HttpState {
-    pub schema: ApiSchema,
-    pub db: DatabaseConnection,
-    pub read_token: Option<String>,
-    pub write_tokens: Vec<String>,
+struct AppState {
+    door: Door,
+    db: DatabaseConnection,
+    origins: Origins,
+    max_body: usize,
 }
 
-pub fn schema_for(db: DatabaseConnection, mode: SchemaMode, config: &Config) -> ApiSchema {
-    build_schema(AppData {
-        db,
+/// The router: `/graphql` (POST, GET with `?query=`, or the playground),
+/// `/graphql/ws`, `/graphql/assets/*`, `/healthz`, `/readyz`. Fails when the
+/// configuration is not usable (a malformed `--cors-origin`).
+pub fn app(config: &Config, db: DatabaseConnection, mode: SchemaMode) -> Result<Router, String> {
+    let origins = config.origins()?;
+    let schema = build_schema(AppData {
+        db: db.clone(),
         mode,
         limits: Limits {
             max_page: config.max_page_size,
@@ -47,140 +56,426 @@ pub fn schema_for(db: DatabaseConnection, mode: SchemaMode, config: &Config) -> 
             max_complexity: config.max_complexity,
             ..Limits::default()
         },
-        write_tokens: config.write_tokens.clone(),
-    })
-}
-
-/// The router: `/graphql` (POST, GET with `?query=`, or the playground),
-/// `/graphql/ws`, `/healthz`, `/readyz`.
-pub fn app(state: HttpState, config: &Config) -> Router {
-    let cors = if config.cors_origins.is_empty() {
-        CorsLayer::new()
-    } else {
-        let origins: Vec<HeaderValue> = config
-            .cors_origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+    });
+    let door = Door::new(
+        schema,
+        config.read_token.clone(),
+        config.write_tokens.clone(),
+        config.max_depth,
+        config.max_complexity,
+    );
+    let cors = match &origins {
+        Origins::List(list) if list.is_empty() => CorsLayer::new(),
+        Origins::Any => CorsLayer::new().allow_origin(AllowOrigin::any()),
+        Origins::List(list) => CorsLayer::new().allow_origin(AllowOrigin::list(
+            list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        )),
+    }
+    .allow_methods([Method::GET, Method::POST])
+    .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    let state = AppState {
+        door,
+        db,
+        origins,
+        max_body: config.max_body_bytes,
     };
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route_service(
-            "/graphql/ws",
-            GraphQLSubscription::new(state.schema.clone()),
+    Ok(Router::new()
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .fallback(method_not_allowed),
         )
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/assets/{file}", get(asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .fallback(not_found)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http()))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    Some(token.trim().to_owned())
+fn reply(answer: Answer) -> Response {
+    (answer.status, axum::Json(answer.response)).into_response()
 }
 
-fn error_response(status: StatusCode, code: &'static str, message: &str) -> Response {
-    let err = coded(code, message).into_server_error(async_graphql::Pos::default());
-    let body = async_graphql::Response::from_errors(vec![err]);
-    (status, axum::Json(body)).into_response()
+fn refuse(status: StatusCode, code: Code, message: impl Into<String>) -> Response {
+    reply(Refusal::new(status, code, message).answer())
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, req: async_graphql::Request) -> Response {
-    let token = bearer(headers);
-    if let Some(read) = &state.read_token {
-        let allowed = token
-            .as_deref()
-            .is_some_and(|t| t == read || state.write_tokens.iter().any(|w| w == t));
-        if !allowed {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "this server needs `Authorization: Bearer <token>` for every request",
-            );
-        }
+fn caller(headers: &HeaderMap) -> Caller {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    Caller { token }
+}
+
+/// The token of an `Authorization` value, `Bearer <token>` (any case of "Bearer").
+fn bearer(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Only JSON bodies: a cross-site page can send `text/plain`, form and multipart
+/// bodies without a CORS preflight, and so could run mutations on open writes.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.eq_ignore_ascii_case("application/graphql-response+json")
+        })
+}
+
+/// Marks a request whose raw JSON text holds an integer too wide for 64 bits (which
+/// parsing would round): the door refuses it naming `path` within the variables.
+fn mark_wide(request: &mut async_graphql::Request, json: &[u8], variables_at: &str) {
+    if let Some(path) = wide::in_json(json) {
+        let path = path
+            .strip_prefix(variables_at)
+            .map_or(path.as_str(), |p| p.trim_start_matches('.'))
+            .to_owned();
+        request
+            .extensions
+            .insert(WIDE_INTEGER.into(), Value::from(path));
     }
-    let request_id = RequestId::new();
-    // Instrumenting (not entering) the span: an entered guard held across an await
-    // would be attached to whatever else runs on this thread meanwhile.
-    let span = tracing::info_span!("graphql", request_id = %request_id.0);
-    let req = req.data(Caller { token }).data(request_id);
-    let response = with_codes(state.schema.execute(req).instrument(span).await);
-    GraphQLResponse::from(response).into_response()
 }
 
 async fn graphql_post(
-    State(state): State<HttpState>,
+    State(state): State<AppState>,
     headers: HeaderMap,
-    req: GraphQLRequest,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    execute(&state, &headers, req.into_inner()).await
+    let caller = caller(&headers);
+    if let Err(refusal) = state.door.admit(&caller) {
+        return reply(refusal.answer());
+    }
+    if !is_json(&headers) {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadUserInput,
+            "POST /graphql takes a JSON body: send `Content-Type: application/json`",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::BadUserInput,
+                format!(
+                    "the request body exceeds the limit of {} bytes (--max-body-bytes)",
+                    state.max_body
+                ),
+            )
+        }
+        Err(e) => return refuse(e.status(), Code::BadUserInput, e.body_text()),
+    };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "batched requests are not supported: send one operation per request",
+        );
+    }
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                format!("the body is not a GraphQL request (JSON with a `query` string): {e}"),
+            )
+        }
+    };
+    mark_wide(&mut request, &body, "variables");
+    reply(state.door.run(request, caller, Transport::Post).await)
 }
 
 /// GET runs queries given as `?query=`; without one it serves the playground.
 /// Mutations are never run from a GET (a link must not change data).
-async fn graphql_get(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    if uri
-        .query()
-        .is_none_or(|q| !q.split('&').any(|kv| kv.starts_with("query=")))
+async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    if !params.iter().any(|(k, _)| k == "query") {
+        return playground();
+    }
+    let caller = caller(&headers);
+    if let Err(refusal) = state.door.admit(&caller) {
+        return reply(refusal.answer());
+    }
+    let mut request = match async_graphql::http::parse_query_string(uri.query().unwrap_or_default())
     {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        )
-        .into_response();
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, Code::BadUserInput, e.to_string()),
+    };
+    if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
+        mark_wide(&mut request, variables.as_bytes(), "");
     }
-    let req: async_graphql::Request =
-        match async_graphql::http::parse_query_string(uri.query().unwrap_or_default()) {
-            Ok(r) => r,
-            Err(e) => {
-                return error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &e.to_string())
-            }
-        };
-    if let Ok(doc) = async_graphql::parser::parse_query(&req.query) {
-        let mutation = doc.operations.iter().any(|(name, op)| {
-            let selected = match (&req.operation_name, name) {
-                (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            selected && op.node.ty == OperationType::Mutation
-        });
-        if mutation {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_USER_INPUT",
-                "mutations must be sent with POST",
-            );
-        }
-    }
-    execute(&state, &headers, req).await
+    reply(state.door.run(request, caller, Transport::Get).await)
 }
 
-async fn readyz(State(state): State<HttpState>) -> Response {
+async fn method_not_allowed(method: Method) -> Response {
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::BadUserInput,
+        format!("{method} is not served here: POST an operation, or GET the playground"),
+    )
+}
+
+async fn not_found(uri: Uri) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        format!(
+            "nothing is served at {}: the API is at /graphql",
+            uri.path()
+        ),
+    )
+}
+
+// The playground, pinned (GraphiQL 3.8.3, React 18.3.1) and embedded, so that it
+// works with no network. `src/playground/SHA256SUMS` records the files.
+const INDEX_HTML: &str = include_str!("playground/index.html");
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "graphiql.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("playground/graphiql.min.js"),
+    ),
+    (
+        "graphiql.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("playground/graphiql.min.css"),
+    ),
+    (
+        "react.production.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("playground/react.production.min.js"),
+    ),
+    (
+        "react-dom.production.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("playground/react-dom.production.min.js"),
+    ),
+    (
+        "playground.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("playground/playground.js"),
+    ),
+];
+
+/// Nothing of the page may come from another host.
+const PLAYGROUND_CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+
+fn playground() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>, uri: Uri) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => not_found(uri).await,
+    }
+}
+
+/// Whether a WebSocket upgrade may proceed: browsers apply no CORS to WebSockets, so
+/// a page on another origin could otherwise talk to this server with the user's
+/// network position. Clients that send no `Origin` (not browsers) are let in.
+fn origin_allowed(headers: &HeaderMap, origins: &Origins) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return headers.get(header::ORIGIN).is_none();
+    };
+    let origin = origin.to_ascii_lowercase();
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| {
+            let host = host.to_ascii_lowercase();
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        });
+    own || match origins {
+        Origins::Any => true,
+        Origins::List(list) => list.iter().any(|o| *o == origin),
+    }
+}
+
+/// The GraphQL protocol the client offers in `Sec-WebSocket-Protocol`.
+fn ws_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())?
+        .split(',')
+        .find_map(|p| p.trim().parse().ok())
+}
+
+async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return refuse(e.status(), Code::BadUserInput, e.body_text()),
+    };
+    let Some(protocol) = ws_protocol(&headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "offer the graphql-transport-ws (or graphql-ws) subprotocol in Sec-WebSocket-Protocol",
+        );
+    };
+    if !origin_allowed(&headers, &state.origins) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            Code::Forbidden,
+            "WebSocket connections from this origin are not allowed (see --cors-origin)",
+        );
+    }
+    let max = state.max_body;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(socket, state.door, protocol))
+}
+
+/// The token of a `connection_init` payload: `{"Authorization": "Bearer <token>"}`
+/// (graphql-ws clients' `connectionParams`), also under `headers`.
+fn init_caller(payload: &serde_json::Value) -> Caller {
+    let find = |v: &serde_json::Value| {
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.as_str())
+            .and_then(bearer)
+    };
+    let token = find(payload).or_else(|| payload.get("headers").and_then(find));
+    Caller { token }
+}
+
+/// An incoming socket message, with its operation marked when its variables hold an
+/// integer too wide for 64 bits (see [`mark_wide`]).
+fn mark_wide_message(raw: Vec<u8>) -> Vec<u8> {
+    let Some(path) = wide::in_json(&raw) else {
+        return raw;
+    };
+    let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return raw;
+    };
+    let path = path
+        .strip_prefix("payload.variables")
+        .map_or(path.as_str(), |p| p.trim_start_matches('.'))
+        .to_owned();
+    if let Some(payload) = message.get_mut("payload").and_then(|p| p.as_object_mut()) {
+        let ext = payload
+            .entry("extensions")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(ext) = ext.as_object_mut() {
+            ext.insert(WIDE_INTEGER.into(), serde_json::Value::String(path));
+        }
+    }
+    serde_json::to_vec(&message).unwrap_or(raw)
+}
+
+/// Close codes of graphql-transport-ws for a refused `connection_init`; the door's
+/// refusal travels as the close reason, prefixed with its code.
+fn close_code(refusal: &Refusal) -> u16 {
+    if refusal.status == StatusCode::FORBIDDEN {
+        4403
+    } else {
+        4401
+    }
+}
+
+async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocols) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|m| std::future::ready(m.is_ok()))
+        .filter_map(|m| {
+            std::future::ready(match m {
+                Ok(Message::Text(t)) => Some(mark_wide_message(t.as_bytes().to_vec())),
+                Ok(Message::Binary(b)) => Some(mark_wide_message(b.to_vec())),
+                _ => None,
+            })
+        });
+    let init_door = door.clone();
+    let output = GraphQLWebSocket::new(SocketExecutor(door), input, protocol)
+        .on_connection_init(move |payload| async move {
+            let caller = init_caller(&payload);
+            init_door.admit(&caller).map_err(|r| {
+                async_graphql::Error::new(format!("{} {}", close_code(&r), r.message))
+            })?;
+            let mut data = Data::default();
+            data.insert(caller);
+            Ok(data)
+        })
+        .map(|message| match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => {
+                let (code, reason) = match reason.split_once(' ') {
+                    Some((c @ ("4401" | "4403"), rest)) if code == 1002 => {
+                        (c.parse().unwrap_or(code), rest.to_owned())
+                    }
+                    _ => (code, reason),
+                };
+                let mut reason = reason;
+                // A close reason has at most 123 bytes.
+                while reason.len() > 123 {
+                    reason.pop();
+                }
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }))
+            }
+        });
+    futures_util::pin_mut!(output);
+    while let Some(item) = output.next().await {
+        if sink.send(item).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
     }
 }
 
-/// Refuses configurations that would expose open writes beyond this machine.
-pub fn check_exposure(config: &Config) -> Result<(), String> {
+/// Refuses configurations that would expose open writes beyond this machine, or
+/// that name origins a browser never sends.
+pub fn check_config(config: &Config) -> Result<(), String> {
+    config.origins()?;
     if !config.listen.ip().is_loopback()
         && config.write_tokens.is_empty()
         && !config.allow_anonymous_writes
@@ -196,20 +491,14 @@ pub fn check_exposure(config: &Config) -> Result<(), String> {
 
 /// Serves until SIGINT/SIGTERM, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), BoxError> {
-    check_exposure(&config)?;
+    check_config(&config)?;
     let (db, mode) = open_database(&config.database_url).await?;
-    let schema = schema_for(db.clone(), mode, &config);
-    let state = HttpState {
-        schema,
-        db,
-        read_token: config.read_token.clone(),
-        write_tokens: config.write_tokens.clone(),
-    };
+    let router = app(&config, db, mode)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");
     println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
-    axum::serve(listener, app(state, &config))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shut down");

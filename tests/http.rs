@@ -23,7 +23,7 @@ async fn write_tokens_guard_mutations_only() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     assert_eq!(body["data"], Value::Null);
     api.token = Some("wrong".into());
-    assert_eq!(api.err(ENSURE, json!({})).await.0, "UNAUTHENTICATED");
+    assert_eq!(api.err(ENSURE, json!({})).await.0, "FORBIDDEN");
     for token in ["old", "new"] {
         api.token = Some(token.into());
         api.ok(ENSURE, json!({})).await;
@@ -50,7 +50,7 @@ async fn read_token_guards_everything() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     api.token = Some("r".into());
     api.ok("{ builders { name } }", json!({})).await;
-    assert_eq!(api.err(ENSURE, json!({})).await.0, "UNAUTHENTICATED");
+    assert_eq!(api.err(ENSURE, json!({})).await.0, "FORBIDDEN");
     api.token = Some("w".into());
     api.ok("{ builders { name } }", json!({})).await;
     api.ok(ENSURE, json!({})).await;
@@ -173,18 +173,18 @@ async fn bad_times_name_their_field() {
 #[test]
 fn exposure_needs_a_token() {
     use buildsets_graphql::config::Config;
-    use buildsets_graphql::server::check_exposure;
+    use buildsets_graphql::server::check_config;
     use clap::Parser;
     let parse = |args: &[&str]| Config::try_parse_from([&["x"], args].concat()).unwrap();
-    assert!(check_exposure(&parse(&["--listen", "0.0.0.0:8080"])).is_err());
-    assert!(check_exposure(&parse(&["--listen", "0.0.0.0:8080", "--write-token", "t"])).is_ok());
-    assert!(check_exposure(&parse(&[
+    assert!(check_config(&parse(&["--listen", "0.0.0.0:8080"])).is_err());
+    assert!(check_config(&parse(&["--listen", "0.0.0.0:8080", "--write-token", "t"])).is_ok());
+    assert!(check_config(&parse(&[
         "--listen",
         "0.0.0.0:8080",
         "--allow-anonymous-writes"
     ]))
     .is_ok());
-    assert!(check_exposure(&parse(&["--listen", "127.0.0.1:8080"])).is_ok());
+    assert!(check_config(&parse(&["--listen", "127.0.0.1:8080"])).is_ok());
 }
 
 /// `schema.graphql` is the contract: it must equal what the server serves.

@@ -1,30 +1,38 @@
 //! Gives every error a machine-readable `extensions.code`, including the ones
 //! async-graphql raises itself (parse, validation, input coercion and limits).
+//!
+//! Every error this program raises carries its code already (`crate::error`), so an
+//! error without one comes from async-graphql's checks of the client's document and
+//! input: it is the client's to fix, BAD_USER_INPUT.
 
 use async_graphql::{Response, ServerError, Value};
 
-fn code_for(err: &ServerError) -> &'static str {
-    let m = err.message.as_str();
-    if m.contains("nested too deep") || m.contains("too complex") {
-        "QUERY_TOO_COMPLEX"
-    } else if err.path.is_empty()
-        || m.starts_with("Failed to parse")
-        || m.starts_with("Invalid value for argument")
-        || m.contains("Oneof")
-    {
-        // Errors before execution, or while coercing the client's input, are the
-        // client's to fix.
-        "BAD_USER_INPUT"
-    } else {
-        "INTERNAL"
-    }
-}
+use crate::error::Code;
 
 /// The argument path async-graphql names in an input coercion error
-/// (`Invalid value for argument "input.sourcestamps.0", …`).
-fn argument_of(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("Invalid value for argument \"")?;
-    Some(rest.split('"').next()?.to_owned())
+/// (`Invalid value for argument "input.sourcestamps.0", …`), or the variable of a
+/// variable error (`Variable "$x" is not defined`). The one place that reads its
+/// wording; the tests below fail when an upgrade changes it.
+fn field_of(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("Invalid value for argument \"") {
+        return Some(rest.split('"').next()?.to_owned());
+    }
+    // `Variable "$n" is not defined by operation …` (validation) or
+    // `Variable n is not defined.` (a declared variable with no value).
+    let rest = message.strip_prefix("Variable ")?;
+    let name = rest
+        .split(' ')
+        .next()?
+        .trim_matches(|c| c == '"' || c == '$');
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+fn code_for(err: &ServerError) -> Code {
+    if crate::door::is_limit_message(&err.message) {
+        Code::QueryTooComplex
+    } else {
+        Code::BadUserInput
+    }
 }
 
 /// Gives every error of `response` a code. Applied to the response rather than as a
@@ -38,13 +46,80 @@ pub fn with_codes(mut response: Response) -> Response {
             .is_some_and(|e| e.get("code").is_some());
         if !has_code {
             let code = code_for(err);
-            let field = argument_of(&err.message);
+            let field = field_of(&err.message);
             let ext = err.extensions.get_or_insert_with(Default::default);
-            ext.set("code", Value::from(code));
+            ext.set("code", Value::from(code.as_str()));
             if let Some(field) = field {
                 ext.set("field", Value::from(field));
             }
         }
+        // A location at line 0 is async-graphql's "no position"; clients expect none.
+        err.locations.retain(|p| p.line > 0);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphql::schema_builder;
+
+    async fn first_error(query: &str, variables: serde_json::Value) -> ServerError {
+        let schema = schema_builder().finish();
+        let req = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables));
+        let mut r = with_codes(schema.execute(req).await);
+        assert!(!r.errors.is_empty(), "{query}");
+        r.errors.remove(0)
+    }
+
+    fn code_and_field(e: &ServerError) -> (String, String) {
+        let ext = e.extensions.as_ref().expect("extensions");
+        let s = |k: &str| {
+            ext.get(k)
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+        };
+        (
+            s("code").unwrap_or_default(),
+            s("field").unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn async_graphql_errors_get_codes_and_fields() {
+        let e = first_error(
+            "query($n: Int!) { buildset(bsid: $n) { bsid } }",
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(
+            code_and_field(&e),
+            ("BAD_USER_INPUT".into(), "n".into()),
+            "{}",
+            e.message
+        );
+        let e = first_error("{ buildset(bsid: $n) { bsid } }", serde_json::json!({})).await;
+        assert_eq!(
+            code_and_field(&e),
+            ("BAD_USER_INPUT".into(), "n".into()),
+            "{}",
+            e.message
+        );
+        let e = first_error(
+            "query($n: Int!) { buildset(bsid: $n) { bsid } }",
+            serde_json::json!({"n": "x"}),
+        )
+        .await;
+        assert_eq!(
+            code_and_field(&e),
+            ("BAD_USER_INPUT".into(), "bsid".into()),
+            "{}",
+            e.message
+        );
+        let e = first_error("{ buildset(bsid: \"x\") { bsid } }", serde_json::json!({})).await;
+        assert_eq!(code_and_field(&e).0, "BAD_USER_INPUT", "{}", e.message);
+        let e = first_error("{ nope }", serde_json::json!({})).await;
+        assert_eq!(code_and_field(&e).0, "BAD_USER_INPUT", "{}", e.message);
+        assert!(e.locations.iter().all(|p| p.line > 0));
+    }
 }

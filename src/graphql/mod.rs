@@ -5,11 +5,12 @@ pub use codes::with_codes;
 pub mod filter;
 pub mod load;
 mod mutation;
+pub mod order;
 mod query;
 pub mod scalars;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Result, Schema};
+use async_graphql::{Context, EmptySubscription, Result, Schema, SchemaBuilder};
 use sea_orm::DatabaseConnection;
 
 use crate::error::{from_store, RequestId};
@@ -36,7 +37,7 @@ impl Default for Limits {
         Limits {
             default_page: 100,
             max_page: 1000,
-            max_depth: 12,
+            max_depth: 16,
             max_complexity: 20_000,
         }
     }
@@ -47,14 +48,6 @@ pub struct AppData {
     pub db: DatabaseConnection,
     pub mode: SchemaMode,
     pub limits: Limits,
-    /// Bearer tokens that allow mutations; empty means writes are open.
-    pub write_tokens: Vec<String>,
-}
-
-/// The bearer token a request came with, if any.
-#[derive(Clone, Debug, Default)]
-pub struct Caller {
-    pub token: Option<String>,
 }
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> Result<&'a AppData> {
@@ -72,10 +65,15 @@ impl<T> StoreResultExt<T> for StoreResult<T> {
     }
 }
 
+/// The schema's types, with no data and no limits.
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+}
+
 /// The schema, with its limits; the SDL it prints is `schema.graphql`.
 pub fn build_schema(data: AppData) -> ApiSchema {
     let limits = data.limits.clone();
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    schema_builder()
         .data(data)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -84,7 +82,5 @@ pub fn build_schema(data: AppData) -> ApiSchema {
 
 /// The SDL of the schema (independent of any database).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .finish()
-        .sdl()
+    schema_builder().finish().sdl()
 }

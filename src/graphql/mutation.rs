@@ -1,38 +1,13 @@
-use async_graphql::{Context, Guard, InputObject, Json, Object, OneofObject, Result, SimpleObject};
+use async_graphql::{Context, InputObject, Json, Object, OneofObject, Result, SimpleObject};
 
 use super::load::{self, Plan};
 use super::scalars::DateTime;
 use super::types::{Builder, BuilderRequestId, Buildset};
-use super::{app, Caller, StoreResultExt};
-use crate::error::coded;
+use super::{app, StoreResultExt};
 use crate::store::{self, write, NewBuildset, NewPatch, NewProperty, SourceStampRef};
 
 /// Submitting and completing buildsets, and registering builders.
 pub struct MutationRoot;
-
-/// Lets a mutation run only for a caller with a write token, when tokens are configured.
-struct WriteGuard;
-
-impl Guard for WriteGuard {
-    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let tokens = &app(ctx)?.write_tokens;
-        if tokens.is_empty() {
-            return Ok(());
-        }
-        let given = ctx.data_opt::<Caller>().and_then(|c| c.token.as_deref());
-        match given {
-            Some(t) if tokens.iter().any(|k| k == t) => Ok(()),
-            Some(_) => Err(coded(
-                "UNAUTHENTICATED",
-                "the bearer token does not allow writes",
-            )),
-            None => Err(coded(
-                "UNAUTHENTICATED",
-                "writes need `Authorization: Bearer <token>`",
-            )),
-        }
-    }
-}
 
 /// A sourcestamp for a new buildset: exactly one of an existing id or a description.
 // Inputs live for one request; boxing the description would buy nothing.
@@ -189,7 +164,6 @@ pub struct AddBuildsetPayload {
 impl MutationRoot {
     /// Submits a buildset: its sourcestamps (found or created), properties and one
     /// build request per builder, all in one transaction.
-    #[graphql(guard = "WriteGuard")]
     async fn add_buildset(
         &self,
         ctx: &Context<'_>,
@@ -224,7 +198,6 @@ impl MutationRoot {
 
     /// Marks a buildset complete with a Buildbot result code (0-6). Fails with
     /// NOT_FOUND for an unknown buildset and ALREADY_COMPLETE when it is complete.
-    #[graphql(guard = "WriteGuard")]
     async fn complete_buildset(
         &self,
         ctx: &Context<'_>,
@@ -245,7 +218,6 @@ impl MutationRoot {
     }
 
     /// Finds a builder by name, or creates it; a given description is stored.
-    #[graphql(guard = "WriteGuard")]
     async fn ensure_builder(
         &self,
         ctx: &Context<'_>,

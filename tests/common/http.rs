@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use buildsets_graphql::config::Config;
-use buildsets_graphql::server::{app, schema_for, HttpState};
+use buildsets_graphql::server::app;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -28,14 +28,7 @@ pub async fn start(t: TestDb, flags: &[&str]) -> Api {
     let mut args = vec!["buildsets-graphql", "--database-url", &t.url];
     args.extend_from_slice(flags);
     let config = Config::try_parse_from(args).expect("flags");
-    let schema = schema_for(t.db.clone(), t.mode, &config);
-    let state = HttpState {
-        schema,
-        db: t.db.clone(),
-        read_token: config.read_token.clone(),
-        write_tokens: config.write_tokens.clone(),
-    };
-    let router = app(state, &config);
+    let router = app(&config, t.db.clone(), t.mode).expect("a usable configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,0 +1,310 @@
+//! The one door every operation passes, whatever its transport (POST, GET,
+//! WebSocket): the read and write token rules, the query limits, a request id, the
+//! error codes, the response in query order, and one log line.
+
+mod limits;
+pub mod wide;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, Executor, Pos, Request, Response, ServerError, Value};
+use axum::http::StatusCode;
+use tracing::Instrument;
+
+use crate::error::{Code, RequestId};
+use crate::graphql::order::{in_query_order, selected_operation};
+use crate::graphql::{with_codes, ApiSchema};
+
+/// Whether `message` is async-graphql's refusal of a query over a limit.
+pub fn is_limit_message(message: &str) -> bool {
+    limits::limit_of(message).is_some()
+}
+
+/// How an operation arrived; GET never runs a mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Post,
+    Get,
+    WebSocket,
+}
+
+/// The bearer token an operation came with (the `Authorization` header, or the
+/// WebSocket's `connection_init` payload).
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub token: Option<String>,
+}
+
+/// The key of the request extension that carries the path of an integer too wide for
+/// 64 bits, found in the raw text before it was parsed (see [`wide`]).
+pub const WIDE_INTEGER: &str = "buildsetsGraphqlWideInteger";
+
+/// What the door answers: a GraphQL response and the HTTP status it goes with.
+pub struct Answer {
+    pub status: StatusCode,
+    pub response: Response,
+}
+
+/// A refusal before any operation runs.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: Code,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// As a GraphQL response (no data, one coded error without a location).
+    pub fn answer(self) -> Answer {
+        let mut err = ServerError::new(self.message, None);
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", Value::from(self.code.as_str()));
+        Answer {
+            status: self.status,
+            response: Response::from_errors(vec![err]),
+        }
+    }
+}
+
+struct Inner {
+    schema: ApiSchema,
+    measure: limits::Measure,
+    read_token: Option<String>,
+    write_tokens: Vec<String>,
+}
+
+/// Cheap to clone: one per server, shared by every connection.
+#[derive(Clone)]
+pub struct Door(Arc<Inner>);
+
+impl Door {
+    pub fn new(
+        schema: ApiSchema,
+        read_token: Option<String>,
+        write_tokens: Vec<String>,
+        max_depth: usize,
+        max_complexity: usize,
+    ) -> Self {
+        Door(Arc::new(Inner {
+            schema,
+            measure: limits::Measure::new(max_depth, max_complexity),
+            read_token,
+            write_tokens,
+        }))
+    }
+
+    fn is_write_token(&self, token: &str) -> bool {
+        self.0.write_tokens.iter().any(|w| w == token)
+    }
+
+    /// The read rule: with a read token configured, every operation needs it (or a
+    /// write token).
+    pub fn admit(&self, caller: &Caller) -> Result<(), Refusal> {
+        let Some(read) = &self.0.read_token else {
+            return Ok(());
+        };
+        match caller.token.as_deref() {
+            Some(t) if t == read || self.is_write_token(t) => Ok(()),
+            Some(_) => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                Code::Forbidden,
+                "the bearer token is not valid for this server",
+            )),
+            None => Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "this server needs `Authorization: Bearer <token>` for every request",
+            )),
+        }
+    }
+
+    /// The write rule: with write tokens configured, a mutation needs one of them.
+    fn admit_write(&self, caller: &Caller) -> Result<(), Refusal> {
+        if self.0.write_tokens.is_empty() {
+            return Ok(());
+        }
+        match caller.token.as_deref() {
+            Some(t) if self.is_write_token(t) => Ok(()),
+            Some(_) => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                Code::Forbidden,
+                "the bearer token does not allow writes",
+            )),
+            None => Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "writes need `Authorization: Bearer <token>`",
+            )),
+        }
+    }
+
+    /// Runs one operation through every rule.
+    pub async fn run(&self, request: Request, caller: Caller, transport: Transport) -> Answer {
+        let request_id = RequestId::new();
+        let operation = request.operation_name.clone();
+        let span = tracing::info_span!("graphql", request_id = %request_id.0);
+        let started = Instant::now();
+        let answer = self
+            .run_inner(request, caller, transport, request_id.clone())
+            .instrument(span)
+            .await;
+        let outcome = answer
+            .response
+            .errors
+            .first()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|e| e.get("code"))
+            .map_or_else(
+                || "OK".to_owned(),
+                |c| c.to_string().trim_matches('"').to_owned(),
+            );
+        tracing::info!(
+            request_id = %request_id.0,
+            operation = operation.as_deref().unwrap_or("-"),
+            ?transport,
+            status = answer.status.as_u16(),
+            outcome,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        answer
+    }
+
+    async fn run_inner(
+        &self,
+        mut request: Request,
+        caller: Caller,
+        transport: Transport,
+        request_id: RequestId,
+    ) -> Answer {
+        if let Err(refusal) = self.admit(&caller) {
+            return refusal.answer();
+        }
+        if let Some(path) = request.extensions.get(WIDE_INTEGER) {
+            let path = match path {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return bad_input(
+                &path,
+                format!("`{path}` is an integer beyond 64 bits, which JSON numbers here cannot hold exactly; send it as a string"),
+                None,
+            );
+        }
+        if let Some((line, column)) = wide::in_graphql(&request.query) {
+            return bad_input(
+                "query",
+                "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
+                Some(Pos { line, column }),
+            );
+        }
+        let doc = match async_graphql::parser::parse_query(&request.query) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let mut err = ServerError::from(e);
+                set_code(&mut err, Code::BadUserInput);
+                return Answer {
+                    status: StatusCode::OK,
+                    response: Response::from_errors(vec![err]),
+                };
+            }
+        };
+        let kind = selected_operation(&doc, request.operation_name.as_deref()).map(|op| op.ty);
+        if kind == Some(OperationType::Mutation) {
+            if transport == Transport::Get {
+                return Refusal::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Code::BadUserInput,
+                    "mutations must be sent with POST",
+                )
+                .answer();
+            }
+            if let Err(refusal) = self.admit_write(&caller) {
+                return refusal.answer();
+            }
+        }
+        request.set_parsed_query(doc.clone());
+        let operation = request.operation_name.clone();
+        let (query, variables) = (request.query.clone(), request.variables.clone());
+        let response = self.0.schema.execute(request.data(request_id)).await;
+        let response = self
+            .0
+            .measure
+            .explain(response, || {
+                let mut again = Request::new(query).variables(variables);
+                again.operation_name = operation.clone();
+                again.set_parsed_query(doc.clone());
+                again
+            })
+            .await;
+        let mut response = with_codes(response);
+        in_query_order(&mut response.data, &doc, operation.as_deref());
+        Answer {
+            status: StatusCode::OK,
+            response,
+        }
+    }
+}
+
+fn set_code(err: &mut ServerError, code: Code) {
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", Value::from(code.as_str()));
+}
+
+fn bad_input(field: &str, message: impl Into<String>, pos: Option<Pos>) -> Answer {
+    let mut err = ServerError::new(message, pos);
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    ext.set("code", Value::from(Code::BadUserInput.as_str()));
+    ext.set("field", Value::from(field));
+    Answer {
+        status: StatusCode::OK,
+        response: Response::from_errors(vec![err]),
+    }
+}
+
+/// The WebSocket's executor: every operation on a socket goes through the door too,
+/// with the token the socket's `connection_init` carried.
+#[derive(Clone)]
+pub struct SocketExecutor(pub Door);
+
+impl Executor for SocketExecutor {
+    async fn execute(&self, request: Request) -> Response {
+        self.0
+            .run(request, Caller::default(), Transport::WebSocket)
+            .await
+            .response
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let caller = session_data
+            .as_ref()
+            .and_then(|d| d.get(&std::any::TypeId::of::<Caller>()))
+            .and_then(|b| b.downcast_ref::<Caller>())
+            .cloned()
+            .unwrap_or_default();
+        let door = self.0.clone();
+        stream::once(async move {
+            door.run(request, caller, Transport::WebSocket)
+                .await
+                .response
+        })
+        .boxed()
+    }
+}
