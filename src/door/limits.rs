@@ -54,6 +54,9 @@ pub(crate) fn limit_of(message: &str) -> Option<Limit> {
     match message {
         "Query is nested too deep." => Some(Limit::Depth),
         "Query is too complex." => Some(Limit::Complexity),
+        m if m.starts_with("The recursion depth of the query cannot be greater than") => {
+            Some(Limit::Depth)
+        }
         _ => None,
     }
 }
@@ -67,7 +70,10 @@ pub(crate) enum Limit {
 impl Measure {
     pub fn new(max_depth: usize, max_complexity: usize) -> Self {
         Measure {
-            twin: graphql::schema_builder().extension(ReadNumbers).finish(),
+            twin: graphql::schema_builder()
+                .limit_recursive_depth(graphql::recursion_limit(max_depth))
+                .extension(ReadNumbers)
+                .finish(),
             max_depth,
             max_complexity,
         }

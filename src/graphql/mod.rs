@@ -70,11 +70,18 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscript
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
 }
 
+/// async-graphql's guard on selection nesting (default 32), set above the depth
+/// limit so that the depth check, which names the depth found, answers first.
+pub fn recursion_limit(max_depth: usize) -> usize {
+    max_depth.saturating_mul(2).max(64)
+}
+
 /// The schema, with its limits; the SDL it prints is `schema.graphql`.
 pub fn build_schema(data: AppData) -> ApiSchema {
     let limits = data.limits.clone();
     schema_builder()
         .data(data)
+        .limit_recursive_depth(recursion_limit(limits.max_depth))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()
