@@ -323,7 +323,7 @@ fn origin_allowed(headers: &HeaderMap, origins: &Origins) -> bool {
         });
     own || match origins {
         Origins::Any => true,
-        Origins::List(list) => list.iter().any(|o| *o == origin),
+        Origins::List(list) => list.contains(&origin),
     }
 }
 

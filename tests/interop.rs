@@ -297,6 +297,15 @@ async fn buildbot_and_us_agree(backend: Backend) {
         ),
         (json!(true), json!(5), json!(1_700_006_400))
     );
+    // What an outside client reads (Python's urllib and json, no code of ours) is
+    // what Buildbot reads, field by field, types included.
+    let seen = bb(&py, "compare", &url, &[&api.url("/graphql")]);
+    assert_eq!(
+        seen["mismatches"],
+        json!([]),
+        "Buildbot and an outside client disagree: {seen:#}"
+    );
+    assert!(seen["compared"].as_u64().unwrap_or(0) >= 11, "{seen}");
     let mine = api.ok(EVERYTHING, json!({})).await["buildsets"]["nodes"].clone();
     let mine: BTreeMap<i64, Value> = mine
         .as_array()

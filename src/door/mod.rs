@@ -170,15 +170,26 @@ impl Door {
                 || "OK".to_owned(),
                 |c| c.to_string().trim_matches('"').to_owned(),
             );
-        tracing::info!(
-            request_id = %request_id.0,
-            operation = operation.as_deref().unwrap_or("-"),
-            ?transport,
-            status = answer.status.as_u16(),
-            outcome,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        // Failures at info (seen by default), successes at debug (`RUST_LOG=debug`),
+        // so that a busy server does not spend its time writing access logs.
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = %request_id.0,
+                    operation = operation.as_deref().unwrap_or("-"),
+                    ?transport,
+                    status = answer.status.as_u16(),
+                    outcome,
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                )
+            };
+        }
+        if outcome == "OK" {
+            line!(debug);
+        } else {
+            line!(info);
+        }
         answer
     }
 

@@ -8,10 +8,15 @@ Usage: python bb.py COMMAND DB_URL [ARGS...]; every command prints one JSON docu
   find-ss JSON           findSourceStampId(**JSON)
   find-builder NAME      findBuilderId(NAME)
   schema                 SQLAlchemy's view of the seven buildset tables
+  compare API_URL        Buildbot's reads against the API's answer, as an outside
+                         client reads it (urllib + json); prints the mismatches
 """
 
 import json
+import math
 import sys
+import urllib.request
+from datetime import datetime
 import tempfile
 import warnings
 
@@ -43,7 +48,26 @@ PROPERTIES = {
     "dict": ({"b": 1, "a": {"\u00fc": "\u00e9"}}, "Force"),
     "big": (12345678901234, "Force"),
     "unicode": ("caf\u00e9 \U0001f600", "Force"),
+    "numbers": ({"i": 3, "f": 3.0, "l": [1, 2.0, -0.5], "sci": 1e16, "tiny": 1.5e-05}, "Force"),
+    # What json.dumps writes but JSON cannot carry exactly.
+    "nan": (float("nan"), "Force"),
+    "inf": ([float("inf"), float("-inf")], "Force"),
+    "wide": (2**80, "Force"),
 }
+
+
+def api_view(value):
+    """A property value as the API documents it: Python's NaN, Infinity and integers
+    beyond 64 bits come out as strings of Python's own text."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return json.dumps(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, list):
+        return [api_view(v) for v in value]
+    if isinstance(value, dict):
+        return {k: api_view(v) for k, v in value.items()}
+    return value
 
 
 class NoCache:
@@ -196,7 +220,7 @@ def dump(db):
     requests = {}
     for b in all_bs:
         p = yield db.buildsets.getBuildsetProperties(b.bsid)
-        props[str(b.bsid)] = {k: list(v) for k, v in p.items()}
+        props[str(b.bsid)] = {k: [api_view(v[0]), v[1]] for k, v in p.items()}
         for ssid in b.sourcestamps:
             ss = yield db.sourcestamps.getSourceStamp(ssid)
             patch = None
@@ -241,6 +265,91 @@ def dump(db):
     out["sourcestamps"] = stamps
     out["buildrequests"] = requests
     return out
+
+
+EVERYTHING = """{ buildsets(first: 100) { nodes {
+    bsid externalIdstring reason submittedAt complete completeAt results
+    parentBuildid parentRelationship rebuiltBuildid sourcestampIds
+    sourcestamps { ssid branch revision repository codebase project createdAt
+                   patch { patchid level subdir author comment body } }
+    properties { name value source }
+    buildrequests { buildrequestid builderid priority complete results submittedAt
+                    completeAt waitedFor builder { name } } } } }"""
+
+
+def strict(value):
+    """JSON text with types kept: 1 and 1.0 differ (Python's == would say equal)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def epoch_of(text):
+    return None if text is None else int(datetime.fromisoformat(text).timestamp())
+
+
+@defer.inlineCallbacks
+def compare(db, api_url, mysql):
+    req = urllib.request.Request(api_url, data=json.dumps({"query": EVERYTHING}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        text = resp.read().decode()
+    body = json.loads(text)
+    if body.get("errors"):
+        raise SystemExit(f"the API answered errors: {text}")
+    mine = {b["bsid"]: b for b in body["data"]["buildsets"]["nodes"]}
+    bad = []
+
+    def check(what, ours, theirs):
+        if strict(ours) != strict(theirs):
+            bad.append({"what": what, "api": ours, "buildbot": theirs})
+
+    if "serde_json" in text:
+        bad.append({"what": "response text", "api": text[:200], "buildbot": None})
+    all_bs = yield db.buildsets.getBuildsets()
+    check("buildset ids", sorted(mine), sorted(b.bsid for b in all_bs))
+    for b in all_bs:
+        o = mine.get(b.bsid)
+        if o is None:
+            continue
+        at = f"buildset {b.bsid}"
+        check(f"{at} externalIdstring", o["externalIdstring"], b.external_idstring)
+        check(f"{at} reason", o["reason"], b.reason)
+        check(f"{at} submittedAt", epoch_of(o["submittedAt"]), ts(b.submitted_at))
+        check(f"{at} complete", o["complete"], b.complete)
+        check(f"{at} completeAt", epoch_of(o["completeAt"]), ts(b.complete_at))
+        check(f"{at} results", o["results"], b.results if b.complete else None)
+        check(f"{at} parentBuildid", o["parentBuildid"], b.parent_buildid)
+        check(f"{at} parentRelationship", o["parentRelationship"], b.parent_relationship)
+        check(f"{at} rebuiltBuildid", o["rebuiltBuildid"], b.rebuilt_buildid)
+        # Buildbot reads a buildset's stamps without ORDER BY: by id on MySQL.
+        order = sorted if mysql else list
+        check(f"{at} sourcestamps", order(o["sourcestampIds"]), order(b.sourcestamps))
+        props = yield db.buildsets.getBuildsetProperties(b.bsid)
+        check(f"{at} properties", {p["name"]: [p["value"], p["source"]] for p in o["properties"]},
+              {k: [api_view(v[0]), v[1]] for k, v in props.items()})
+        for os_ in o["sourcestamps"]:
+            ss = yield db.sourcestamps.getSourceStamp(os_["ssid"])
+            st = f"{at} sourcestamp {ss.ssid}"
+            for key in ("branch", "revision", "repository", "codebase", "project"):
+                check(f"{st} {key}", os_[key], getattr(ss, key))
+            check(f"{st} createdAt", epoch_of(os_["createdAt"]), ts(ss.created_at))
+            theirs = None
+            if ss.patch is not None:
+                theirs = {"patchid": ss.patch.patchid, "level": ss.patch.level, "subdir": ss.patch.subdir,
+                          "author": ss.patch.author, "comment": ss.patch.comment,
+                          "body": ss.patch.body.decode("utf-8")}
+            check(f"{st} patch", os_["patch"], theirs)
+        brs = yield db.buildrequests.getBuildRequests(bsid=b.bsid)
+        check(f"{at} buildrequests", sorted(
+            ({"buildrequestid": r["buildrequestid"], "builderid": r["builderid"], "builder": r["builder"]["name"],
+              "priority": r["priority"], "complete": r["complete"], "results": r["results"],
+              "submittedAt": epoch_of(r["submittedAt"]), "completeAt": epoch_of(r["completeAt"]),
+              "waitedFor": r["waitedFor"]} for r in o["buildrequests"]), key=lambda r: r["buildrequestid"]),
+            sorted(({"buildrequestid": r.buildrequestid, "builderid": r.builderid, "builder": r.buildername,
+                     "priority": r.priority, "complete": r.complete,
+                     "results": r.results if r.complete else None,
+                     "submittedAt": ts(r.submitted_at), "completeAt": ts(r.complete_at),
+                     "waitedFor": r.waited_for} for r in brs), key=lambda r: r["buildrequestid"]))
+    return {"compared": len(all_bs), "mismatches": bad}
 
 
 def schema(url):
@@ -317,6 +426,8 @@ def main(reactor, argv):
                 return (yield dump(db))
             if command == "find-ss":
                 return {"ssid": (yield db.sourcestamps.findSourceStampId(**json.loads(args[0])))}
+            if command == "compare":
+                return (yield compare(db, args[0], url.startswith("mysql")))
             if command == "find-builder":
                 return {"builderid": (yield db.builders.findBuilderId(args[0]))}
             raise SystemExit(f"unknown command {command}")
