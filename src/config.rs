@@ -134,6 +134,40 @@ fn check_origin(origin: &str) -> Result<String, String> {
     if rest.contains(['/', '?', '#', '@', ' ']) {
         return bad("an origin has no path, query, fragment or user");
     }
+    let (host, port) = if rest.starts_with('[') {
+        match rest.split_once(']') {
+            Some((_, "")) => (rest, ""),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (&rest[..h.len() + 1], p),
+                None => return bad("junk after the IPv6 address"),
+            },
+            None => return bad("an unclosed IPv6 address"),
+        }
+    } else {
+        rest.rsplit_once(':').unwrap_or((rest, ""))
+    };
+    let port = (!port.is_empty() || rest.ends_with(':')).then_some(port);
+    let host_ok = if let Some(v6) = host.strip_prefix('[') {
+        v6.strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !host_ok {
+        return bad("browsers send the host in ASCII: use its punycode (xn--) form");
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(0) | Err(_) => return bad("the port must be 1-65535"),
+            Ok(p) if (scheme == "http" && p == 80) || (scheme == "https" && p == 443) => {
+                return bad("browsers leave out the default port")
+            }
+            Ok(_) => {}
+        }
+    }
     if axum::http::HeaderValue::from_str(origin).is_err() {
         return bad("it is not a valid header value");
     }
@@ -157,10 +191,17 @@ mod tests {
         assert_eq!(origins(&[]), Ok(Origins::List(vec![])));
         assert_eq!(origins(&["*"]), Ok(Origins::Any));
         assert_eq!(
-            origins(&["https://UI.example.org", "http://localhost:3000"]),
+            origins(&[
+                "https://UI.example.org",
+                "http://localhost:3000",
+                "http://[::1]:8080",
+                "http://[::1]"
+            ]),
             Ok(Origins::List(vec![
                 "https://ui.example.org".into(),
-                "http://localhost:3000".into()
+                "http://localhost:3000".into(),
+                "http://[::1]:8080".into(),
+                "http://[::1]".into()
             ]))
         );
         for bad in [
@@ -169,6 +210,12 @@ mod tests {
             "ftp://x",
             "https://x/path",
             "https://",
+            "http://x.example:80",
+            "https://x.example:443",
+            "http://\u{fc}.example",
+            "http://x.example:99999",
+            "http://x.example:",
+            "http://[::1",
         ] {
             let err = origins(&[bad]).expect_err(bad);
             assert!(err.contains("--cors-origin"), "{err}");

@@ -1,6 +1,8 @@
 //! HTTP: connect and prepare the database, build the router, serve until a signal.
 //! Every route that runs an operation hands it to the one [`Door`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::{
@@ -86,7 +88,7 @@ pub fn app(config: &Config, db: DatabaseConnection, mode: SchemaMode) -> Result<
                 .post(graphql_post)
                 .fallback(method_not_allowed),
         )
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(graphql_ws).fallback(method_not_allowed))
         .route("/graphql/assets/{file}", get(asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -197,6 +199,13 @@ async fn graphql_post(
             )
         }
     };
+    if request.query.trim().is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "the request has no `query`",
+        );
+    }
     mark_wide(&mut request, &body, "variables");
     reply(state.door.run(request, caller, Transport::Post).await)
 }
@@ -220,6 +229,11 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri
     };
     if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
         mark_wide(&mut request, variables.as_bytes(), "");
+    }
+    // GraphQL over HTTP names it `operationName`; async-graphql's GET parser reads
+    // `operation_name`.
+    if let Some((_, name)) = params.iter().find(|(k, _)| k == "operationName") {
+        request.operation_name = Some(name.clone()).filter(|n| !n.is_empty());
     }
     reply(state.door.run(request, caller, Transport::Get).await)
 }
@@ -415,10 +429,42 @@ fn close_code(refusal: &Refusal) -> u16 {
     }
 }
 
+/// Close codes of graphql-transport-ws for what async-graphql closes with its own
+/// codes: a refused `connection_init` (its reason carries the door's code), an
+/// operation before the handshake (4401) and an unreadable message (4400).
+fn close_frame(code: u16, reason: String) -> CloseFrame {
+    let (code, reason) = match (code, reason.split_once(' ')) {
+        (1002, Some((c @ ("4401" | "4403"), rest))) => (c.parse().unwrap_or(4401), rest.to_owned()),
+        (1002, _) => (4400, reason),
+        (1011, _) if reason.contains("handshake") => (4401, "Unauthorized".to_owned()),
+        _ => (code, reason),
+    };
+    let mut reason = reason;
+    // A close reason has at most 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
 async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
+    let too_big = Arc::new(AtomicBool::new(false));
+    let seen = too_big.clone();
     let input = stream
-        .take_while(|m| std::future::ready(m.is_ok()))
+        .take_while(move |m| {
+            // tungstenite's capacity error is the one read error a client causes on
+            // purpose; say so (1009) rather than dropping the connection.
+            if let Err(e) = m {
+                if e.to_string().contains("Space limit exceeded") {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            }
+            std::future::ready(m.is_ok())
+        })
         .filter_map(|m| {
             std::future::ready(match m {
                 Ok(Message::Text(t)) => Some(mark_wide_message(t.as_bytes().to_vec())),
@@ -439,29 +485,21 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
         })
         .map(|message| match message {
             WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => {
-                let (code, reason) = match reason.split_once(' ') {
-                    Some((c @ ("4401" | "4403"), rest)) if code == 1002 => {
-                        (c.parse().unwrap_or(code), rest.to_owned())
-                    }
-                    _ => (code, reason),
-                };
-                let mut reason = reason;
-                // A close reason has at most 123 bytes.
-                while reason.len() > 123 {
-                    reason.pop();
-                }
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                }))
-            }
+            WsMessage::Close(code, reason) => Message::Close(Some(close_frame(code, reason))),
         });
     futures_util::pin_mut!(output);
     while let Some(item) = output.next().await {
         if sink.send(item).await.is_err() {
-            break;
+            return;
         }
+    }
+    if too_big.load(Ordering::Relaxed) {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: 1009,
+                reason: "message too big (--max-body-bytes)".into(),
+            })))
+            .await;
     }
 }
 

@@ -240,6 +240,9 @@ def test_every_error_is_graphql_json(start):
         (srv.http.put("/graphql", content="{}", headers=h), 405, "BAD_USER_INPUT"),
         (srv.http.get("/graphql", params={"query": 'mutation { ensureBuilder(name: "g") { builderid } }'}), 405, "BAD_USER_INPUT"),
         (srv.http.post("/graphql", content='{"query": 1}', headers=h), 400, "BAD_USER_INPUT"),
+        (srv.http.post("/graphql", content='{}', headers=h), 400, "BAD_USER_INPUT"),
+        (srv.http.post("/graphql/ws", content='{}', headers=h), 405, "BAD_USER_INPUT"),
+        (srv.http.get("/graphql/ws"), 400, "BAD_USER_INPUT"),
     ]
     for resp, status, code in cases:
         assert resp.status_code == status, (resp.request.url, resp.text)
@@ -259,10 +262,20 @@ def test_every_error_is_graphql_json(start):
     assert code == "BAD_USER_INPUT" and e["locations"][0]["line"] == 1
 
 
+def test_get_names_the_operation_as_graphql_over_http_does(start):
+    srv = start("sqlite")
+    two = "query A { a: __typename } query B { b: __typename } mutation C { ensureBuilder(name: \"g\") { name } }"
+    r = srv.http.get("/graphql", params={"query": two, "operationName": "B"})
+    assert json.loads(r.text) == {"data": {"b": "Query"}}
+    r = srv.http.get("/graphql", params={"query": two, "operationName": "C"})
+    assert r.status_code == 405
+    assert srv.ok("{ builders { name } }")["builders"] == []
+
+
 def test_cors_origins_are_checked_at_start(start):
     import subprocess
     from conftest import BIN
-    for bad in ["https://ui.example.org/", "ui.example.org", "https://x/path"]:
+    for bad in ["https://ui.example.org/", "ui.example.org", "https://x/path", "http://x.example:80", "http://\u00fc.example"]:
         r = subprocess.run([BIN, "--database-url", "sqlite::memory:", "--listen", "127.0.0.1:0",
                             "--cors-origin", bad], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0

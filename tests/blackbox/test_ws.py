@@ -91,6 +91,24 @@ def test_socket_obeys_the_read_and_write_tokens(start, backend):
     assert srv.err('mutation { ensureBuilder(name: "h") { name } }', token="R")[0] == "FORBIDDEN"
 
 
+def test_socket_protocol_errors_close_with_protocol_codes(start):
+    srv = start("sqlite", "--read-token", "R")
+
+    async def go():
+        ws = await connect(srv)
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ builders { name } }"}}))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4401, "an operation before connection_init"
+        ws = await connect(srv)
+        await ws.send("not json")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4400, ws.close_reason
+
+    asyncio.run(go())
+
+
 def test_socket_refuses_foreign_origins(start):
     srv = start("sqlite", "--cors-origin", "http://ui.example:3000")
 
@@ -133,6 +151,6 @@ def test_socket_messages_are_bounded_and_exact(start):
         with pytest.raises(ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
-        assert ws.close_code in (1006, 1009)
+        assert ws.close_code == 1009
 
     asyncio.run(go())
