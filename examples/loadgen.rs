@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release &                      # the server, default SQLite file
-//! cargo run --release --example loadgen -- --seed 10000 --seconds 10
+//! cargo run --release --example loadgen -- --seed 10000 --seconds 10 [--server-pid PID]
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,28 @@ struct Args {
     /// Bearer token for the seeding mutations.
     #[arg(long)]
     token: Option<String>,
+    /// The server's process id (Linux): also report the server's CPU time per
+    /// request, read from /proc/PID/stat around each measurement.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// The CPU time (user + system) process `pid` has used, in milliseconds.
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th fields of the line, counted in clock ticks.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Some(ticks * 1000.0 / hz)
 }
 
 const PAGE: &str = "query($f: Int) { buildsets(first: $f) { edges { cursor } nodes {
@@ -111,13 +133,19 @@ async fn seed(client: &reqwest::Client, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `body` from `concurrency` workers for `seconds`; returns (req/s, mean ms).
-async fn measure(client: &reqwest::Client, args: &Args, body: Value) -> Result<(f64, f64), String> {
+/// Runs `body` from `concurrency` workers for `seconds`; returns (req/s, mean ms,
+/// server CPU ms per request when `--server-pid` is given).
+async fn measure(
+    client: &reqwest::Client,
+    args: &Args,
+    body: Value,
+) -> Result<(f64, f64, Option<f64>), String> {
     // Warm up (connections, caches) before counting.
     for _ in 0..5 {
         post(client, args, body.clone()).await?;
     }
     let done = Arc::new(AtomicU64::new(0));
+    let cpu_before = args.server_pid.and_then(cpu_ms);
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -148,7 +176,15 @@ async fn measure(client: &reqwest::Client, args: &Args, body: Value) -> Result<(
     }
     let secs = start.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed) as f64;
-    Ok((n / secs, secs * 1000.0 * args.concurrency as f64 / n))
+    let cpu = match (cpu_before, args.server_pid.and_then(cpu_ms)) {
+        (Some(a), Some(b)) => Some((b - a) / n),
+        _ => None,
+    };
+    Ok((n / secs, secs * 1000.0 * args.concurrency as f64 / n, cpu))
+}
+
+fn cpu_text(cpu: Option<f64>) -> String {
+    cpu.map_or_else(String::new, |c| format!(", server CPU {c:.3} ms/request"))
 }
 
 #[tokio::main]
@@ -156,14 +192,19 @@ async fn main() -> Result<(), String> {
     let args = Args::parse();
     let client = reqwest::Client::new();
     seed(&client, &args).await?;
-    let (base, base_ms) = measure(&client, &args, json!({"query": "{ __typename }"})).await?;
-    println!("baseline {{ __typename }}: {base:.0} req/s, {base_ms:.2} ms mean");
-    let body = json!({"query": PAGE, "variables": {"f": args.page}});
-    let (page, page_ms) = measure(&client, &args, body).await?;
+    let (base, base_ms, base_cpu) =
+        measure(&client, &args, json!({"query": "{ __typename }"})).await?;
     println!(
-        "{}-buildset page, every nested field: {page:.0} req/s, {page_ms:.2} ms mean ({:.3} x baseline)",
+        "baseline {{ __typename }}: {base:.0} req/s, {base_ms:.2} ms mean{}",
+        cpu_text(base_cpu)
+    );
+    let body = json!({"query": PAGE, "variables": {"f": args.page}});
+    let (page, page_ms, page_cpu) = measure(&client, &args, body).await?;
+    println!(
+        "{}-buildset page, every nested field: {page:.0} req/s, {page_ms:.2} ms mean ({:.3} x baseline){}",
         args.page,
-        page / base
+        page / base,
+        cpu_text(page_cpu)
     );
     Ok(())
 }

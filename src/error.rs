@@ -70,16 +70,62 @@ pub fn coded(code: Code, message: impl Into<String>) -> Error {
 /// id and reported as INTERNAL without its text.
 pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
     match err {
-        StoreError::InvalidInput { field, message } => bad_input(&field, message),
+        StoreError::InvalidInput { field, message } => {
+            let name = input_name(&field);
+            bad_input(&name, message.replace(&field, &name))
+        }
         StoreError::NotFound(message) => coded(Code::NotFound, message),
         e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
-        err @ (StoreError::Db(_) | StoreError::Conflict) => {
-            let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
-            tracing::error!(request_id = %id, error = %err, "database error");
-            Error::new(format!("internal error (request id {id})")).extend_with(|_, e| {
-                e.set("code", Code::Internal.as_str());
-                e.set("requestId", id.as_str());
-            })
+        err @ (StoreError::Db(_) | StoreError::Conflict) => internal(&err.to_string(), request),
+    }
+}
+
+/// The schema's name of a store input field: Buildbot's snake_case column names
+/// are camelCase here (`external_idstring` is `externalIdstring`).
+pub fn input_name(field: &str) -> String {
+    field
+        .split('.')
+        .map(|part| {
+            let mut out = String::with_capacity(part.len());
+            let mut upper = false;
+            for c in part.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    out.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// An INTERNAL error: `detail` goes to the log under the request id, never to the
+/// client, who gets the id to quote.
+pub fn internal(detail: &str, request: Option<&RequestId>) -> Error {
+    let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
+    tracing::error!(request_id = %id, error = %detail, "internal error");
+    Error::new(format!("internal error (request id {id})")).extend_with(|_, e| {
+        e.set("code", Code::Internal.as_str());
+        e.set("requestId", id.as_str());
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_fields_are_named_as_the_schema_names_them() {
+        for (store, schema) in [
+            ("external_idstring", "externalIdstring"),
+            ("parent_buildid", "parentBuildid"),
+            ("properties.name", "properties.name"),
+            ("reason", "reason"),
+        ] {
+            assert_eq!(super::input_name(store), schema);
         }
     }
 }

@@ -23,9 +23,9 @@ async fn main() -> ExitCode {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Migrate => server::open_database(&cli.config.database_url)
+        Command::Migrate => server::open_store(&cli.config.database_url)
             .await
-            .map(|(_, mode)| println!("database ready ({mode:?})")),
+            .map(|store| println!("database ready ({:?})", store.mode())),
         Command::Serve => server::serve(cli.config).await,
     };
     match result {

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use sea_orm::DatabaseConnection;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -26,20 +25,20 @@ use crate::config::{Config, Origins};
 use crate::door::{wide, Answer, Caller, Door, Refusal, SocketExecutor, Transport, WIDE_INTEGER};
 use crate::error::Code;
 use crate::graphql::{build_schema, AppData, Limits};
-use crate::store::{self, SchemaMode};
+use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connects and makes the schema usable (migrated, or checked when attached).
-pub async fn open_database(url: &str) -> Result<(DatabaseConnection, SchemaMode), BoxError> {
-    Ok(store::open(url).await?)
+pub async fn open_store(url: &str) -> Result<Store, BoxError> {
+    Ok(Store::open(url).await?)
 }
 
 /// What every route shares.
 #[derive(Clone)]
 struct AppState {
     door: Door,
-    db: DatabaseConnection,
+    store: Store,
     origins: Origins,
     max_body: usize,
 }
@@ -47,11 +46,10 @@ struct AppState {
 /// The router: `/graphql` (POST, GET with `?query=`, or the playground),
 /// `/graphql/ws`, `/graphql/assets/*`, `/healthz`, `/readyz`. Fails when the
 /// configuration is not usable (a malformed `--cors-origin`).
-pub fn app(config: &Config, db: DatabaseConnection, mode: SchemaMode) -> Result<Router, String> {
+pub fn app(config: &Config, store: Store) -> Result<Router, String> {
     let origins = config.origins()?;
     let schema = build_schema(AppData {
-        db: db.clone(),
-        mode,
+        store: store.clone(),
         limits: Limits {
             max_page: config.max_page_size,
             max_depth: config.max_depth,
@@ -77,7 +75,7 @@ pub fn app(config: &Config, db: DatabaseConnection, mode: SchemaMode) -> Result<
     .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
     let state = AppState {
         door,
-        db,
+        store,
         origins,
         max_body: config.max_body_bytes,
     };
@@ -504,7 +502,7 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(5), state.db.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
     }
@@ -530,8 +528,9 @@ pub fn check_config(config: &Config) -> Result<(), String> {
 /// Serves until SIGINT/SIGTERM, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), BoxError> {
     check_config(&config)?;
-    let (db, mode) = open_database(&config.database_url).await?;
-    let router = app(&config, db, mode)?;
+    let store = open_store(&config.database_url).await?;
+    let mode = store.mode();
+    let router = app(&config, store)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");

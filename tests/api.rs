@@ -689,6 +689,16 @@ async fn order_and_paging(t: TestDb) {
         api.err(q, json!({"a": "not-a-cursor"})).await,
         ("BAD_USER_INPUT".into(), "after".into())
     );
+    // A cursor of another ordering is refused, naming the argument (moved here from
+    // tests/store.rs: cursor text is the GraphQL layer's now).
+    let one = page(&api, "first: $f", json!({"f": 1})).await;
+    let other =
+        "query($b: String) { buildsets(orderBy: [{field: REASON}], before: $b) { totalCount } }";
+    assert_eq!(
+        api.err(other, json!({"b": one["edges"][0]["cursor"]}))
+            .await,
+        ("BAD_USER_INPUT".into(), "before".into())
+    );
     let empty = page(&api, "first: $f", json!({"f": 0})).await;
     assert_eq!(edge_ids(&empty), Vec::<i64>::new());
     assert_eq!(empty["pageInfo"]["hasNextPage"], json!(true));

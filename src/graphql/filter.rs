@@ -3,10 +3,10 @@
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
 
 use super::scalars::DateTime;
-use super::types::Buildset;
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
-use crate::store::query::{self, Field, Filter, Op, OrderField, OrderKey, Scalar};
+use crate::store::query::{Field, Filter, Op, OrderField, OrderKey, Scalar};
+use crate::store::BuildsetView;
 
 /// Comparisons on an integer column. Several operators in one filter must all hold;
 /// a null value matches only `isNull: true`.
@@ -356,7 +356,7 @@ impl BuildsetConnection {
         &self.edges
     }
     /// The buildsets of this page.
-    async fn nodes(&self) -> Vec<&Buildset> {
+    async fn nodes(&self) -> Vec<&BuildsetView> {
         self.edges.iter().map(|e| &e.node).collect()
     }
     /// Where this page is.
@@ -365,7 +365,9 @@ impl BuildsetConnection {
     }
     /// How many buildsets match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        let n = query::count_buildsets(&app(ctx)?.db, self.complete, self.filter.as_ref())
+        let n = app(ctx)?
+            .store
+            .count(self.complete, self.filter.as_ref())
             .await
             .gql(ctx)?;
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
@@ -378,7 +380,7 @@ pub struct BuildsetEdge {
     /// An opaque cursor for `after` / `before`.
     pub cursor: String,
     /// The buildset.
-    pub node: Buildset,
+    pub node: BuildsetView,
 }
 
 /// Relay page information.

@@ -2,19 +2,18 @@
 
 mod codes;
 pub use codes::with_codes;
+mod cursor;
 pub mod filter;
-pub mod load;
 mod mutation;
 pub mod order;
+pub mod plan;
 mod query;
 pub mod scalars;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Result, Schema, SchemaBuilder};
-use sea_orm::DatabaseConnection;
-
 use crate::error::{from_store, RequestId};
-use crate::store::{SchemaMode, StoreResult};
+use crate::store::{Store, StoreResult};
+use async_graphql::{Context, EmptySubscription, Result, Schema, SchemaBuilder};
 
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
@@ -45,8 +44,7 @@ impl Default for Limits {
 
 /// What every resolver can reach.
 pub struct AppData {
-    pub db: DatabaseConnection,
-    pub mode: SchemaMode,
+    pub store: Store,
     pub limits: Limits,
 }
 

@@ -1,10 +1,12 @@
 use async_graphql::{Context, InputObject, Json, Object, OneofObject, Result, SimpleObject};
 
-use super::load::{self, Plan};
+use super::plan::{relations, Selected};
 use super::scalars::DateTime;
-use super::types::{Builder, BuilderRequestId, Buildset};
+use super::types::BuilderRequestId;
 use super::{app, StoreResultExt};
-use crate::store::{self, write, NewBuildset, NewPatch, NewProperty, SourceStampRef};
+use crate::store::{
+    self, BuilderRow, BuildsetView, NewBuildset, NewPatch, NewProperty, SourceStampRef,
+};
 
 /// Submitting and completing buildsets, and registering builders.
 pub struct MutationRoot;
@@ -154,7 +156,7 @@ pub struct AddBuildsetPayload {
     /// The new buildset's id.
     bsid: i32,
     /// The new buildset.
-    buildset: Buildset,
+    buildset: BuildsetView,
     /// The build request created for each builder, in the order given.
     brids: Vec<BuilderRequestId>,
 }
@@ -171,15 +173,14 @@ impl MutationRoot {
     ) -> Result<AddBuildsetPayload> {
         let app = app(ctx)?;
         let new = input.into_new()?;
-        let added = write::add_buildset(&app.db, app.mode, &new)
+        let added = app.store.add_buildset(&new).await.gql(ctx)?;
+        let rows = app.store.buildsets_by_ids(&[added.bsid]).await.gql(ctx)?;
+        let rel = relations(Selected::Buildset, &ctx.look_ahead().field("buildset"));
+        let buildset = app
+            .store
+            .buildset_graph(rows, &rel)
             .await
-            .gql(ctx)?;
-        let rows = store::read::buildsets_by_ids(&app.db, &[added.bsid])
-            .await
-            .gql(ctx)?;
-        let plan = Plan::buildset(&ctx.look_ahead().field("buildset"));
-        let buildset = load::buildsets(ctx, rows, &plan)
-            .await?
+            .gql(ctx)?
             .pop()
             .ok_or("the new buildset could not be read back")?;
         Ok(AddBuildsetPayload {
@@ -204,15 +205,19 @@ impl MutationRoot {
         #[graphql(desc = "The buildset to complete.")] bsid: i32,
         #[graphql(desc = "Its Buildbot result code, 0-6.")] results: i32,
         #[graphql(desc = "When it completed; now when absent.")] complete_at: Option<DateTime>,
-    ) -> Result<Buildset> {
+    ) -> Result<BuildsetView> {
         let app = app(ctx)?;
         let complete_at = complete_at.map(|t| t.epoch("completeAt")).transpose()?;
-        let row = write::complete_buildset(&app.db, bsid, results, complete_at)
+        let row = app
+            .store
+            .complete_buildset(bsid, results, complete_at)
             .await
             .gql(ctx)?;
-        let plan = Plan::buildset(&ctx.look_ahead());
-        load::buildsets(ctx, vec![row], &plan)
-            .await?
+        let rel = relations(Selected::Buildset, &ctx.look_ahead());
+        app.store
+            .buildset_graph(vec![row], &rel)
+            .await
+            .gql(ctx)?
             .pop()
             .ok_or_else(|| "the buildset could not be read back".into())
     }
@@ -223,10 +228,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         name: String,
         description: Option<String>,
-    ) -> Result<Builder> {
-        let row = write::ensure_builder(&app(ctx)?.db, &name, description.as_deref())
+    ) -> Result<BuilderRow> {
+        app(ctx)?
+            .store
+            .ensure_builder(&name, description.as_deref())
             .await
-            .gql(ctx)?;
-        Ok(Builder(row))
+            .gql(ctx)
     }
 }

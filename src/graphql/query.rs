@@ -1,34 +1,46 @@
 use async_graphql::{Context, Object, Result, ID};
 
+use super::cursor;
 use super::filter::{
     page_size, BuildsetConnection, BuildsetEdge, BuildsetFilter, BuildsetOrder, PageInfo,
 };
-use super::load::{self, Plan};
-use super::types::{parse_global_id, BuildRequest, Builder, Buildset, Node, NodeKind, Property};
+use super::plan::{relations, Selected};
+use super::types::{parse_global_id, Node, NodeKind};
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
-use crate::store::query::{self, PageRequest};
-use crate::store::read;
+use crate::store::query::{effective_order, PageRequest};
+use crate::store::{
+    BuildRequestRow, BuilderRow, BuildsetRow, BuildsetView, Property, RequestView, SourceStampRow,
+    StampView,
+};
 
 /// Reading buildsets, sourcestamps, build requests and builders.
 pub struct QueryRoot;
 
-/// Loads buildsets with what the selection at the current field asks for.
-async fn buildsets_for(
+/// Buildsets with what the selection at the current field asks for.
+pub(crate) async fn buildsets_for(
     ctx: &Context<'_>,
-    rows: Vec<entity::buildsets::Model>,
-) -> Result<Vec<Buildset>> {
-    let plan = Plan::buildset(&ctx.look_ahead());
-    load::buildsets(ctx, rows, &plan).await
+    rows: Vec<BuildsetRow>,
+) -> Result<Vec<BuildsetView>> {
+    let rel = relations(Selected::Buildset, &ctx.look_ahead());
+    app(ctx)?.store.buildset_graph(rows, &rel).await.gql(ctx)
 }
 
 async fn buildrequests_for(
     ctx: &Context<'_>,
-    rows: Vec<entity::buildrequests::Model>,
-) -> Result<Vec<BuildRequest>> {
-    let mut plan = Plan::default();
-    plan.add_requests(&ctx.look_ahead());
-    load::buildrequests(ctx, rows, &plan, None).await
+    rows: Vec<BuildRequestRow>,
+) -> Result<Vec<RequestView>> {
+    let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
+    app(ctx)?.store.request_graph(rows, &rel).await.gql(ctx)
+}
+
+async fn sourcestamps_for(ctx: &Context<'_>, rows: Vec<SourceStampRow>) -> Result<Vec<StampView>> {
+    let rel = relations(Selected::SourceStamp, &ctx.look_ahead());
+    app(ctx)?
+        .store
+        .stamp_graph(rows, rel.patches)
+        .await
+        .gql(ctx)
 }
 
 /// Reading buildsets, sourcestamps, build requests and builders.
@@ -39,38 +51,38 @@ impl QueryRoot {
         let Some((kind, n)) = parse_global_id(&id) else {
             return Err(bad_input("id", "not a node id of this API"));
         };
-        let db = &app(ctx)?.db;
+        let store = &app(ctx)?.store;
         Ok(match kind {
             NodeKind::Buildset => {
-                let rows = read::buildsets_by_ids(db, &[n]).await.gql(ctx)?;
+                let rows = store.buildsets_by_ids(&[n]).await.gql(ctx)?;
                 buildsets_for(ctx, rows).await?.pop().map(Node::Buildset)
             }
             NodeKind::SourceStamp => {
-                let rows = read::sourcestamps_by_ids(db, &[n]).await.gql(ctx)?;
-                let with_patch = ctx.look_ahead().field("patch").exists();
-                load::sourcestamps(ctx, rows, with_patch)
+                let rows = store.sourcestamps_by_ids(&[n]).await.gql(ctx)?;
+                sourcestamps_for(ctx, rows)
                     .await?
                     .pop()
                     .map(Node::SourceStamp)
             }
             NodeKind::BuildRequest => {
-                let rows = read::buildrequests_by_ids(db, &[n]).await.gql(ctx)?;
+                let rows = store.buildrequests_by_ids(&[n]).await.gql(ctx)?;
                 buildrequests_for(ctx, rows)
                     .await?
                     .pop()
                     .map(Node::BuildRequest)
             }
-            NodeKind::Builder => read::builders_by_ids(db, &[n])
+            NodeKind::Builder => store
+                .builders_by_ids(&[n])
                 .await
                 .gql(ctx)?
                 .pop()
-                .map(|b| Node::Builder(Builder(b))),
+                .map(Node::Builder),
         })
     }
 
     /// One buildset by its id, or null.
-    async fn buildset(&self, ctx: &Context<'_>, bsid: i32) -> Result<Option<Buildset>> {
-        let row = read::get_buildset(&app(ctx)?.db, bsid).await.gql(ctx)?;
+    async fn buildset(&self, ctx: &Context<'_>, bsid: i32) -> Result<Option<BuildsetView>> {
+        let row = app(ctx)?.store.buildset(bsid).await.gql(ctx)?;
         Ok(buildsets_for(ctx, row.into_iter().collect()).await?.pop())
     }
 
@@ -108,34 +120,49 @@ impl QueryRoot {
             first = Some(app.limits.default_page);
         }
         let filter = filter.map(BuildsetFilter::into_filter).transpose()?;
+        let order: Vec<_> = order_by
+            .unwrap_or_default()
+            .into_iter()
+            .map(BuildsetOrder::key)
+            .collect();
+        let keys = effective_order(&order);
+        let start_after = after
+            .as_deref()
+            .map(|c| cursor::decode(&keys, c, "after"))
+            .transpose()?;
+        let end_before = before
+            .as_deref()
+            .map(|c| cursor::decode(&keys, c, "before"))
+            .transpose()?;
         let req = PageRequest {
             complete,
             filter: filter.clone(),
-            order: order_by
-                .unwrap_or_default()
-                .into_iter()
-                .map(BuildsetOrder::key)
-                .collect(),
-            first,
-            after,
-            last,
-            before,
+            order,
+            take_first: first,
+            start_after,
+            take_last: last,
+            end_before,
         };
-        let page = query::get_buildsets(&app.db, &req).await.gql(ctx)?;
+        let page = app.store.page(&req).await.gql(ctx)?;
         let look = ctx.look_ahead();
-        let plan = Plan::buildset(&look.field("nodes"))
-            .merge(Plan::buildset(&look.field("edges").field("node")));
-        let (rows, cursors): (Vec<_>, Vec<_>) = page.rows.into_iter().unzip();
-        let nodes = load::buildsets(ctx, rows, &plan).await?;
+        let rel = relations(Selected::Buildset, &look.field("nodes")).merge(relations(
+            Selected::Buildset,
+            &look.field("edges").field("node"),
+        ));
+        let (rows, values): (Vec<_>, Vec<_>) = page.rows.into_iter().unzip();
+        let nodes = app.store.buildset_graph(rows, &rel).await.gql(ctx)?;
         let edges: Vec<BuildsetEdge> = nodes
             .into_iter()
-            .zip(cursors)
-            .map(|(node, cursor)| BuildsetEdge { cursor, node })
+            .zip(values)
+            .map(|(node, values)| BuildsetEdge {
+                cursor: cursor::encode(&keys, values),
+                node,
+            })
             .collect();
         Ok(BuildsetConnection {
             page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: page.has_previous_page,
+                has_next_page: page.more_after,
+                has_previous_page: page.more_before,
                 start_cursor: edges.first().map(|e| e.cursor.clone()),
                 end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
@@ -155,40 +182,30 @@ impl QueryRoot {
         branch: Option<String>,
         repository: Option<String>,
         complete: Option<bool>,
-    ) -> Result<Vec<Buildset>> {
+    ) -> Result<Vec<BuildsetView>> {
         let app = app(ctx)?;
         let count = page_size("count", Some(count), app.limits.max_page)?.unwrap_or_default();
-        let rows = query::get_recent_buildsets(
-            &app.db,
-            count,
-            branch.as_deref(),
-            repository.as_deref(),
-            complete,
-        )
-        .await
-        .gql(ctx)?;
+        let rows = app
+            .store
+            .recent(count, branch.as_deref(), repository.as_deref(), complete)
+            .await
+            .gql(ctx)?;
         buildsets_for(ctx, rows).await
     }
 
     /// The properties of a buildset, sorted by name; empty for an unknown buildset.
     async fn buildset_properties(&self, ctx: &Context<'_>, bsid: i32) -> Result<Vec<Property>> {
-        let props = read::get_buildset_properties(&app(ctx)?.db, bsid)
-            .await
-            .gql(ctx)?;
-        Ok(props.into_iter().map(Property).collect())
+        app(ctx)?.store.buildset_properties(bsid).await.gql(ctx)
     }
 
     /// One sourcestamp by its id, or null.
-    async fn sourcestamp(
-        &self,
-        ctx: &Context<'_>,
-        ssid: i32,
-    ) -> Result<Option<super::types::SourceStamp>> {
-        let rows = read::sourcestamps_by_ids(&app(ctx)?.db, &[ssid])
+    async fn sourcestamp(&self, ctx: &Context<'_>, ssid: i32) -> Result<Option<StampView>> {
+        let rows = app(ctx)?
+            .store
+            .sourcestamps_by_ids(&[ssid])
             .await
             .gql(ctx)?;
-        let with_patch = ctx.look_ahead().field("patch").exists();
-        Ok(load::sourcestamps(ctx, rows, with_patch).await?.pop())
+        Ok(sourcestamps_for(ctx, rows).await?.pop())
     }
 
     /// One build request by its id, or null.
@@ -196,24 +213,27 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         buildrequestid: i32,
-    ) -> Result<Option<BuildRequest>> {
-        let rows = read::buildrequests_by_ids(&app(ctx)?.db, &[buildrequestid])
+    ) -> Result<Option<RequestView>> {
+        let rows = app(ctx)?
+            .store
+            .buildrequests_by_ids(&[buildrequestid])
             .await
             .gql(ctx)?;
         Ok(buildrequests_for(ctx, rows).await?.pop())
     }
 
     /// One builder by its id, or null.
-    async fn builder(&self, ctx: &Context<'_>, builderid: i32) -> Result<Option<Builder>> {
-        let rows = read::builders_by_ids(&app(ctx)?.db, &[builderid])
+    async fn builder(&self, ctx: &Context<'_>, builderid: i32) -> Result<Option<BuilderRow>> {
+        let rows = app(ctx)?
+            .store
+            .builders_by_ids(&[builderid])
             .await
             .gql(ctx)?;
-        Ok(rows.into_iter().next().map(Builder))
+        Ok(rows.into_iter().next())
     }
 
     /// Every builder, by id.
-    async fn builders(&self, ctx: &Context<'_>) -> Result<Vec<Builder>> {
-        let rows = read::all_builders(&app(ctx)?.db).await.gql(ctx)?;
-        Ok(rows.into_iter().map(Builder).collect())
+    async fn builders(&self, ctx: &Context<'_>) -> Result<Vec<BuilderRow>> {
+        app(ctx)?.store.all_builders().await.gql(ctx)
     }
 }

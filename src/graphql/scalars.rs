@@ -15,11 +15,6 @@ pub enum DateTime {
 }
 
 impl DateTime {
-    /// From Buildbot's integer epoch seconds.
-    pub fn from_epoch(epoch: i32) -> Self {
-        DateTime::Valid(chrono::DateTime::from_timestamp(epoch.into(), 0).unwrap_or_default())
-    }
-
     /// As Buildbot stores it, or BAD_USER_INPUT naming `field`.
     pub fn epoch(&self, field: &str) -> Result<i32> {
         match self {

@@ -1,21 +1,136 @@
-//! The connector: Buildbot's buildset operations over a SeaORM connection, with no
-//! GraphQL in sight. Every function takes a connection (or transaction) and returns
-//! typed errors.
+//! The connector and the only door to Buildbot's tables: a [`Store`] handle whose
+//! operations take and return decoded domain types, knowing nothing of the API built on it.
 
 pub mod db;
 mod error;
+pub mod graph;
 pub mod hash;
 pub mod json;
 pub mod query;
 pub mod read;
+pub mod rows;
 mod types;
 pub mod write;
 
-pub use db::{connect, connect_with, open, open_with, prepare_schema, SchemaMode};
+use sea_orm::DatabaseConnection;
+
+pub use db::{connect, connect_with, open, open_with, prepare_schema, PrepareError, SchemaMode};
 pub use error::{StoreError, StoreResult};
+pub use graph::{BuildsetView, Relations, RequestView, StampView};
+pub use rows::{BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
 pub use types::*;
 
 /// Now, as Buildbot stores times: integer epoch seconds, UTC.
 pub fn now() -> i32 {
     i32::try_from(chrono::Utc::now().timestamp()).unwrap_or(i32::MAX)
+}
+
+/// Epoch seconds as Buildbot stores a time; `None` when out of its range.
+pub fn epoch(t: chrono::DateTime<chrono::Utc>) -> Option<i32> {
+    i32::try_from(t.timestamp()).ok()
+}
+
+/// The database and how it is used: the one thing the rest of the program holds.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    mode: SchemaMode,
+}
+
+impl Store {
+    /// Connects, then migrates a standalone database or checks a Buildbot one.
+    pub async fn open(url: &str) -> Result<Store, PrepareError> {
+        let (db, mode) = open(url).await?;
+        Ok(Store { db, mode })
+    }
+
+    /// A store over a connection already prepared (tests, tools).
+    pub fn new(db: DatabaseConnection, mode: SchemaMode) -> Store {
+        Store { db, mode }
+    }
+
+    pub fn mode(&self) -> SchemaMode {
+        self.mode
+    }
+
+    /// The connection, for tools and tests that look at the tables themselves.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        Ok(self.db.ping().await?)
+    }
+
+    pub async fn add_buildset(&self, input: &NewBuildset) -> StoreResult<AddedBuildset> {
+        write::add_buildset(&self.db, self.mode, input).await
+    }
+
+    pub async fn complete_buildset(
+        &self,
+        bsid: i32,
+        results: i32,
+        complete_at: Option<i32>,
+    ) -> StoreResult<BuildsetRow> {
+        write::complete_buildset(&self.db, bsid, results, complete_at).await
+    }
+
+    pub async fn ensure_builder(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> StoreResult<BuilderRow> {
+        write::ensure_builder(&self.db, name, description).await
+    }
+
+    pub async fn buildset(&self, bsid: i32) -> StoreResult<Option<BuildsetRow>> {
+        read::get_buildset(&self.db, bsid).await
+    }
+
+    pub async fn buildsets_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuildsetRow>> {
+        read::buildsets_by_ids(&self.db, ids).await
+    }
+
+    pub async fn page(&self, req: &query::PageRequest) -> StoreResult<query::Page> {
+        query::get_buildsets(&self.db, req).await
+    }
+
+    pub async fn count(
+        &self,
+        complete: Option<bool>,
+        filter: Option<&query::Filter>,
+    ) -> StoreResult<u64> {
+        query::count_buildsets(&self.db, complete, filter).await
+    }
+
+    pub async fn recent(
+        &self,
+        count: u64,
+        branch: Option<&str>,
+        repository: Option<&str>,
+        complete: Option<bool>,
+    ) -> StoreResult<Vec<BuildsetRow>> {
+        query::get_recent_buildsets(&self.db, count, branch, repository, complete).await
+    }
+
+    pub async fn buildset_properties(&self, bsid: i32) -> StoreResult<Vec<Property>> {
+        read::get_buildset_properties(&self.db, bsid).await
+    }
+
+    pub async fn sourcestamps_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<SourceStampRow>> {
+        read::sourcestamps_by_ids(&self.db, ids).await
+    }
+
+    pub async fn buildrequests_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuildRequestRow>> {
+        read::buildrequests_by_ids(&self.db, ids).await
+    }
+
+    pub async fn builders_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuilderRow>> {
+        read::builders_by_ids(&self.db, ids).await
+    }
+
+    pub async fn all_builders(&self) -> StoreResult<Vec<BuilderRow>> {
+        read::all_builders(&self.db).await
+    }
 }

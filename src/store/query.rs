@@ -1,6 +1,5 @@
 //! `getBuildsets`: filtering, ordering and keyset paging, all done in SQL.
 
-use base64::Engine as _;
 use entity::{buildrequests, buildset_sourcestamps, buildsets, sourcestamps};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, LikeExpr, Query, SelectStatement};
 use sea_orm::{
@@ -9,6 +8,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::rows::{self, BuildsetRow};
 use super::{StoreError, StoreResult};
 
 /// A column (or to-many relation) a buildset can be filtered on.
@@ -90,24 +90,31 @@ pub struct OrderKey {
     pub descending: bool,
 }
 
-/// Which page of which buildsets.
+/// The values of a row's sort keys, in the order of [`effective_order`]: where a
+/// page starts or ends.
+pub type KeyValues = Vec<Option<Scalar>>;
+
+/// Which page of which buildsets: the rows strictly between two key positions,
+/// the first (or last) `take_first` (`take_last`) of them.
 #[derive(Clone, Debug, Default)]
 pub struct PageRequest {
     pub complete: Option<bool>,
     pub filter: Option<Filter>,
     pub order: Vec<OrderKey>,
-    pub first: Option<u64>,
-    pub after: Option<String>,
-    pub last: Option<u64>,
-    pub before: Option<String>,
+    pub take_first: Option<u64>,
+    pub start_after: Option<KeyValues>,
+    pub take_last: Option<u64>,
+    pub end_before: Option<KeyValues>,
 }
 
-/// One page, in the requested order, each row with its cursor.
+/// One page, in the requested order, each row with its sort-key values.
 #[derive(Clone, Debug)]
 pub struct Page {
-    pub rows: Vec<(buildsets::Model, String)>,
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
+    pub rows: Vec<(BuildsetRow, KeyValues)>,
+    /// Whether rows follow the page (in the order).
+    pub more_after: bool,
+    /// Whether rows precede it.
+    pub more_before: bool,
 }
 
 fn bs_col(c: buildsets::Column) -> Expr {
@@ -250,7 +257,8 @@ impl OrderField {
         !matches!(self, OrderField::Bsid | OrderField::SubmittedAt)
     }
 
-    fn name(self) -> &'static str {
+    /// A stable name for the field, for telling one ordering from another.
+    pub fn name(self) -> &'static str {
         match self {
             OrderField::Bsid => "BSID",
             OrderField::SubmittedAt => "SUBMITTED_AT",
@@ -275,7 +283,7 @@ impl OrderField {
 }
 
 /// The order keys with bsid appended as the final tie-break, so every row has a
-/// distinct position and cursors are stable.
+/// distinct position and page positions stay valid while rows are added.
 pub fn effective_order(order: &[OrderKey]) -> Vec<OrderKey> {
     let mut keys: Vec<OrderKey> = Vec::with_capacity(order.len() + 1);
     for key in order {
@@ -292,59 +300,33 @@ pub fn effective_order(order: &[OrderKey]) -> Vec<OrderKey> {
     keys
 }
 
-fn signature(keys: &[OrderKey]) -> String {
-    keys.iter()
-        .map(|k| {
-            format!(
-                "{}:{}",
-                k.field.name(),
-                if k.descending { "D" } else { "A" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// Whether `values` can be positions in the order `keys`: one per key, each of the
+/// key's type (null only where the key is nullable).
+pub fn keys_fit(keys: &[OrderKey], values: &[Option<Scalar>]) -> bool {
+    values.len() == keys.len()
+        && keys
+            .iter()
+            .zip(values)
+            .all(|(key, value)| match (key.field, value) {
+                (_, None) => key.field.nullable(),
+                (OrderField::Reason, Some(v)) => matches!(v, Scalar::Str(_)),
+                (_, Some(v)) => matches!(v, Scalar::Int(_)),
+            })
 }
 
-#[derive(Serialize, Deserialize)]
-struct CursorData {
-    /// The ordering the cursor belongs to.
-    o: String,
-    /// The row's sort-key values.
-    k: Vec<Option<Scalar>>,
-}
-
-fn encode_cursor(keys: &[OrderKey], row: &buildsets::Model) -> String {
-    let data = CursorData {
-        o: signature(keys),
-        k: keys.iter().map(|k| k.field.value_of(row)).collect(),
-    };
-    let json = serde_json::to_vec(&data).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-fn decode_cursor(keys: &[OrderKey], cursor: &str, arg: &str) -> StoreResult<Vec<Option<Scalar>>> {
-    let bad = |why: &str| StoreError::invalid(arg, format!("invalid cursor in `{arg}`: {why}"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad("not a cursor of this API"))?;
-    let data: CursorData =
-        serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor of this API"))?;
-    if data.o != signature(keys) || data.k.len() != keys.len() {
-        return Err(bad("it was issued for a different orderBy"));
+fn checked<'a>(
+    keys: &[OrderKey],
+    values: &'a [Option<Scalar>],
+    what: &str,
+) -> StoreResult<&'a [Option<Scalar>]> {
+    if keys_fit(keys, values) {
+        Ok(values)
+    } else {
+        Err(StoreError::invalid(
+            what,
+            format!("`{what}` does not fit the order's keys"),
+        ))
     }
-    for (key, value) in keys.iter().zip(&data.k) {
-        let ok = match (key.field, value) {
-            (_, None) => key.field.nullable(),
-            (OrderField::Reason, Some(Scalar::Str(_))) => true,
-            (OrderField::Reason, Some(Scalar::Int(_))) => false,
-            (_, Some(Scalar::Int(_))) => true,
-            (_, Some(Scalar::Str(_))) => false,
-        };
-        if !ok {
-            return Err(bad("it does not match the order's columns"));
-        }
-    }
-    Ok(data.k)
 }
 
 /// Rows strictly after `values` in the order `keys`, where nulls sort last
@@ -393,15 +375,20 @@ fn reversed(keys: &[OrderKey]) -> Vec<OrderKey> {
 pub async fn get_buildsets(db: &impl ConnectionTrait, req: &PageRequest) -> StoreResult<Page> {
     let keys = effective_order(&req.order);
     let mut cond = base_condition(req.complete, req.filter.as_ref());
-    if let Some(c) = &req.after {
-        cond = cond.add(after(&keys, &decode_cursor(&keys, c, "after")?));
+    if let Some(values) = &req.start_after {
+        cond = cond.add(after(&keys, checked(&keys, values, "start_after")?));
     }
-    if let Some(c) = &req.before {
+    if let Some(values) = &req.end_before {
         let rev = reversed(&keys);
-        cond = cond.add(after(&rev, &decode_cursor(&keys, c, "before")?));
+        cond = cond.add(after(&rev, checked(&keys, values, "end_before")?));
     }
-    let backward = req.last.is_some() && req.first.is_none();
-    let limit = if backward { req.last } else { req.first }.unwrap_or(100);
+    let backward = req.take_last.is_some() && req.take_first.is_none();
+    let limit = if backward {
+        req.take_last
+    } else {
+        req.take_first
+    }
+    .unwrap_or(100);
     let scan = if backward {
         reversed(&keys)
     } else {
@@ -429,21 +416,21 @@ pub async fn get_buildsets(db: &impl ConnectionTrait, req: &PageRequest) -> Stor
     let rows = rows
         .into_iter()
         .map(|row| {
-            let cursor = encode_cursor(&keys, &row);
-            (row, cursor)
+            let values = keys.iter().map(|k| k.field.value_of(&row)).collect();
+            (BuildsetRow::from(row), values)
         })
         .collect();
     Ok(if backward {
         Page {
             rows,
-            has_next_page: req.before.is_some(),
-            has_previous_page: more,
+            more_after: req.end_before.is_some(),
+            more_before: more,
         }
     } else {
         Page {
             rows,
-            has_next_page: more,
-            has_previous_page: req.after.is_some(),
+            more_after: more,
+            more_before: req.start_after.is_some(),
         }
     })
 }
@@ -468,7 +455,7 @@ pub async fn get_recent_buildsets(
     branch: Option<&str>,
     repository: Option<&str>,
     complete: Option<bool>,
-) -> StoreResult<Vec<buildsets::Model>> {
+) -> StoreResult<Vec<BuildsetRow>> {
     let mut cond = base_condition(complete, None);
     if branch.is_some() || repository.is_some() {
         let mut stamp = Condition::all();
@@ -488,5 +475,5 @@ pub async fn get_recent_buildsets(
         .all(db)
         .await?;
     rows.reverse();
-    Ok(rows)
+    Ok(rows::all(rows))
 }

@@ -1,5 +1,5 @@
 //! Reads: single rows by id and the batch readers (`WHERE … IN (…)`) that let the
-//! GraphQL layer load one relation level of a whole page in one statement.
+//! page loader (`graph.rs`) read one relation level of a whole page in one statement.
 
 use entity::{
     builders, buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches,
@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::rows::{self, BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
 use super::{json, Property, StoreResult};
 
 /// The rows of `E` whose `column` is one of `values`, in one `IN` query (none for an
@@ -34,15 +35,20 @@ where
 pub async fn get_buildset(
     db: &impl ConnectionTrait,
     bsid: i32,
-) -> StoreResult<Option<buildsets::Model>> {
-    Ok(buildsets::Entity::find_by_id(bsid).one(db).await?)
+) -> StoreResult<Option<BuildsetRow>> {
+    Ok(buildsets::Entity::find_by_id(bsid)
+        .one(db)
+        .await?
+        .map(BuildsetRow::from))
 }
 
 pub async fn buildsets_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
-) -> StoreResult<Vec<buildsets::Model>> {
-    where_in::<buildsets::Entity>(db, buildsets::Column::Id, ids).await
+) -> StoreResult<Vec<BuildsetRow>> {
+    Ok(rows::all(
+        where_in::<buildsets::Entity>(db, buildsets::Column::Id, ids).await?,
+    ))
 }
 
 /// The sourcestamps of each buildset, as `(bsid, stamp)` in the order given at add time.
@@ -53,7 +59,7 @@ pub async fn buildsets_by_ids(
 pub async fn sourcestamps_of_buildsets(
     db: &impl ConnectionTrait,
     bsids: &[i32],
-) -> StoreResult<Vec<(i32, sourcestamps::Model)>> {
+) -> StoreResult<Vec<(i32, SourceStampRow)>> {
     if bsids.is_empty() {
         return Ok(Vec::new());
     }
@@ -69,10 +75,10 @@ pub async fn sourcestamps_of_buildsets(
     let mut ids: Vec<i32> = links.iter().map(|l| l.1).collect();
     ids.sort_unstable();
     ids.dedup();
-    let stamps: HashMap<i32, sourcestamps::Model> = sourcestamps_by_ids(db, &ids)
+    let stamps: HashMap<i32, SourceStampRow> = sourcestamps_by_ids(db, &ids)
         .await?
         .into_iter()
-        .map(|s| (s.id, s))
+        .map(|s| (s.ssid, s))
         .collect();
     Ok(links
         .into_iter()
@@ -83,15 +89,16 @@ pub async fn sourcestamps_of_buildsets(
 pub async fn sourcestamps_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
-) -> StoreResult<Vec<sourcestamps::Model>> {
-    where_in::<sourcestamps::Entity>(db, sourcestamps::Column::Id, ids).await
+) -> StoreResult<Vec<SourceStampRow>> {
+    Ok(rows::all(
+        where_in::<sourcestamps::Entity>(db, sourcestamps::Column::Id, ids).await?,
+    ))
 }
 
-pub async fn patches_by_ids(
-    db: &impl ConnectionTrait,
-    ids: &[i32],
-) -> StoreResult<Vec<patches::Model>> {
-    where_in::<patches::Entity>(db, patches::Column::Id, ids).await
+pub async fn patches_by_ids(db: &impl ConnectionTrait, ids: &[i32]) -> StoreResult<Vec<PatchRow>> {
+    Ok(rows::all(
+        where_in::<patches::Entity>(db, patches::Column::Id, ids).await?,
+    ))
 }
 
 /// The properties of each buildset as `(bsid, property)`, sorted by bsid then name;
@@ -144,31 +151,37 @@ pub async fn get_buildset_properties(
 pub async fn buildrequests_of_buildsets(
     db: &impl ConnectionTrait,
     bsids: &[i32],
-) -> StoreResult<Vec<buildrequests::Model>> {
+) -> StoreResult<Vec<BuildRequestRow>> {
     let mut rows =
         where_in::<buildrequests::Entity>(db, buildrequests::Column::Buildsetid, bsids).await?;
     rows.sort_unstable_by_key(|r| r.id);
-    Ok(rows)
+    Ok(rows::all(rows))
 }
 
 pub async fn buildrequests_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
-) -> StoreResult<Vec<buildrequests::Model>> {
-    where_in::<buildrequests::Entity>(db, buildrequests::Column::Id, ids).await
+) -> StoreResult<Vec<BuildRequestRow>> {
+    Ok(rows::all(
+        where_in::<buildrequests::Entity>(db, buildrequests::Column::Id, ids).await?,
+    ))
 }
 
 pub async fn builders_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
-) -> StoreResult<Vec<builders::Model>> {
-    where_in::<builders::Entity>(db, builders::Column::Id, ids).await
+) -> StoreResult<Vec<BuilderRow>> {
+    Ok(rows::all(
+        where_in::<builders::Entity>(db, builders::Column::Id, ids).await?,
+    ))
 }
 
 /// Every builder, by id.
-pub async fn all_builders(db: &impl ConnectionTrait) -> StoreResult<Vec<builders::Model>> {
-    Ok(builders::Entity::find()
-        .order_by_asc(builders::Column::Id)
-        .all(db)
-        .await?)
+pub async fn all_builders(db: &impl ConnectionTrait) -> StoreResult<Vec<BuilderRow>> {
+    Ok(rows::all(
+        builders::Entity::find()
+            .order_by_asc(builders::Column::Id)
+            .all(db)
+            .await?,
+    ))
 }

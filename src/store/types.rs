@@ -95,7 +95,7 @@ impl NewBuildset {
             ));
         }
         check_len("reason", self.reason.as_deref(), 256)?;
-        check_len("externalIdstring", self.external_idstring.as_deref(), 256)?;
+        check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
         for (i, p) in self.properties.iter().enumerate() {
             check_len("properties.name", Some(&p.name), 256)?;
             if self.properties[..i].iter().any(|q| q.name == p.name) {

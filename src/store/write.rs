@@ -17,6 +17,7 @@ use sea_orm::{
 
 use super::db::SchemaMode;
 use super::hash::{builder_name_hash, sourcestamp_hash};
+use super::rows::{BuilderRow, BuildsetRow};
 use super::types::{AddedBuildset, NewBuildset, NewPatch, SourceStampRef, SourceStampSpec};
 use super::{json, StoreError, StoreResult};
 
@@ -27,7 +28,7 @@ const MAX_ATTEMPTS: u32 = 8;
 /// transaction, committing on success and rolling back on error; a transaction that
 /// failed on a transient conflict runs again from scratch. A macro rather than a
 /// function taking a closure, because a closure returning a borrowing future cannot
-/// be proven `Send` for every lifetime (which axum and async-graphql require).
+/// be proven `Send` for every lifetime (which the server's tasks require).
 macro_rules! in_write_transaction {
     ($db:expr, |$txn:ident| $body:expr) => {{
         let mut attempt: u32 = 1;
@@ -90,8 +91,8 @@ async fn add_buildset_in(
     check_builders_exist(txn, &input.builderids).await?;
     if mode == SchemaMode::Attached {
         for (field, id) in [
-            ("parentBuildid", input.parent_buildid),
-            ("rebuiltBuildid", input.rebuilt_buildid),
+            ("parent_buildid", input.parent_buildid),
+            ("rebuilt_buildid", input.rebuilt_buildid),
         ] {
             if let Some(id) = id {
                 check_build_exists(txn, field, id).await?;
@@ -387,7 +388,7 @@ pub async fn complete_buildset(
     bsid: i32,
     results: i32,
     complete_at: Option<i32>,
-) -> StoreResult<buildsets::Model> {
+) -> StoreResult<BuildsetRow> {
     if !(0..=6).contains(&results) {
         return Err(StoreError::invalid(
             "results",
@@ -406,7 +407,7 @@ pub async fn complete_buildset(
         .rows_affected;
     let row = buildsets::Entity::find_by_id(bsid).one(db).await?;
     match (updated, row) {
-        (1, Some(row)) => Ok(row),
+        (1, Some(row)) => Ok(row.into()),
         (_, None) => Err(StoreError::NotFound(format!(
             "buildset {bsid} does not exist"
         ))),
@@ -419,7 +420,7 @@ pub async fn ensure_builder(
     db: &DatabaseConnection,
     name: &str,
     description: Option<&str>,
-) -> StoreResult<entity::builders::Model> {
+) -> StoreResult<BuilderRow> {
     if name.is_empty() {
         return Err(StoreError::invalid(
             "name",
@@ -456,6 +457,7 @@ pub async fn ensure_builder(
         entity::builders::Entity::find_by_id(id)
             .one(txn)
             .await?
+            .map(BuilderRow::from)
             .ok_or_else(|| StoreError::NotFound(format!("builder {id} does not exist")))
     })
 }

@@ -28,7 +28,8 @@ pub async fn start(t: TestDb, flags: &[&str]) -> Api {
     let mut args = vec!["buildsets-graphql", "--database-url", &t.url];
     args.extend_from_slice(flags);
     let config = Config::try_parse_from(args).expect("flags");
-    let router = app(&config, t.db.clone(), t.mode).expect("a usable configuration");
+    let store = buildsets_graphql::store::Store::new(t.db.clone(), t.mode);
+    let router = app(&config, store).expect("a usable configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
