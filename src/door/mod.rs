@@ -3,6 +3,7 @@
 //! error codes, the response in query order, and one log line.
 
 mod limits;
+pub mod nesting;
 pub mod wide;
 
 use std::sync::Arc;
@@ -214,6 +215,16 @@ impl Door {
                 None,
             );
         }
+        if let Some(pos) = nesting::text_too_deep(&request.query, nesting::MAX_TEXT_NESTING) {
+            return bad_input(
+                "query",
+                format!(
+                    "the document nests deeper than {} levels of brackets",
+                    nesting::MAX_TEXT_NESTING
+                ),
+                Some(pos),
+            );
+        }
         if let Some((line, column)) = wide::in_graphql(&request.query) {
             return bad_input(
                 "query",
@@ -232,6 +243,18 @@ impl Door {
                 };
             }
         };
+        if let Some(field) =
+            nesting::value_too_deep(&doc, &request.variables, nesting::MAX_VALUE_NESTING)
+        {
+            return bad_input(
+                &field,
+                format!(
+                    "`{field}` nests deeper than {} levels of lists and objects",
+                    nesting::MAX_VALUE_NESTING
+                ),
+                None,
+            );
+        }
         let kind = selected_operation(&doc, request.operation_name.as_deref()).map(|op| op.ty);
         if kind == Some(OperationType::Mutation) {
             if transport == Transport::Get {

@@ -233,9 +233,37 @@ impl DateTimeFilter {
     }
 }
 
+/// At most this many conditions in one `where`: each becomes a term of one SQL
+/// expression, whose depth databases bound (SQLite at 1000).
+pub const MAX_CONDITIONS: usize = 100;
+/// At most this many values compared in one `where` (`in` lists included): each is
+/// a bind parameter, which databases bound too (SQLite at 32766).
+pub const MAX_VALUES: usize = 10_000;
+
 impl BuildsetFilter {
+    /// The store's filter tree for this input, within the size bounds.
+    pub fn into_bounded_filter(self) -> Result<Filter> {
+        let f = self.into_filter()?;
+        let (conditions, values) = f.size();
+        if conditions > MAX_CONDITIONS {
+            return Err(bad_input(
+                "where",
+                format!(
+                    "`where` has {conditions} conditions; at most {MAX_CONDITIONS} are allowed"
+                ),
+            ));
+        }
+        if values > MAX_VALUES {
+            return Err(bad_input(
+                "where",
+                format!("`where` compares {values} values; at most {MAX_VALUES} are allowed"),
+            ));
+        }
+        Ok(f)
+    }
+
     /// The store's filter tree for this input.
-    pub fn into_filter(self) -> Result<Filter> {
+    fn into_filter(self) -> Result<Filter> {
         let mut all = Vec::new();
         let f = self;
         for (filter, field) in [

@@ -119,7 +119,9 @@ impl QueryRoot {
         if first.is_none() && last.is_none() {
             first = Some(app.limits.default_page);
         }
-        let filter = filter.map(BuildsetFilter::into_filter).transpose()?;
+        let filter = filter
+            .map(BuildsetFilter::into_bounded_filter)
+            .transpose()?;
         let order: Vec<_> = order_by
             .unwrap_or_default()
             .into_iter()

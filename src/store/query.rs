@@ -74,6 +74,26 @@ pub enum Filter {
     Pred(Field, Op),
 }
 
+impl Filter {
+    /// (conditions, compared values) in the tree: what bounds its SQL's size.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().fold((0, 0), |(c, v), f| {
+                let (fc, fv) = f.size();
+                (c + fc, v + fv)
+            }),
+            Filter::Not(f) => f.size(),
+            Filter::Pred(_, op) => (
+                1,
+                match op {
+                    Op::In(vs) | Op::NotIn(vs) => vs.len(),
+                    _ => 1,
+                },
+            ),
+        }
+    }
+}
+
 /// A column a page can be ordered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderField {

@@ -73,6 +73,9 @@ pub struct Property {
     pub source: String,
 }
 
+/// The most entries `addBuildset` takes in each of its lists.
+pub const MAX_LIST: usize = 1000;
+
 /// Checks a length limit, counted in characters as the column types count them.
 pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> StoreResult<()> {
     match value {
@@ -93,6 +96,20 @@ impl NewBuildset {
                 "sourcestamps",
                 "a buildset needs at least one sourcestamp",
             ));
+        }
+        // Each entry costs bind parameters in one statement; databases bound those
+        // (SQLite at 32766), so the lists are bounded well below.
+        for (field, len) in [
+            ("sourcestamps", self.sourcestamps.len()),
+            ("properties", self.properties.len()),
+            ("builderids", self.builderids.len()),
+        ] {
+            if len > MAX_LIST {
+                return Err(StoreError::invalid(
+                    field,
+                    format!("{field} has {len} entries; at most {MAX_LIST} are allowed"),
+                ));
+            }
         }
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;

@@ -1,0 +1,154 @@
+//! Bounds on how deeply a client's input nests. Parsing a document and coercing its
+//! values are recursive, so input nested deeply enough overflows a thread's stack and
+//! kills the whole process. Both checks run before anything recursive looks at
+//! the input: the text before the parser, the values before coercion.
+
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Name, Pos, Value, Variables};
+
+/// Deepest nesting of brackets (`{`, `[`, `(`) in a document's text.
+pub const MAX_TEXT_NESTING: usize = 128;
+/// Deepest nesting of one argument or variable value (objects and lists).
+pub const MAX_VALUE_NESTING: usize = 64;
+
+/// Where the document `query` first nests its brackets beyond `max`, skipping
+/// strings, block strings and comments.
+pub fn text_too_deep(query: &str, max: usize) -> Option<Pos> {
+    let b = query.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
+                    i += if b[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > max {
+                    let before = &query[..i];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+                    return Some(Pos { line, column });
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// How deeply `v` nests (a scalar is 0). Bounded by what parsed it: the document
+/// parser's own limit, or serde_json's (128).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The same for a literal, which may hold variables (they count as scalars here;
+/// their values are checked as variables).
+fn literal(v: &async_graphql_value::Value) -> usize {
+    use async_graphql_value::Value as V;
+    match v {
+        V::List(items) => 1 + items.iter().map(literal).max().unwrap_or(0),
+        V::Object(map) => 1 + map.values().map(literal).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn literal_depth(v: &async_graphql::parser::types::Field, max: usize) -> Option<Name> {
+    v.arguments
+        .iter()
+        .find(|(_, value)| literal(&value.node) > max)
+        .map(|(name, _)| name.node.clone())
+}
+
+fn in_selection(set: &SelectionSet, max: usize) -> Option<Name> {
+    set.items.iter().find_map(|item| match &item.node {
+        Selection::Field(f) => {
+            literal_depth(&f.node, max).or_else(|| in_selection(&f.node.selection_set.node, max))
+        }
+        Selection::InlineFragment(f) => in_selection(&f.node.selection_set.node, max),
+        Selection::FragmentSpread(_) => None,
+    })
+}
+
+/// The first argument or variable whose value nests deeper than `max`.
+pub fn value_too_deep(
+    doc: &ExecutableDocument,
+    variables: &Variables,
+    max: usize,
+) -> Option<String> {
+    if let Some((name, _)) = variables.iter().find(|(_, v)| depth(v) > max) {
+        return Some(name.to_string());
+    }
+    doc.operations
+        .iter()
+        .find_map(|(_, op)| in_selection(&op.node.selection_set.node, max))
+        .or_else(|| {
+            doc.fragments
+                .values()
+                .find_map(|f| in_selection(&f.node.selection_set.node, max))
+        })
+        .map(|n| n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_nesting_is_counted_outside_strings_and_comments() {
+        let deep = format!("{{ x(v: {}1{}) }}", "[".repeat(200), "]".repeat(200));
+        assert!(text_too_deep(&deep, 128).is_some());
+        let quoted = format!("{{ x(v: \"{}\") }} # {}", "[".repeat(200), "{".repeat(200));
+        assert_eq!(text_too_deep(&quoted, 128), None);
+        assert_eq!(text_too_deep("{ a { b { c } } }", 3), None);
+        assert_eq!(
+            text_too_deep("{ a { b { c { d } } } }", 3),
+            Some(Pos {
+                line: 1,
+                column: 13
+            })
+        );
+    }
+
+    #[test]
+    fn value_nesting_is_found_in_literals_and_variables() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let doc = async_graphql::parser::parse_query(format!("{{ a {{ b(v: {}) }} }}", nested(10)))
+            .unwrap();
+        assert_eq!(
+            value_too_deep(&doc, &Variables::default(), 9).as_deref(),
+            Some("v")
+        );
+        assert_eq!(value_too_deep(&doc, &Variables::default(), 10), None);
+        let vars = Variables::from_json(serde_json::json!({"w": [[[1]]]}));
+        let doc = async_graphql::parser::parse_query("query($w: JSON) { a }").unwrap();
+        assert_eq!(value_too_deep(&doc, &vars, 2).as_deref(), Some("w"));
+    }
+}
