@@ -25,11 +25,6 @@ pub fn now() -> i32 {
     i32::try_from(chrono::Utc::now().timestamp()).unwrap_or(i32::MAX)
 }
 
-/// Epoch seconds as Buildbot stores a time; `None` when out of its range.
-pub fn epoch(t: chrono::DateTime<chrono::Utc>) -> Option<i32> {
-    i32::try_from(t.timestamp()).ok()
-}
-
 /// The database and how it is used: the one thing the rest of the program holds.
 #[derive(Clone, Debug)]
 pub struct Store {
