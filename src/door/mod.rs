@@ -255,7 +255,25 @@ impl Door {
                 None,
             );
         }
-        let kind = selected_operation(&doc, request.operation_name.as_deref()).map(|op| op.ty);
+        let selected = selected_operation(&doc, request.operation_name.as_deref());
+        if let Some((what, limit, found)) =
+            selected.and_then(|op| nesting::too_many_selections(&doc, &op.selection_set.node))
+        {
+            let mut err = ServerError::new(
+                format!("the operation has more than {limit} {what} once its fragments are expanded (found {found}{})",
+                    if what == "selections" { " before stopping" } else { "" }),
+                None,
+            );
+            let ext = err.extensions.get_or_insert_with(Default::default);
+            ext.set("code", Value::from(Code::QueryTooComplex.as_str()));
+            ext.set("limit", Value::from(limit));
+            ext.set("found", Value::from(found));
+            return Answer {
+                status: StatusCode::OK,
+                response: Response::from_errors(vec![err]),
+            };
+        }
+        let kind = selected.map(|op| op.ty);
         if kind == Some(OperationType::Mutation) {
             if transport == Transport::Get {
                 return Refusal::new(

@@ -6,6 +6,12 @@
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Pos, Value, Variables};
 
+/// Most selections (fields, fragment spreads, inline fragments) in an operation,
+/// counted with its fragments expanded: what execution will walk.
+pub const MAX_SELECTIONS: usize = 10_000;
+/// Most fields at the root of an operation (aliases included): each is its own query.
+pub const MAX_ROOT_FIELDS: usize = 50;
+
 /// Deepest nesting of brackets (`{`, `[`, `(`) in a document's text.
 pub const MAX_TEXT_NESTING: usize = 128;
 /// Deepest nesting of one argument or variable value (objects and lists).
@@ -117,6 +123,62 @@ pub fn value_too_deep(
         .map(|n| n.to_string())
 }
 
+/// Which bound the selected operation of `doc` breaks, if any: (limit name, limit,
+/// count). Fragments are expanded as execution would, with an explicit stack and
+/// a stop at the bound, so a fragment bomb (each fragment spreading the next
+/// twice) or a fragment cycle costs no more than the bound to look at.
+pub fn too_many_selections(
+    doc: &ExecutableDocument,
+    op: &SelectionSet,
+) -> Option<(&'static str, usize, usize)> {
+    let root_fields = {
+        let mut n = 0;
+        let mut stack: Vec<&SelectionSet> = vec![op];
+        let mut seen = 0;
+        while let Some(set) = stack.pop() {
+            for item in &set.items {
+                seen += 1;
+                if seen > MAX_SELECTIONS {
+                    break;
+                }
+                match &item.node {
+                    Selection::Field(_) => n += 1,
+                    Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                    Selection::FragmentSpread(s) => {
+                        if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
+                            stack.push(&f.node.selection_set.node);
+                        }
+                    }
+                }
+            }
+        }
+        n
+    };
+    if root_fields > MAX_ROOT_FIELDS {
+        return Some(("root fields", MAX_ROOT_FIELDS, root_fields));
+    }
+    let mut count = 0;
+    let mut stack: Vec<&SelectionSet> = vec![op];
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            count += 1;
+            if count > MAX_SELECTIONS {
+                return Some(("selections", MAX_SELECTIONS, count));
+            }
+            match &item.node {
+                Selection::Field(f) => stack.push(&f.node.selection_set.node),
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(s) => {
+                    if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
+                        stack.push(&f.node.selection_set.node);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +197,92 @@ mod tests {
                 column: 13
             })
         );
+    }
+
+    #[test]
+    fn fragment_bombs_and_cycles_stop_at_the_bound() {
+        let mut q = String::from("query { ...F0 }");
+        for i in 0..40 {
+            q.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        q.push_str(" fragment F40 on Query { __typename }");
+        let doc = async_graphql::parser::parse_query(&q).unwrap();
+        let op = &doc
+            .operations
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .node
+            .selection_set
+            .node;
+        // Its expansion is 2^40 fields at the root: whichever bound it meets first.
+        assert!(too_many_selections(&doc, op).is_some());
+        let mut deep = String::from("query { builders { ...G0 } }");
+        for i in 0..20 {
+            deep.push_str(&format!(
+                " fragment G{i} on Builder {{ ...G{} ...G{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        deep.push_str(" fragment G20 on Builder { name }");
+        let doc = async_graphql::parser::parse_query(&deep).unwrap();
+        let op = &doc
+            .operations
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .node
+            .selection_set
+            .node;
+        assert_eq!(
+            too_many_selections(&doc, op).map(|b| b.0),
+            Some("selections")
+        );
+        let cycle = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
+        let doc = async_graphql::parser::parse_query(cycle).unwrap();
+        let op = &doc
+            .operations
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .node
+            .selection_set
+            .node;
+        assert!(too_many_selections(&doc, op).is_some());
+        let aliases: String = (0..60)
+            .map(|i| format!("a{i}: builders {{ name }} "))
+            .collect();
+        let doc = async_graphql::parser::parse_query(format!("{{ {aliases} }}")).unwrap();
+        let op = &doc
+            .operations
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .node
+            .selection_set
+            .node;
+        assert_eq!(too_many_selections(&doc, op), Some(("root fields", 50, 60)));
+        let page = "{ buildsets { nodes { bsid sourcestamps { ssid patch { body } } } } }";
+        let doc = async_graphql::parser::parse_query(page).unwrap();
+        let op = &doc
+            .operations
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .node
+            .selection_set
+            .node;
+        assert_eq!(too_many_selections(&doc, op), None);
     }
 
     #[test]

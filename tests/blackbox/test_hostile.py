@@ -97,3 +97,27 @@ def test_long_lists_are_client_errors(start, field, count):
     assert (code, got) == ("BAD_USER_INPUT", field)
     assert srv.ok("{ buildsets { totalCount } }")["buildsets"]["totalCount"] == 0
     alive(srv)
+
+
+def bomb(levels):
+    q = "query { ...F0 }"
+    for i in range(levels):
+        q += f" fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}"
+    return q + f" fragment F{levels} on Query {{ __typename }}"
+
+
+@pytest.mark.parametrize("name, query", [
+    ("fragment bomb, 2^40 expansions in 1.5 kB", bomb(40)),
+    ("1,000 aliases of a list", "{ %s }" % " ".join(f"a{i}: builders {{ name }}" for i in range(1000))),
+    ("fragment cycle", "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }"),
+])
+def test_expansion_is_bounded_before_execution(start, name, query):
+    import time
+    srv = start("sqlite")
+    began = time.monotonic()
+    code, _, e = srv.err(query)
+    assert time.monotonic() - began < 5, f"{name} took too long"
+    assert code in ("QUERY_TOO_COMPLEX", "BAD_USER_INPUT"), e
+    if name != "fragment cycle":
+        assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] in (50, 10000), e
+    alive(srv)
