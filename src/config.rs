@@ -51,9 +51,19 @@ pub struct Config {
     )]
     pub write_tokens: Vec<String>,
 
+    /// File of write tokens, one per line (blank lines and `#` comments skipped): keeps
+    /// them out of process listings and environment dumps. Adds to --write-token.
+    #[arg(long, env = "WRITE_TOKEN_FILE", global = true)]
+    pub write_token_file: Option<std::path::PathBuf>,
+
     /// Bearer token required for reads too (a write token is also accepted).
     #[arg(long, env = "READ_TOKEN", global = true)]
     pub read_token: Option<String>,
+
+    /// File holding the read token (its first line that is not blank or a `#`
+    /// comment); instead of --read-token.
+    #[arg(long, env = "READ_TOKEN_FILE", global = true)]
+    pub read_token_file: Option<std::path::PathBuf>,
 
     /// Allow writes without a token on a non-loopback address.
     #[arg(long, env = "ALLOW_ANONYMOUS_WRITES", global = true)]
@@ -70,6 +80,10 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+
+    /// Log format on stderr: `text` (for people) or `json` (one object a line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 
     /// Largest `first` / `last` / `recentBuildsets(count)`.
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 1000, global = true)]
@@ -88,6 +102,30 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The tokens the server accepts, from the flags and the token files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub read: Option<String>,
+    pub write: Vec<String>,
+}
+
+fn token_lines(path: &std::path::Path, flag: &str) -> Result<Vec<String>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Which browser origins may call the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origins {
@@ -96,6 +134,46 @@ pub enum Origins {
 }
 
 impl Config {
+    /// The read and write tokens, checked: an empty token is refused (nobody could
+    /// present it, and it would pass for "a token is set").
+    pub fn tokens(&self) -> Result<Tokens, String> {
+        let mut write = self.write_tokens.clone();
+        if let Some(path) = &self.write_token_file {
+            let found = token_lines(path, "--write-token-file")?;
+            if found.is_empty() {
+                return Err(format!(
+                    "--write-token-file {} holds no token",
+                    path.display()
+                ));
+            }
+            write.extend(found);
+        }
+        if write.iter().any(|t| t.trim().is_empty()) {
+            return Err(
+                "an empty --write-token is not a token: give one, or none for open writes".into(),
+            );
+        }
+        let read = match (&self.read_token, &self.read_token_file) {
+            (Some(_), Some(_)) => {
+                return Err("give --read-token or --read-token-file, not both".into())
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(path)) => Some(
+                token_lines(path, "--read-token-file")?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        format!("--read-token-file {} holds no token", path.display())
+                    })?,
+            ),
+            (None, None) => None,
+        };
+        if read.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err("an empty --read-token is not a token".into());
+        }
+        Ok(Tokens { read, write })
+    }
+
     /// The `--cors-origin` values, checked: each must be an origin exactly as a
     /// browser sends it, so that none can silently never match.
     pub fn origins(&self) -> Result<Origins, String> {

@@ -48,6 +48,7 @@ struct AppState {
 /// configuration is not usable (a malformed `--cors-origin`).
 pub fn app(config: &Config, store: Store) -> Result<Router, String> {
     let origins = config.origins()?;
+    let tokens = config.tokens()?;
     let schema = build_schema(AppData {
         store: store.clone(),
         limits: Limits {
@@ -59,8 +60,8 @@ pub fn app(config: &Config, store: Store) -> Result<Router, String> {
     });
     let door = Door::new(
         schema,
-        config.read_token.clone(),
-        config.write_tokens.clone(),
+        tokens.read,
+        tokens.write,
         config.max_depth,
         config.max_complexity,
     );
@@ -512,8 +513,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// that name origins a browser never sends.
 pub fn check_config(config: &Config) -> Result<(), String> {
     config.origins()?;
+    let tokens = config.tokens()?;
     if !config.listen.ip().is_loopback()
-        && config.write_tokens.is_empty()
+        && tokens.write.is_empty()
         && !config.allow_anonymous_writes
     {
         return Err(format!(
