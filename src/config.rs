@@ -100,6 +100,20 @@ pub struct Config {
     /// Largest request body, in bytes (larger gets HTTP 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
+
+    /// Seconds a client has to send a request's headers, and then its body; a slow
+    /// client is cut off after that.
+    #[arg(long, env = "CLIENT_TIMEOUT", default_value_t = 10, global = true)]
+    pub client_timeout: u64,
+
+    /// Most connections open at once; more are closed on accept.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, global = true)]
+    pub max_connections: usize,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM; then the
+    /// server exits anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10, global = true)]
+    pub shutdown_timeout: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -94,6 +94,9 @@ pub fn app(config: &Config, store: Store) -> Result<Router, String> {
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(config.client_timeout),
+        ))
         .layer(cors)
         .layer(TraceLayer::new_for_http()))
 }
@@ -527,7 +530,8 @@ pub fn check_config(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Serves until SIGINT/SIGTERM, then lets in-flight requests finish.
+/// Serves until SIGINT/SIGTERM, then lets in-flight requests finish (for at most
+/// `--shutdown-timeout`).
 pub async fn serve(config: Config) -> Result<(), BoxError> {
     check_config(&config)?;
     let store = open_store(&config.database_url).await?;
@@ -537,11 +541,74 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");
     println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    accept_loop(listener, router, &config).await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
+/// deadline for the request headers (a client sending them a byte a second is cut
+/// off), a cap on open connections, and a bound on the drain at shutdown.
+async fn accept_loop(listener: tokio::net::TcpListener, router: Router, config: &Config) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.client_timeout));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = config.max_connections,
+                "too many connections: closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let deadline = Duration::from_secs(config.shutdown_timeout);
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = config.shutdown_timeout,
+            "requests still in flight after --shutdown-timeout: exiting anyway"
+        );
+    }
 }
 
 async fn shutdown_signal() {
