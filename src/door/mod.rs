@@ -4,6 +4,7 @@
 
 mod limits;
 pub mod nesting;
+mod text;
 pub mod wide;
 
 use std::sync::Arc;
@@ -239,11 +240,11 @@ impl Door {
                 Some(pos),
             );
         }
-        if let Some((line, column)) = wide::in_graphql(&request.query) {
+        if let Some(pos) = wide::in_graphql(&request.query) {
             return bad_input(
                 "query",
                 "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
-                Some(Pos { line, column }),
+                Some(pos),
             );
         }
         let doc = match async_graphql::parser::parse_query(&request.query) {

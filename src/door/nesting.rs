@@ -6,6 +6,8 @@
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, Pos, Value, Variables};
 
+use super::text::{position, skip_graphql_ignored};
+
 /// Most selections (fields, fragment spreads, inline fragments) in an operation,
 /// counted with its fragments expanded: what execution will walk.
 pub const MAX_SELECTIONS: usize = 10_000;
@@ -23,38 +25,15 @@ pub fn text_too_deep(query: &str, max: usize) -> Option<Pos> {
     let b = query.as_bytes();
     let (mut i, mut depth) = (0, 0usize);
     while i < b.len() {
+        if let Some(next) = skip_graphql_ignored(b, i) {
+            i = next;
+            continue;
+        }
         match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'"' if b[i..].starts_with(b"\"\"\"") => {
-                i += 3;
-                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
-                    i += if b[i..].starts_with(b"\\\"\"\"") {
-                        4
-                    } else {
-                        1
-                    };
-                }
-                i += 3;
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
             b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > max {
-                    let before = &query[..i];
-                    let line = before.matches('\n').count() + 1;
-                    let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-                    return Some(Pos { line, column });
+                    return Some(position(query, i));
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),

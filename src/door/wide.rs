@@ -3,6 +3,10 @@
 //! a wider integer would silently become a rounded float. So it is refused
 //! (BAD_USER_INPUT) before anything parses it.
 
+use async_graphql::Pos;
+
+use super::text::{number_token, position, skip_graphql_ignored};
+
 /// Whether an integer token fits no 64-bit integer type.
 fn is_wide(token: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(token) else {
@@ -76,16 +80,8 @@ pub fn in_json(json: &[u8]) -> Option<String> {
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                i += 1;
-                while i < json.len() && json[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let float = i < json.len() && matches!(json[i], b'.' | b'e' | b'E');
-                while i < json.len()
-                    && matches!(json[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-                {
-                    i += 1;
-                }
+                let (end, float) = number_token(json, i);
+                i = end;
                 if !float && is_wide(&json[start..i]) {
                     return Some(path(&stack));
                 }
@@ -107,61 +103,31 @@ fn path(stack: &[Frame]) -> String {
         .join(".")
 }
 
-/// The line and column (1-based) of the first wide integer literal in the GraphQL
-/// document `query`, skipping strings, block strings and comments.
-pub fn in_graphql(query: &str) -> Option<(usize, usize)> {
+/// The position of the first wide integer literal in the GraphQL document `query`,
+/// skipping strings, block strings and comments.
+pub fn in_graphql(query: &str) -> Option<Pos> {
     let b = query.as_bytes();
     if !has_long_digit_run(b) {
         return None;
     }
     let mut i = 0;
     while i < b.len() {
+        if let Some(next) = skip_graphql_ignored(b, i) {
+            i = next;
+            continue;
+        }
         match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                    i += 1;
-                }
-            }
-            b'"' if b[i..].starts_with(b"\"\"\"") => {
-                i += 3;
-                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
-                    i += if b[i..].starts_with(b"\\\"\"\"") {
-                        4
-                    } else {
-                        1
-                    };
-                }
-                i += 3;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
             c if c == b'_' || c.is_ascii_alphabetic() => {
                 while i < b.len() && (b[i] == b'_' || b[i].is_ascii_alphanumeric()) {
                     i += 1;
                 }
             }
             b'-' | b'0'..=b'9' => {
-                let start = i;
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
+                let (end, float) = number_token(b, i);
+                if !float && is_wide(&b[i..end]) {
+                    return Some(position(query, i));
                 }
-                let float = i < b.len() && matches!(b[i], b'.' | b'e' | b'E');
-                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-                {
-                    i += 1;
-                }
-                if !float && is_wide(&b[start..i]) {
-                    let before = &query[..start];
-                    let line = before.matches('\n').count() + 1;
-                    let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-                    return Some((line, column));
-                }
+                i = end;
             }
             _ => i += 1,
         }
@@ -196,7 +162,13 @@ mod tests {
     #[test]
     fn finds_wide_integer_literals_in_graphql() {
         let q = "mutation {\n  x(v: [1, 123456789012345678901234]) { y }\n}";
-        assert_eq!(in_graphql(q), Some((2, 12)));
+        assert_eq!(
+            in_graphql(q),
+            Some(Pos {
+                line: 2,
+                column: 12
+            })
+        );
         for fits in [
             "{ x(v: \"123456789012345678901234\") }",
             "{ x(v: 1.0e12345678901234567890) }",
