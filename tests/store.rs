@@ -307,6 +307,24 @@ async fn add_rejects_bad_input(t: TestDb) {
                 ..ok.clone()
             },
         ),
+        // PostgreSQL cannot store a NUL in text; every backend refuses it alike.
+        (
+            "reason",
+            NewBuildset {
+                reason: Some("a\0b".into()),
+                ..ok.clone()
+            },
+        ),
+        (
+            "branch",
+            buildset(
+                vec![SourceStampRef::Spec(SourceStampSpec {
+                    branch: Some("\0".into()),
+                    ..Default::default()
+                })],
+                vec![b],
+            ),
+        ),
         (
             "external_idstring",
             NewBuildset {

@@ -6,7 +6,7 @@ use async_graphql::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
-use crate::store::query::{keys_fit, KeyValues, OrderKey};
+use crate::store::query::{keys_fit, KeyValues, OrderKey, Scalar};
 
 #[derive(Serialize, Deserialize)]
 struct CursorData {
@@ -45,6 +45,13 @@ pub fn decode(keys: &[OrderKey], cursor: &str, arg: &str) -> Result<KeyValues> {
         .map_err(|_| bad("not a cursor of this API"))?;
     if data.o != signature(keys) || data.k.len() != keys.len() {
         return Err(bad("it was issued for a different orderBy"));
+    }
+    let nul = data
+        .k
+        .iter()
+        .any(|v| matches!(v, Some(Scalar::Str(t)) if t.contains('\0')));
+    if nul {
+        return Err(bad("not a cursor of this API"));
     }
     if !keys_fit(keys, &data.k) {
         return Err(bad("it does not match the order's columns"));

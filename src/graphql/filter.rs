@@ -240,10 +240,31 @@ pub const MAX_CONDITIONS: usize = 100;
 /// a bind parameter, which databases bound too (SQLite at 32766).
 pub const MAX_VALUES: usize = 10_000;
 
+/// Whether any text in the filter holds a NUL (PostgreSQL refuses those outright).
+fn has_nul(f: &Filter) -> bool {
+    let text = |s: &Scalar| matches!(s, Scalar::Str(t) if t.contains('\0'));
+    match f {
+        Filter::And(fs) | Filter::Or(fs) => fs.iter().any(has_nul),
+        Filter::Not(f) => has_nul(f),
+        Filter::Pred(_, op) => match op {
+            Op::Eq(v) | Op::Ne(v) | Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => text(v),
+            Op::In(vs) | Op::NotIn(vs) => vs.iter().any(text),
+            Op::Contains(t) | Op::StartsWith(t) => t.contains('\0'),
+            Op::IsNull(_) => false,
+        },
+    }
+}
+
 impl BuildsetFilter {
     /// The store's filter tree for this input, within the size bounds.
     pub fn into_bounded_filter(self) -> Result<Filter> {
         let f = self.into_filter()?;
+        if has_nul(&f) {
+            return Err(bad_input(
+                "where",
+                "`where` compares a text with a NUL character, which no column can hold",
+            ));
+        }
         let (conditions, values) = f.size();
         if conditions > MAX_CONDITIONS {
             return Err(bad_input(

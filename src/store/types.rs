@@ -76,8 +76,21 @@ pub struct Property {
 /// The most entries `addBuildset` takes in each of its lists.
 pub const MAX_LIST: usize = 1000;
 
+/// Refuses a NUL character, which PostgreSQL cannot store in text (the other
+/// backends could, so all refuse it alike rather than differ).
+pub(crate) fn check_text(field: &str, value: Option<&str>) -> StoreResult<()> {
+    match value {
+        Some(v) if v.contains('\0') => Err(StoreError::invalid(
+            field,
+            format!("{field} contains a NUL character, which cannot be stored"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a length limit, counted in characters as the column types count them.
 pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> StoreResult<()> {
+    check_text(field, value)?;
     match value {
         Some(v) if v.chars().count() > max => Err(StoreError::invalid(
             field,
@@ -113,8 +126,10 @@ impl NewBuildset {
         }
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
+        check_text("parent_relationship", self.parent_relationship.as_deref())?;
         for (i, p) in self.properties.iter().enumerate() {
             check_len("properties.name", Some(&p.name), 256)?;
+            check_text("properties.source", Some(&p.source))?;
             if self.properties[..i].iter().any(|q| q.name == p.name) {
                 return Err(StoreError::invalid(
                     "properties",
@@ -137,6 +152,11 @@ impl NewBuildset {
                 check_len("codebase", Some(&spec.codebase), 256)?;
                 check_len("repository", Some(&spec.repository), 512)?;
                 check_len("project", Some(&spec.project), 512)?;
+                if let Some(patch) = &spec.patch {
+                    check_text("patch.author", Some(&patch.author))?;
+                    check_text("patch.comment", Some(&patch.comment))?;
+                    check_text("patch.subdir", patch.subdir.as_deref())?;
+                }
             }
         }
         Ok(())

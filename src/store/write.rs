@@ -427,6 +427,8 @@ pub async fn ensure_builder(
             "a builder name cannot be empty",
         ));
     }
+    super::types::check_text("name", Some(name))?;
+    super::types::check_text("description", description)?;
     let name_hash = builder_name_hash(name);
     in_write_transaction!(db, |txn| async {
         let txn = &txn;
