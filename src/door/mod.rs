@@ -29,11 +29,6 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Whether `message` is async-graphql's refusal of a query over a limit.
-pub fn is_limit_message(message: &str) -> bool {
-    limits::limit_of(message).is_some()
-}
-
 /// How an operation arrived; GET never runs a mutation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -78,14 +73,7 @@ impl Refusal {
 
     /// As a GraphQL response (no data, one coded error without a location).
     pub fn answer(self) -> Answer {
-        let mut err = ServerError::new(self.message, None);
-        err.extensions
-            .get_or_insert_with(Default::default)
-            .set("code", Value::from(self.code.as_str()));
-        Answer {
-            status: self.status,
-            response: Response::from_errors(vec![err]),
-        }
+        error_answer(self.status, self.code, self.message, None, &[])
     }
 }
 
@@ -251,7 +239,9 @@ impl Door {
             Ok(doc) => doc,
             Err(e) => {
                 let mut err = ServerError::from(e);
-                set_code(&mut err, Code::BadUserInput);
+                err.extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", Value::from(Code::BadUserInput.as_str()));
                 return Answer {
                     status: StatusCode::OK,
                     response: Response::from_errors(vec![err]),
@@ -274,19 +264,18 @@ impl Door {
         if let Some((what, limit, found)) =
             selected.and_then(|op| nesting::too_many_selections(&doc, &op.selection_set.node))
         {
-            let mut err = ServerError::new(
-                format!("the operation has more than {limit} {what} once its fragments are expanded (found {found}{})",
-                    if what == "selections" { " before stopping" } else { "" }),
-                None,
-            );
-            let ext = err.extensions.get_or_insert_with(Default::default);
-            ext.set("code", Value::from(Code::QueryTooComplex.as_str()));
-            ext.set("limit", Value::from(limit));
-            ext.set("found", Value::from(found));
-            return Answer {
-                status: StatusCode::OK,
-                response: Response::from_errors(vec![err]),
+            let stopped = if what == "selections" {
+                " before stopping"
+            } else {
+                ""
             };
+            return error_answer(
+                StatusCode::OK,
+                Code::QueryTooComplex,
+                format!("the operation has more than {limit} {what} once its fragments are expanded (found {found}{stopped})"),
+                None,
+                &[("limit", Value::from(limit)), ("found", Value::from(found))],
+            );
         }
         let kind = selected.map(|op| op.ty);
         if kind == Some(OperationType::Mutation) {
@@ -304,13 +293,14 @@ impl Door {
         }
         request.set_parsed_query(doc.clone());
         let operation = request.operation_name.clone();
-        let (query, variables) = (request.query.clone(), request.variables.clone());
+        let variables = request.variables.clone();
         let response = self.0.schema.execute(request.data(request_id)).await;
         let response = self
             .0
             .measure
             .explain(response, || {
-                let mut again = Request::new(query).variables(variables);
+                // The twin runs the parsed document; the text is not read again.
+                let mut again = Request::new(String::new()).variables(variables);
                 again.operation_name = operation.clone();
                 again.set_parsed_query(doc.clone());
                 again
@@ -325,21 +315,34 @@ impl Door {
     }
 }
 
-fn set_code(err: &mut ServerError, code: Code) {
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", Value::from(code.as_str()));
+/// An answer of one error with `code` and any `extra` extensions.
+fn error_answer(
+    status: StatusCode,
+    code: Code,
+    message: impl Into<String>,
+    pos: Option<Pos>,
+    extra: &[(&str, Value)],
+) -> Answer {
+    let mut err = ServerError::new(message, pos);
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    ext.set("code", Value::from(code.as_str()));
+    for (key, value) in extra {
+        ext.set(*key, value.clone());
+    }
+    Answer {
+        status,
+        response: Response::from_errors(vec![err]),
+    }
 }
 
 fn bad_input(field: &str, message: impl Into<String>, pos: Option<Pos>) -> Answer {
-    let mut err = ServerError::new(message, pos);
-    let ext = err.extensions.get_or_insert_with(Default::default);
-    ext.set("code", Value::from(Code::BadUserInput.as_str()));
-    ext.set("field", Value::from(field));
-    Answer {
-        status: StatusCode::OK,
-        response: Response::from_errors(vec![err]),
-    }
+    error_answer(
+        StatusCode::OK,
+        Code::BadUserInput,
+        message,
+        pos,
+        &[("field", Value::from(field))],
+    )
 }
 
 /// The WebSocket's executor: every operation on a socket goes through the door too,

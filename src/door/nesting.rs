@@ -110,42 +110,38 @@ pub fn too_many_selections(
     doc: &ExecutableDocument,
     op: &SelectionSet,
 ) -> Option<(&'static str, usize, usize)> {
-    let root_fields = {
-        let mut n = 0;
-        let mut stack: Vec<&SelectionSet> = vec![op];
-        let mut seen = 0;
-        while let Some(set) = stack.pop() {
-            for item in &set.items {
-                seen += 1;
-                if seen > MAX_SELECTIONS {
-                    break;
-                }
-                match &item.node {
-                    Selection::Field(_) => n += 1,
-                    Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
-                    Selection::FragmentSpread(s) => {
-                        if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
-                            stack.push(&f.node.selection_set.node);
-                        }
-                    }
-                }
-            }
-        }
-        n
-    };
+    let root_fields = walk(doc, op, false, MAX_SELECTIONS).0;
     if root_fields > MAX_ROOT_FIELDS {
         return Some(("root fields", MAX_ROOT_FIELDS, root_fields));
     }
-    let mut count = 0;
+    let (_, seen) = walk(doc, op, true, MAX_SELECTIONS);
+    (seen > MAX_SELECTIONS).then_some(("selections", MAX_SELECTIONS, seen))
+}
+
+/// Walks `op` with its fragments expanded, into fields' own selections only when
+/// `into_fields`; stops once it has seen more than `stop` selections. Returns
+/// (fields met, selections seen).
+fn walk(
+    doc: &ExecutableDocument,
+    op: &SelectionSet,
+    into_fields: bool,
+    stop: usize,
+) -> (usize, usize) {
+    let (mut fields, mut seen) = (0, 0);
     let mut stack: Vec<&SelectionSet> = vec![op];
     while let Some(set) = stack.pop() {
         for item in &set.items {
-            count += 1;
-            if count > MAX_SELECTIONS {
-                return Some(("selections", MAX_SELECTIONS, count));
+            seen += 1;
+            if seen > stop {
+                return (fields, seen);
             }
             match &item.node {
-                Selection::Field(f) => stack.push(&f.node.selection_set.node),
+                Selection::Field(f) => {
+                    fields += 1;
+                    if into_fields {
+                        stack.push(&f.node.selection_set.node);
+                    }
+                }
                 Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
                 Selection::FragmentSpread(s) => {
                     if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
@@ -155,7 +151,7 @@ pub fn too_many_selections(
             }
         }
     }
-    None
+    (fields, seen)
 }
 
 #[cfg(test)]
@@ -178,6 +174,12 @@ mod tests {
         );
     }
 
+    fn bounds_of(query: &str) -> Option<(&'static str, usize, usize)> {
+        let doc = async_graphql::parser::parse_query(query).unwrap();
+        let (_, op) = doc.operations.iter().next().unwrap();
+        too_many_selections(&doc, &op.node.selection_set.node)
+    }
+
     #[test]
     fn fragment_bombs_and_cycles_stop_at_the_bound() {
         let mut q = String::from("query { ...F0 }");
@@ -189,18 +191,9 @@ mod tests {
             ));
         }
         q.push_str(" fragment F40 on Query { __typename }");
-        let doc = async_graphql::parser::parse_query(&q).unwrap();
-        let op = &doc
-            .operations
-            .iter()
-            .next()
-            .unwrap()
-            .1
-            .node
-            .selection_set
-            .node;
+        let found = bounds_of(&q);
         // Its expansion is 2^40 fields at the root: whichever bound it meets first.
-        assert!(too_many_selections(&doc, op).is_some());
+        assert!(found.is_some());
         let mut deep = String::from("query { builders { ...G0 } }");
         for i in 0..20 {
             deep.push_str(&format!(
@@ -210,58 +203,19 @@ mod tests {
             ));
         }
         deep.push_str(" fragment G20 on Builder { name }");
-        let doc = async_graphql::parser::parse_query(&deep).unwrap();
-        let op = &doc
-            .operations
-            .iter()
-            .next()
-            .unwrap()
-            .1
-            .node
-            .selection_set
-            .node;
-        assert_eq!(
-            too_many_selections(&doc, op).map(|b| b.0),
-            Some("selections")
-        );
+        let found = bounds_of(&deep);
+        assert_eq!(found.map(|b| b.0), Some("selections"));
         let cycle = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
-        let doc = async_graphql::parser::parse_query(cycle).unwrap();
-        let op = &doc
-            .operations
-            .iter()
-            .next()
-            .unwrap()
-            .1
-            .node
-            .selection_set
-            .node;
-        assert!(too_many_selections(&doc, op).is_some());
+        let found = bounds_of(cycle);
+        assert!(found.is_some());
         let aliases: String = (0..60)
             .map(|i| format!("a{i}: builders {{ name }} "))
             .collect();
-        let doc = async_graphql::parser::parse_query(format!("{{ {aliases} }}")).unwrap();
-        let op = &doc
-            .operations
-            .iter()
-            .next()
-            .unwrap()
-            .1
-            .node
-            .selection_set
-            .node;
-        assert_eq!(too_many_selections(&doc, op), Some(("root fields", 50, 60)));
+        let found = bounds_of(&format!("{{ {aliases} }}"));
+        assert_eq!(found, Some(("root fields", 50, 60)));
         let page = "{ buildsets { nodes { bsid sourcestamps { ssid patch { body } } } } }";
-        let doc = async_graphql::parser::parse_query(page).unwrap();
-        let op = &doc
-            .operations
-            .iter()
-            .next()
-            .unwrap()
-            .1
-            .node
-            .selection_set
-            .node;
-        assert_eq!(too_many_selections(&doc, op), None);
+        let found = bounds_of(page);
+        assert_eq!(found, None);
     }
 
     #[test]

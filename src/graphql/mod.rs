@@ -1,6 +1,6 @@
 //! The GraphQL schema: roots, types, inputs and the page loader.
 
-mod codes;
+pub(crate) mod codes;
 pub use codes::with_codes;
 mod cursor;
 pub mod filter;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use super::read::{self, distinct};
 use super::rows::{BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
-use super::{read, Property, Store, StoreResult};
+use super::{Property, Store, StoreResult};
 
 /// Which relations to load for a set of buildsets (or of build requests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,12 +77,6 @@ fn group<T, K: std::hash::Hash + Eq>(
         map.entry(k).or_default().push(v);
     }
     map
-}
-
-fn distinct(mut ids: Vec<i32>) -> Vec<i32> {
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }
 
 impl Store {

@@ -12,6 +12,13 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use super::rows::{self, BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
 use super::{json, Property, StoreResult};
 
+/// `ids` sorted, each once: the list for an `IN (…)`.
+pub(crate) fn distinct(mut ids: Vec<i32>) -> Vec<i32> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The rows of `E` whose `column` is one of `values`, in one `IN` query (none for an
 /// empty list).
 async fn where_in<E>(
@@ -72,9 +79,7 @@ pub async fn sourcestamps_of_buildsets(
         .into_tuple()
         .all(db)
         .await?;
-    let mut ids: Vec<i32> = links.iter().map(|l| l.1).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = distinct(links.iter().map(|l| l.1).collect());
     let stamps: HashMap<i32, SourceStampRow> = sourcestamps_by_ids(db, &ids)
         .await?
         .into_iter()
