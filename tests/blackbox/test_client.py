@@ -290,3 +290,22 @@ def test_cors_origins_are_checked_at_start(start):
                                                 "access-control-request-headers": "content-type"})
     assert pre.headers.get("access-control-allow-origin") == "*"
     assert "panicked" not in srv.output()
+
+
+def test_a_corrupt_patch_body_is_an_error_not_an_empty_text(start):
+    srv = start("sqlite")
+    inp = {"sourcestamps": [{"stamp": {"branch": "p", "patch": {"body": "--- a\n"}}}]}
+    bsid = add_buildset(srv, **inp)["bsid"]
+    db = sqlite3.connect(srv.db_path)
+    db.execute("UPDATE patches SET patch_base64 = 'not base64!'")
+    db.commit()
+    db.close()
+    q = "query($b: Int!) { buildset(bsid: $b) { sourcestamps { branch patch { level body } } } }"
+    body = srv.post(q, {"b": bsid})
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL", body
+    assert body["errors"][0]["path"][-1] == "body"
+    request_id = body["errors"][0]["extensions"]["requestId"]
+    assert request_id in srv.output() and "not base64" in srv.output()
+    # The rest of the stamp still reads.
+    q = "query($b: Int!) { buildset(bsid: $b) { sourcestamps { branch patch { level } } } }"
+    assert srv.ok(q, {"b": bsid})["buildset"]["sourcestamps"][0]["patch"]["level"] == 1
