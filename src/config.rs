@@ -114,6 +114,40 @@ pub struct Config {
     /// server exits anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10, global = true)]
     pub shutdown_timeout: u64,
+
+    /// Milliseconds between two polls of the database for added and completed
+    /// buildsets (subscriptions). This server's own writes, and on PostgreSQL every
+    /// server's, are seen at once; the poll catches the rest (Buildbot, plain SQL).
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true)]
+    pub poll_interval_ms: u64,
+
+    /// Seconds for which an id skipped over (a transaction not yet committed) and a
+    /// completion are looked for again, so that late commits still give events.
+    #[arg(long, env = "EVENT_WINDOW", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub event_window: u64,
+
+    /// Events a subscription may have waiting unread; a connection whose subscription
+    /// overflows this is closed (1008), so that it slows no one else.
+    #[arg(long, env = "SUBSCRIPTION_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub subscription_buffer: u64,
+
+    /// Subscriptions one WebSocket connection may hold at once.
+    #[arg(
+        long,
+        env = "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_subscriptions_per_connection: usize,
+
+    /// WebSocket connections open at once; more are refused with HTTP 503.
+    #[arg(long, env = "MAX_WEBSOCKETS", default_value_t = 1000, global = true)]
+    pub max_websockets: usize,
+
+    /// Seconds between keep-alive pings on a WebSocket (0: none). A peer that answers
+    /// nothing for three intervals is disconnected.
+    #[arg(long, env = "WS_KEEPALIVE", default_value_t = 15, global = true)]
+    pub ws_keepalive: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,8 @@ pub enum Code {
     Unauthenticated,
     Forbidden,
     QueryTooComplex,
+    /// The server cannot take this now (shutting down, at its connection cap).
+    Unavailable,
     Internal,
 }
 
@@ -26,6 +28,7 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
             Code::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
         }
     }

@@ -4,5 +4,6 @@ pub mod config;
 pub mod door;
 pub mod error;
 pub mod graphql;
+pub mod live;
 pub mod server;
 pub mod store;

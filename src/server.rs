@@ -1,9 +1,9 @@
 //! HTTP: connect and prepare the database, build the router, serve until a signal.
 //! Every route that runs an operation hands it to the one [`Door`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::{
     WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -25,6 +26,7 @@ use crate::config::{Config, Origins};
 use crate::door::{wide, Answer, Caller, Door, Refusal, SocketExecutor, Transport, WIDE_INTEGER};
 use crate::error::Code;
 use crate::graphql::{build_schema, AppData, Limits};
+use crate::live::{Connection, FeedSettings, Hub};
 use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,15 +43,79 @@ struct AppState {
     store: Store,
     origins: Origins,
     max_body: usize,
+    sockets: Sockets,
+}
+
+/// The WebSocket side: the cap on open sockets, keep-alive, and the shutdown they
+/// close on.
+#[derive(Clone)]
+struct Sockets {
+    slots: Arc<tokio::sync::Semaphore>,
+    keepalive: Option<Duration>,
+    shutdown: watch::Receiver<bool>,
+    /// Held while the router lives, when no caller drives the shutdown itself, so
+    /// that the poller runs as long as the router does.
+    _keep: Option<Arc<watch::Sender<bool>>>,
+}
+
+/// What [`app_with_shutdown`] gives besides the router: a way to wait for the
+/// WebSockets to close.
+pub struct Live {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    pub hub: Hub,
+}
+
+impl Live {
+    /// Waits until every WebSocket is closed, for at most `deadline`.
+    pub async fn sockets_closed(&self, deadline: Duration) -> bool {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        tokio::time::timeout(deadline, self.slots.acquire_many(all))
+            .await
+            .is_ok()
+    }
 }
 
 /// The router: `/graphql` (POST, GET with `?query=`, or the playground),
 /// `/graphql/ws`, `/graphql/assets/*`, `/healthz`, `/readyz`. Fails when the
 /// configuration is not usable (a malformed `--cors-origin`).
 pub fn app(config: &Config, store: Store) -> Result<Router, String> {
+    let (tx, rx) = watch::channel(false);
+    let (router, _live) = app_inner(config, store, rx, Some(Arc::new(tx)))?;
+    Ok(router)
+}
+
+/// The router, and the WebSocket side of it; everything live stops once `shutdown`
+/// turns true (subscriptions end, sockets close with 1001).
+pub fn app_with_shutdown(
+    config: &Config,
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Router, Live), String> {
+    app_inner(config, store, shutdown, None)
+}
+
+fn app_inner(
+    config: &Config,
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+    keep: Option<Arc<watch::Sender<bool>>>,
+) -> Result<(Router, Live), String> {
     let origins = config.origins()?;
     let tokens = config.tokens()?;
+    let hub = Hub::start(
+        store.clone(),
+        FeedSettings {
+            interval: Duration::from_millis(config.poll_interval_ms),
+            window: Duration::from_secs(config.event_window),
+            buffer: usize::try_from(config.subscription_buffer).unwrap_or(usize::MAX),
+            max_per_connection: config.max_subscriptions_per_connection,
+        },
+        shutdown.clone(),
+    );
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
     let schema = build_schema(AppData {
+        hub: hub.clone(),
         store: store.clone(),
         limits: Limits {
             max_page: config.max_page_size,
@@ -79,8 +145,19 @@ pub fn app(config: &Config, store: Store) -> Result<Router, String> {
         store,
         origins,
         max_body: config.max_body_bytes,
+        sockets: Sockets {
+            slots: slots.clone(),
+            keepalive: (config.ws_keepalive > 0).then(|| Duration::from_secs(config.ws_keepalive)),
+            shutdown,
+            _keep: keep,
+        },
     };
-    Ok(Router::new()
+    let live = Live {
+        slots,
+        max: config.max_websockets,
+        hub,
+    };
+    let router = Router::new()
         .route(
             "/graphql",
             get(graphql_get)
@@ -98,7 +175,8 @@ pub fn app(config: &Config, store: Store) -> Result<Router, String> {
             Duration::from_secs(config.client_timeout),
         ))
         .layer(cors)
-        .layer(TraceLayer::new_for_http()))
+        .layer(TraceLayer::new_for_http());
+    Ok((router, live))
 }
 
 fn reply(answer: Answer) -> Response {
@@ -375,12 +453,29 @@ async fn graphql_ws(
             "WebSocket connections from this origin are not allowed (see --cors-origin)",
         );
     }
+    if *state.sockets.shutdown.borrow() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "the server is shutting down",
+        );
+    }
+    let Ok(slot) = state.sockets.slots.clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "too many WebSocket connections are open (--max-websockets): try again later",
+        );
+    };
     let max = state.max_body;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(socket, state.door, protocol))
+        .on_upgrade(move |socket| async move {
+            serve_socket(socket, state.door, protocol, state.sockets).await;
+            drop(slot);
+        })
 }
 
 /// The token of a `connection_init` payload: `{"Authorization": "Bearer <token>"}`
@@ -452,10 +547,28 @@ fn close_frame(code: u16, reason: String) -> CloseFrame {
     }
 }
 
-async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocols) {
+/// Why a socket was closed, for its log line.
+fn close_reason(frame: Option<&CloseFrame>) -> String {
+    frame.map_or_else(
+        || "peer or protocol".to_owned(),
+        |f| format!("{} {}", f.code, f.reason),
+    )
+}
+
+async fn serve_socket(
+    socket: WebSocket,
+    door: Door,
+    protocol: WebSocketProtocols,
+    sockets: Sockets,
+) {
+    let conn = Connection::new();
+    tracing::info!(connection = conn.id, "websocket open");
     let (mut sink, stream) = socket.split();
     let too_big = Arc::new(AtomicBool::new(false));
     let seen = too_big.clone();
+    let opened = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+    let heard_in = heard.clone();
     let input = stream
         .take_while(move |m| {
             // tungstenite's capacity error is the one read error a client causes on
@@ -465,6 +578,7 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
                     seen.store(true, Ordering::Relaxed);
                 }
             }
+            heard_in.store(opened.elapsed().as_millis() as u64, Ordering::Relaxed);
             std::future::ready(m.is_ok())
         })
         .filter_map(|m| {
@@ -475,6 +589,7 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
             })
         });
     let init_door = door.clone();
+    let init_conn = conn.clone();
     let output = GraphQLWebSocket::new(SocketExecutor(door), input, protocol)
         .on_connection_init(move |payload| async move {
             let caller = init_caller(&payload);
@@ -483,6 +598,7 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
             })?;
             let mut data = Data::default();
             data.insert(caller);
+            data.insert(init_conn);
             Ok(data)
         })
         .map(|message| match message {
@@ -490,19 +606,82 @@ async fn serve_socket(socket: WebSocket, door: Door, protocol: WebSocketProtocol
             WsMessage::Close(code, reason) => Message::Close(Some(close_frame(code, reason))),
         });
     futures_util::pin_mut!(output);
-    while let Some(item) = output.next().await {
-        if sink.send(item).await.is_err() {
-            return;
+    let going_away = || CloseFrame {
+        code: 1001,
+        reason: "the server is shutting down".into(),
+    };
+    let too_slow = || CloseFrame {
+        code: 1008,
+        reason: "events were not read fast enough (--subscription-buffer)".into(),
+    };
+    let mut shutdown = sockets.shutdown.clone();
+    let mut closing: Option<tokio::time::Instant> = None;
+    let period = sockets.keepalive.unwrap_or(Duration::from_secs(3600));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let frame: Option<CloseFrame> = loop {
+        if closing.is_some() && conn.open() == 0 {
+            break Some(going_away());
         }
+        let deadline =
+            closing.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            item = output.next() => match item {
+                Some(item) => {
+                    let closes = matches!(item, Message::Close(_));
+                    tokio::select! {
+                        sent = sink.send(item) => if sent.is_err() { break None },
+                        () = conn.dropped_for_slowness() => break Some(too_slow()),
+                    }
+                    if closes {
+                        return log_closed(&conn, "protocol close");
+                    }
+                }
+                None if too_big.load(Ordering::Relaxed) => break Some(CloseFrame {
+                    code: 1009,
+                    reason: "message too big (--max-body-bytes)".into(),
+                }),
+                None => break None,
+            },
+            () = conn.dropped_for_slowness() => break Some(too_slow()),
+            () = crate::live::stopped(&mut shutdown), if closing.is_none() => {
+                // Subscriptions end once the hub closes; what they buffered is sent
+                // first, then 1001. A deadline bounds the wait.
+                closing = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+            }
+            () = tokio::time::sleep_until(deadline), if closing.is_some() => break Some(going_away()),
+            _ = ping.tick(), if sockets.keepalive.is_some() => {
+                let silent = opened.elapsed().as_millis() as u64 - heard.load(Ordering::Relaxed);
+                if silent > 3 * period.as_millis() as u64 {
+                    break Some(CloseFrame { code: 1001, reason: "no answer to keep-alive pings".into() });
+                }
+                tokio::select! {
+                    sent = sink.send(Message::Ping(Bytes::from_static(b"ka"))) => if sent.is_err() { break None },
+                    () = conn.dropped_for_slowness() => break Some(too_slow()),
+                }
+            }
+        }
+    };
+    let reason = close_reason(frame.as_ref());
+    if let Some(frame) = frame {
+        // A peer that reads nothing would hold this forever.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
-    if too_big.load(Ordering::Relaxed) {
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: 1009,
-                reason: "message too big (--max-body-bytes)".into(),
-            })))
-            .await;
-    }
+    log_closed(&conn, &reason);
+}
+
+fn log_closed(conn: &Connection, reason: &str) {
+    tracing::info!(
+        connection = conn.id,
+        subscriptions = conn.subscribed(),
+        events = conn.delivered(),
+        too_slow = conn.is_too_slow(),
+        reason,
+        "websocket closed"
+    );
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -536,12 +715,17 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     check_config(&config)?;
     let store = open_store(&config.database_url).await?;
     let mode = store.mode();
-    let router = app(&config, store)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (router, live) = app_with_shutdown(&config, store, shutdown_rx)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");
     println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
-    accept_loop(listener, router, &config).await;
+    accept_loop(listener, router, &config, &shutdown_tx).await;
+    let deadline = Duration::from_secs(config.shutdown_timeout);
+    if !live.sockets_closed(deadline).await {
+        tracing::warn!("WebSockets still open after --shutdown-timeout: exiting anyway");
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -549,7 +733,12 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
 /// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
 /// deadline for the request headers (a client sending them a byte a second is cut
 /// off), a cap on open connections, and a bound on the drain at shutdown.
-async fn accept_loop(listener: tokio::net::TcpListener, router: Router, config: &Config) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &Config,
+    shutdown_tx: &watch::Sender<bool>,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
@@ -599,6 +788,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, router: Router, config: 
         });
     }
     drop(listener);
+    // Subscriptions end and sockets close (1001) once their buffered events are out.
+    let _ = shutdown_tx.send(true);
     let deadline = Duration::from_secs(config.shutdown_timeout);
     if tokio::time::timeout(deadline, graceful.shutdown())
         .await

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Data, Executor, Pos, Request, Response, ServerError, Value};
 use axum::http::StatusCode;
 use tracing::Instrument;
@@ -160,80 +160,131 @@ impl Door {
         let operation = request.operation_name.clone();
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
-        let answer = self
-            .run_inner(request, caller, transport, request_id.clone())
-            .instrument(span)
-            .await;
-        let outcome = answer
-            .response
-            .errors
-            .first()
-            .and_then(|e| e.extensions.as_ref())
-            .and_then(|e| e.get("code"))
-            .map_or_else(
-                || "OK".to_owned(),
-                |c| c.to_string().trim_matches('"').to_owned(),
-            );
-        // Failures at info (seen by default), successes at debug (`RUST_LOG=debug`),
-        // so that a busy server does not spend its time writing access logs.
-        macro_rules! line {
-            ($level:ident) => {
-                tracing::$level!(
-                    request_id = %request_id.0,
-                    operation = operation.as_deref().unwrap_or("-"),
-                    ?transport,
-                    status = answer.status.as_u16(),
-                    outcome,
-                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request"
+        let answer = async {
+            match self.prepare(request, &caller, transport) {
+                Err(answer) => answer,
+                Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::BadUserInput,
+                    "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
                 )
-            };
+                .answer(),
+                Ok(op) => self.execute(op, request_id.clone(), None).await,
+            }
         }
-        if outcome == "OK" {
-            line!(debug);
-        } else {
-            line!(info);
-        }
+        .instrument(span)
+        .await;
+        log_line(
+            &request_id,
+            operation.as_deref(),
+            transport,
+            &answer,
+            started,
+        );
         answer
     }
 
-    async fn run_inner(
+    /// Runs one operation that arrived on a WebSocket: a subscription gives its
+    /// events, anything else one response.
+    pub fn run_stream(
+        &self,
+        request: Request,
+        caller: Caller,
+        session: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let request_id = RequestId::new();
+        let operation = request.operation_name.clone();
+        let started = Instant::now();
+        let door = self.clone();
+        match self.prepare(request, &caller, Transport::WebSocket) {
+            Ok(op) if op.kind == Some(OperationType::Subscription) => {
+                let doc = op.doc.clone();
+                let name = op.request.operation_name.clone();
+                let stream = self.0.schema.execute_stream_with_session_data(
+                    op.request.data(request_id.clone()),
+                    session.unwrap_or_default(),
+                );
+                let mut first = true;
+                stream
+                    .map(move |response| {
+                        let mut response = with_codes(response);
+                        in_query_order(&mut response.data, &doc, name.as_deref());
+                        if std::mem::take(&mut first) && response.is_err() {
+                            let answer = Answer {
+                                status: StatusCode::OK,
+                                response,
+                            };
+                            log_line(
+                                &request_id,
+                                operation.as_deref(),
+                                Transport::WebSocket,
+                                &answer,
+                                started,
+                            );
+                            return answer.response;
+                        }
+                        response
+                    })
+                    .boxed()
+            }
+            prepared => stream::once(async move {
+                let answer = match prepared {
+                    Err(answer) => answer,
+                    Ok(op) => door.execute(op, request_id.clone(), session).await,
+                };
+                log_line(
+                    &request_id,
+                    operation.as_deref(),
+                    Transport::WebSocket,
+                    &answer,
+                    started,
+                );
+                answer.response
+            })
+            .boxed(),
+        }
+    }
+
+    /// Every check before execution: tokens, raw-text bounds, parsing, value
+    /// nesting, selection counts, and the write rule for mutations.
+    // The refusal is the answer itself, built once and moved once; boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
+    fn prepare(
         &self,
         mut request: Request,
-        caller: Caller,
+        caller: &Caller,
         transport: Transport,
-        request_id: RequestId,
-    ) -> Answer {
-        if let Err(refusal) = self.admit(&caller) {
-            return refusal.answer();
+    ) -> Result<Prepared, Answer> {
+        if let Err(refusal) = self.admit(caller) {
+            return Err(refusal.answer());
         }
         if let Some(path) = request.extensions.get(WIDE_INTEGER) {
             let path = match path {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            return bad_input(
+            return Err(bad_input(
                 &path,
                 format!("`{path}` is an integer beyond 64 bits, which JSON numbers here cannot hold exactly; send it as a string"),
                 None,
-            );
+            ));
         }
         if let Some(pos) = nesting::text_too_deep(&request.query, nesting::MAX_TEXT_NESTING) {
-            return bad_input(
+            return Err(bad_input(
                 "query",
                 format!(
                     "the document nests deeper than {} levels of brackets",
                     nesting::MAX_TEXT_NESTING
                 ),
                 Some(pos),
-            );
+            ));
         }
         if let Some(pos) = wide::in_graphql(&request.query) {
-            return bad_input(
+            return Err(bad_input(
                 "query",
                 "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
                 Some(pos),
-            );
+            ));
         }
         let doc = match async_graphql::parser::parse_query(&request.query) {
             Ok(doc) => doc,
@@ -242,23 +293,23 @@ impl Door {
                 err.extensions
                     .get_or_insert_with(Default::default)
                     .set("code", Value::from(Code::BadUserInput.as_str()));
-                return Answer {
+                return Err(Answer {
                     status: StatusCode::OK,
                     response: Response::from_errors(vec![err]),
-                };
+                });
             }
         };
         if let Some(field) =
             nesting::value_too_deep(&doc, &request.variables, nesting::MAX_VALUE_NESTING)
         {
-            return bad_input(
+            return Err(bad_input(
                 &field,
                 format!(
                     "`{field}` nests deeper than {} levels of lists and objects",
                     nesting::MAX_VALUE_NESTING
                 ),
                 None,
-            );
+            ));
         }
         let selected = selected_operation(&doc, request.operation_name.as_deref());
         if let Some((what, limit, found)) =
@@ -269,32 +320,52 @@ impl Door {
             } else {
                 ""
             };
-            return error_answer(
+            return Err(error_answer(
                 StatusCode::OK,
                 Code::QueryTooComplex,
                 format!("the operation has more than {limit} {what} once its fragments are expanded (found {found}{stopped})"),
                 None,
                 &[("limit", Value::from(limit)), ("found", Value::from(found))],
-            );
+            ));
         }
         let kind = selected.map(|op| op.ty);
         if kind == Some(OperationType::Mutation) {
             if transport == Transport::Get {
-                return Refusal::new(
+                return Err(Refusal::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     Code::BadUserInput,
                     "mutations must be sent with POST",
                 )
-                .answer();
+                .answer());
             }
-            if let Err(refusal) = self.admit_write(&caller) {
-                return refusal.answer();
+            if let Err(refusal) = self.admit_write(caller) {
+                return Err(refusal.answer());
             }
         }
         request.set_parsed_query(doc.clone());
+        Ok(Prepared { request, doc, kind })
+    }
+
+    async fn execute(
+        &self,
+        op: Prepared,
+        request_id: RequestId,
+        session: Option<Arc<Data>>,
+    ) -> Answer {
+        let Prepared { request, doc, .. } = op;
         let operation = request.operation_name.clone();
         let variables = request.variables.clone();
-        let response = self.0.schema.execute(request.data(request_id)).await;
+        let mut request = request.data(request_id);
+        if let Some(session) = session {
+            // What the socket's connection_init established (its caller and connection).
+            if let Some(conn) = session
+                .get(&std::any::TypeId::of::<Arc<crate::live::Connection>>())
+                .and_then(|b| b.downcast_ref::<Arc<crate::live::Connection>>())
+            {
+                request = request.data(conn.clone());
+            }
+        }
+        let response = self.0.schema.execute(request).await;
         let response = self
             .0
             .measure
@@ -312,6 +383,53 @@ impl Door {
             status: StatusCode::OK,
             response,
         }
+    }
+}
+
+/// An operation that passed every check, parsed.
+struct Prepared {
+    request: Request,
+    doc: ExecutableDocument,
+    kind: Option<OperationType>,
+}
+
+/// One line per operation: failures at info (seen by default), successes at debug
+/// (`RUST_LOG=debug`), so that a busy server does not spend its time writing access
+/// logs.
+fn log_line(
+    request_id: &RequestId,
+    operation: Option<&str>,
+    transport: Transport,
+    answer: &Answer,
+    started: Instant,
+) {
+    let outcome = answer
+        .response
+        .errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|e| e.get("code"))
+        .map_or_else(
+            || "OK".to_owned(),
+            |c| c.to_string().trim_matches('"').to_owned(),
+        );
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id = %request_id.0,
+                operation = operation.unwrap_or("-"),
+                ?transport,
+                status = answer.status.as_u16(),
+                outcome,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            )
+        };
+    }
+    if outcome == "OK" {
+        line!(debug);
+    } else {
+        line!(info);
     }
 }
 
@@ -369,12 +487,6 @@ impl Executor for SocketExecutor {
             .and_then(|b| b.downcast_ref::<Caller>())
             .cloned()
             .unwrap_or_default();
-        let door = self.0.clone();
-        stream::once(async move {
-            door.run(request, caller, Transport::WebSocket)
-                .await
-                .response
-        })
-        .boxed()
+        self.0.run_stream(request, caller, session_data)
     }
 }

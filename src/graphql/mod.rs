@@ -9,16 +9,18 @@ pub mod order;
 pub mod plan;
 mod query;
 pub mod scalars;
+mod subscription;
 pub mod types;
 
 use crate::error::{from_store, RequestId};
 use crate::store::{Store, StoreResult};
-use async_graphql::{Context, EmptySubscription, Result, Schema, SchemaBuilder};
+use async_graphql::{Context, Result, Schema, SchemaBuilder};
 
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use subscription::SubscriptionRoot;
 
-pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Bounds on what one request may ask for.
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ impl Default for Limits {
 /// What every resolver can reach.
 pub struct AppData {
     pub store: Store,
+    /// Live updates (subscriptions).
+    pub hub: crate::live::Hub,
     pub limits: Limits,
 }
 
@@ -64,8 +68,8 @@ impl<T> StoreResultExt<T> for StoreResult<T> {
 }
 
 /// The schema's types, with no data and no limits.
-pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
 }
 
 /// async-graphql's guard on selection nesting (default 32), set above the depth

@@ -3,6 +3,7 @@
 
 pub mod db;
 mod error;
+pub mod feed;
 pub mod graph;
 pub mod hash;
 pub mod json;
@@ -30,18 +31,38 @@ pub fn now() -> i32 {
 pub struct Store {
     db: DatabaseConnection,
     mode: SchemaMode,
+    /// For a connection of the listener's own (PostgreSQL LISTEN).
+    url: Option<std::sync::Arc<str>>,
+    /// Raised by this store's writes, for the change feed.
+    signal: std::sync::Arc<feed::Signal>,
 }
 
 impl Store {
     /// Connects, then migrates a standalone database or checks a Buildbot one.
     pub async fn open(url: &str) -> Result<Store, PrepareError> {
         let (db, mode) = open(url).await?;
-        Ok(Store { db, mode })
+        Ok(Store {
+            url: Some(url.into()),
+            ..Store::new(db, mode)
+        })
     }
 
     /// A store over a connection already prepared (tests, tools).
     pub fn new(db: DatabaseConnection, mode: SchemaMode) -> Store {
-        Store { db, mode }
+        Store {
+            db,
+            mode,
+            url: None,
+            signal: Default::default(),
+        }
+    }
+
+    /// The same, with the URL the listener connects to (PostgreSQL).
+    pub fn with_url(self, url: &str) -> Store {
+        Store {
+            url: Some(url.into()),
+            ..self
+        }
     }
 
     pub fn mode(&self) -> SchemaMode {
@@ -59,7 +80,9 @@ impl Store {
     }
 
     pub async fn add_buildset(&self, input: &NewBuildset) -> StoreResult<AddedBuildset> {
-        write::add_buildset(&self.db, self.mode, input).await
+        let added = write::add_buildset(&self.db, self.mode, input).await?;
+        self.signal.hint(added.bsid);
+        Ok(added)
     }
 
     pub async fn complete_buildset(
@@ -68,7 +91,9 @@ impl Store {
         results: i32,
         complete_at: Option<i32>,
     ) -> StoreResult<BuildsetRow> {
-        write::complete_buildset(&self.db, bsid, results, complete_at).await
+        let row = write::complete_buildset(&self.db, bsid, results, complete_at).await?;
+        self.signal.hint(bsid);
+        Ok(row)
     }
 
     pub async fn ensure_builder(

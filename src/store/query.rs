@@ -238,6 +238,11 @@ fn predicate(field: Field, op: &Op) -> Expr {
     }
 }
 
+/// The WHERE condition of a filter tree (for the change feed's matching).
+pub(crate) fn filter_condition(filter: &Filter) -> Condition {
+    condition(filter)
+}
+
 fn condition(filter: &Filter) -> Condition {
     match filter {
         Filter::And(fs) => fs.iter().fold(Condition::all(), |c, f| c.add(condition(f))),

@@ -157,7 +157,26 @@ async fn add_buildset_in(
         .last_insert_id;
         brids.push((*builderid, brid));
     }
+    notify(txn, 'a', bsid).await?;
     Ok(AddedBuildset { bsid, brids })
+}
+
+/// On PostgreSQL, tells every listening server (see `feed::CHANNEL`) that buildset
+/// `bsid` was added (`a`) or completed (`c`). Inside a transaction the
+/// notification is delivered on commit, and never for a rollback.
+async fn notify(db: &impl ConnectionTrait, kind: char, bsid: i32) -> StoreResult<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [
+                Value::from(super::feed::CHANNEL),
+                Value::from(format!("{kind}:{bsid}")),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Turns each input into a sourcestamp id, creating stamps (and patches) as needed.
@@ -407,7 +426,14 @@ pub async fn complete_buildset(
         .rows_affected;
     let row = buildsets::Entity::find_by_id(bsid).one(db).await?;
     match (updated, row) {
-        (1, Some(row)) => Ok(row.into()),
+        (1, Some(row)) => {
+            // The UPDATE has committed on its own; a notification that is lost here
+            // is made good by the other servers' polls.
+            if let Err(e) = notify(db, 'c', bsid).await {
+                tracing::warn!(bsid, error = %e, "could not notify a completion");
+            }
+            Ok(row.into())
+        }
         (_, None) => Err(StoreError::NotFound(format!(
             "buildset {bsid} does not exist"
         ))),

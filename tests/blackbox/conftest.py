@@ -46,17 +46,46 @@ def postgres_database():
     return urllib.parse.urlunsplit(parts._replace(path="/" + name)) + "?sslmode=disable"
 
 
+def mysql_database():
+    """A fresh MariaDB database, named after the run's."""
+    base = os.environ.get("TEST_MYSQL_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("TEST_MYSQL_URL is not set: .ci/run sets it")
+        pytest.skip("TEST_MYSQL_URL is not set (run .ci/run)")
+    parts = urllib.parse.urlsplit(base)
+    name = f"{parts.path.lstrip('/')}_bb_{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["mysql", "-uroot", "-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306),
+         "-e", f"CREATE DATABASE `{name}`"],
+        check=True,
+    )
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def database(backend, folder=None):
+    """A fresh database URL of `backend` (sqlite in `folder`, or a new temporary one)."""
+    if backend == "sqlite":
+        folder = folder or tempfile.mkdtemp(prefix="bsgql-db-")
+        return f"sqlite://{os.path.join(folder, 'buildsets.db')}?mode=rwc"
+    if backend == "mysql":
+        return mysql_database()
+    return postgres_database()
+
+
 class Server:
     """One running server process and a client for it."""
 
-    def __init__(self, backend, flags=(), env=None):
+    def __init__(self, backend, flags=(), env=None, db_url=None):
         self.backend = backend
         self.dir = tempfile.mkdtemp(prefix="bsgql-bb-")
-        if backend == "sqlite":
+        if db_url:
+            self.db_url = db_url
+        elif backend == "sqlite":
             self.db_path = os.path.join(self.dir, "buildsets.db")
             self.db_url = f"sqlite://{self.db_path}?mode=rwc"
         else:
-            self.db_url = postgres_database()
+            self.db_url = database(backend)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(self.dir, "server.log"), "w+")
@@ -123,8 +152,8 @@ def start():
     """start(backend, *flags) -> Server; every server is stopped afterwards."""
     servers = []
 
-    def make(backend="sqlite", *flags, env=None):
-        s = Server(backend, flags, env)
+    def make(backend="sqlite", *flags, env=None, db_url=None):
+        s = Server(backend, flags, env, db_url)
         servers.append(s)
         return s
 

@@ -7,6 +7,8 @@ Usage: python bb.py COMMAND DB_URL [ARGS...]; every command prints one JSON docu
   dump                   read everything back through Buildbot's connectors
   find-ss JSON           findSourceStampId(**JSON)
   find-builder NAME      findBuilderId(NAME)
+  add BRANCH             addBuildset with one sourcestamp on BRANCH and builder "bb-live"
+  complete BSID RESULTS  completeBuildset(BSID, RESULTS)
   schema                 SQLAlchemy's view of the seven buildset tables
   compare API_URL        Buildbot's reads against the API's answer, as an outside
                          client reads it (urllib + json); prints the mismatches
@@ -428,6 +430,20 @@ def main(reactor, argv):
                 return {"ssid": (yield db.sourcestamps.findSourceStampId(**json.loads(args[0])))}
             if command == "compare":
                 return (yield compare(db, args[0], url.startswith("mysql")))
+            if command == "add":
+                builderid = yield db.builders.findBuilderId("bb-live")
+                bsid, brids = yield db.buildsets.addBuildset(
+                    sourcestamps=[{"branch": args[0], "revision": None, "repository": "r",
+                                   "project": "", "codebase": ""}],
+                    reason="added by Buildbot",
+                    properties={"owner": ("buildbot", "Scheduler")},
+                    builderids=[builderid],
+                    waited_for=False,
+                )
+                return {"bsid": bsid, "brids": {str(k): v for k, v in brids.items()}}
+            if command == "complete":
+                yield db.buildsets.completeBuildset(int(args[0]), int(args[1]))
+                return {"completed": int(args[0])}
             if command == "find-builder":
                 return {"builderid": (yield db.builders.findBuilderId(args[0]))}
             raise SystemExit(f"unknown command {command}")

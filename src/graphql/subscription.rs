@@ -1,0 +1,70 @@
+use std::sync::Arc;
+
+use async_graphql::{Context, Result, Subscription};
+use futures_util::Stream;
+
+use super::app;
+use super::filter::BuildsetFilter;
+use super::plan::{relations, Selected};
+use crate::error::{coded, Code};
+use crate::live::{Connection, Kind, Refused};
+use crate::store::BuildsetView;
+
+/// Buildsets as they are added and completed, by this server, another one on the
+/// same database, Buildbot itself or plain SQL (over WebSocket, graphql-transport-ws).
+pub struct SubscriptionRoot;
+
+fn follow(
+    ctx: &Context<'_>,
+    kind: Kind,
+    filter: Option<BuildsetFilter>,
+) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+    let filter = filter
+        .map(BuildsetFilter::into_bounded_filter)
+        .transpose()?;
+    let rel = relations(Selected::Buildset, &ctx.look_ahead());
+    let connection = ctx.data_opt::<Arc<Connection>>().cloned();
+    app(ctx)?
+        .hub
+        .subscribe(kind, filter, rel, connection)
+        .map_err(|r| match r {
+            Refused::TooMany(max) => {
+                let mut e = coded(
+                    Code::BadUserInput,
+                    format!("this connection already has {max} subscriptions (--max-subscriptions-per-connection): end one first"),
+                );
+                e = async_graphql::ErrorExtensions::extend_with(e, |_, x| {
+                    x.set("limit", max);
+                });
+                e
+            }
+            Refused::ShuttingDown => coded(Code::Unavailable, "the server is shutting down"),
+        })
+}
+
+/// Buildsets as they are added and completed.
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Each buildset once it is added (committed), with what the selection asks for.
+    async fn buildset_added(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "where", desc = "Conditions the buildsets must meet.")] filter: Option<
+            BuildsetFilter,
+        >,
+    ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+        follow(ctx, Kind::Added, filter)
+    }
+
+    /// Each buildset once it is completed; only buildset `bsid` when it is given.
+    async fn buildset_completed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this buildset's completion.")] bsid: Option<i32>,
+        #[graphql(name = "where", desc = "Conditions the buildsets must meet.")] filter: Option<
+            BuildsetFilter,
+        >,
+    ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+        follow(ctx, Kind::Completed(bsid), filter)
+    }
+}

@@ -1,0 +1,433 @@
+//! Live updates: one poller per server follows the store's change feed and hands
+//! each change to the subscriptions that want it. A batch of changes is loaded
+//! once for all subscribers: one statement per distinct `where` filter, then the
+//! buildsets with one statement per relation level (the store's page loader).
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::store::feed::{Change, Tracker};
+use crate::store::query::Filter;
+use crate::store::{BuildsetView, Relations, Store};
+
+/// How the poller runs.
+#[derive(Clone, Copy, Debug)]
+pub struct FeedSettings {
+    /// Time between two polls when nothing wakes the poller earlier.
+    pub interval: Duration,
+    /// How long an id skipped over (an uncommitted transaction) and a completion
+    /// are looked for again.
+    pub window: Duration,
+    /// Events a subscription may have waiting; one more and its connection is
+    /// dropped.
+    pub buffer: usize,
+    /// Subscriptions one connection may hold.
+    pub max_per_connection: usize,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            interval: Duration::from_secs(1),
+            window: Duration::from_secs(60),
+            buffer: 256,
+            max_per_connection: 100,
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Which changes a subscription follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    /// Completions, of one buildset or of all.
+    Completed(Option<i32>),
+}
+
+impl Kind {
+    fn wants(self, change: Change) -> bool {
+        match (self, change) {
+            (Kind::Added, Change::Added(_)) => true,
+            (Kind::Completed(None), Change::Completed(_)) => true,
+            (Kind::Completed(Some(bsid)), Change::Completed(id)) => bsid == id,
+            _ => false,
+        }
+    }
+}
+
+/// One WebSocket connection, as the feed sees it: its subscriptions, the events
+/// delivered to it, and the signal that drops it when it reads too slowly.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: u64,
+    open: AtomicUsize,
+    subscribed: AtomicU64,
+    delivered: AtomicU64,
+    too_slow: AtomicBool,
+    kill: Notify,
+}
+
+impl Connection {
+    pub fn new() -> Arc<Connection> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(Connection {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            open: AtomicUsize::new(0),
+            subscribed: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            too_slow: AtomicBool::new(false),
+            kill: Notify::new(),
+        })
+    }
+
+    /// Subscriptions open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Subscriptions opened in all.
+    pub fn subscribed(&self) -> u64 {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Events delivered to its subscriptions.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a subscription of this connection overflowed its buffer.
+    pub async fn dropped_for_slowness(&self) {
+        self.kill.notified().await;
+    }
+
+    pub fn is_too_slow(&self) -> bool {
+        self.too_slow.load(Ordering::Relaxed)
+    }
+}
+
+struct Subscriber {
+    kind: Kind,
+    filter: Option<Filter>,
+    relations: Relations,
+    tx: mpsc::Sender<Arc<BuildsetView>>,
+    connection: Option<Arc<Connection>>,
+}
+
+/// Counts for operators.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub subscriptions: AtomicUsize,
+    pub events: AtomicU64,
+    pub polls: AtomicU64,
+}
+
+struct Inner {
+    store: Store,
+    settings: FeedSettings,
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    next: AtomicU64,
+    stats: Stats,
+    closed: AtomicBool,
+}
+
+/// Cheap to clone; one per server.
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+/// Why a subscription was refused.
+#[derive(Debug)]
+pub enum Refused {
+    TooMany(usize),
+    ShuttingDown,
+}
+
+impl Hub {
+    /// Starts the poller (and, on PostgreSQL, the listener); both stop once
+    /// `shutdown` turns true, after which every subscription ends.
+    pub fn start(store: Store, settings: FeedSettings, shutdown: watch::Receiver<bool>) -> Hub {
+        let hub = Hub(Arc::new(Inner {
+            store,
+            settings,
+            subscribers: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            stats: Stats::default(),
+            closed: AtomicBool::new(false),
+        }));
+        let listener = hub.0.store.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = listener.listen() => {}
+                () = stopped(&mut stop) => {}
+            }
+        });
+        tokio::spawn(hub.clone().run(shutdown));
+        hub
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.0.stats
+    }
+
+    /// Subscriptions open on this server.
+    pub fn open(&self) -> usize {
+        self.0.stats.subscriptions.load(Ordering::Relaxed)
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let signal = self.0.store.signal().clone();
+        let mut tracker = Tracker::new(self.0.settings.window);
+        let mut tick = tokio::time::interval(self.0.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = signal.woken() => {
+                    // Writes that come in a burst are taken in one poll.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                () = stopped(&mut shutdown) => break,
+            }
+            let hints = signal.take_hints();
+            self.0.stats.polls.fetch_add(1, Ordering::Relaxed);
+            let changes = match self.0.store.poll_changes(&mut tracker, &hints).await {
+                Ok(c) => {
+                    failures = 0;
+                    c
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, "polling for buildset changes failed; retrying");
+                    }
+                    continue;
+                }
+            };
+            if !changes.is_empty() {
+                self.deliver(&changes).await;
+            }
+        }
+        self.close();
+    }
+
+    /// Ends every subscription: each delivers what it has buffered, then completes.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+        if let Ok(mut subs) = self.0.subscribers.lock() {
+            subs.clear();
+        }
+    }
+
+    /// A new subscription; its stream ends when the hub closes.
+    pub fn subscribe(
+        &self,
+        kind: Kind,
+        filter: Option<Filter>,
+        relations: Relations,
+        connection: Option<Arc<Connection>>,
+    ) -> Result<Subscription, Refused> {
+        if self.0.closed.load(Ordering::Relaxed) {
+            return Err(Refused::ShuttingDown);
+        }
+        if let Some(c) = &connection {
+            let max = self.0.settings.max_per_connection;
+            if c.open.fetch_add(1, Ordering::Relaxed) >= max {
+                c.open.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refused::TooMany(max));
+            }
+            c.subscribed.fetch_add(1, Ordering::Relaxed);
+        }
+        let (tx, rx) = mpsc::channel(self.0.settings.buffer.max(1));
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut subs) = self.0.subscribers.lock() {
+            subs.insert(
+                id,
+                Subscriber {
+                    kind,
+                    filter,
+                    relations,
+                    tx,
+                    connection: connection.clone(),
+                },
+            );
+        }
+        self.0.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        Ok(Subscription {
+            hub: self.clone(),
+            id,
+            rx,
+            connection,
+            done: false,
+        })
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        if let Ok(mut subs) = self.0.subscribers.lock() {
+            subs.remove(&id);
+        }
+    }
+
+    /// Loads the buildsets of `changes` that someone waits for, once, and hands each
+    /// change to every subscription that wants it, in order.
+    async fn deliver(&self, changes: &[Change]) {
+        // A snapshot of who wants what, so that no lock is held across a query.
+        let wanted: Vec<(u64, Kind, Option<Filter>, Relations)> = match self.0.subscribers.lock() {
+            Ok(subs) => subs
+                .iter()
+                .filter(|(_, s)| changes.iter().any(|c| s.kind.wants(*c)))
+                .map(|(id, s)| (*id, s.kind, s.filter.clone(), s.relations.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let ids: Vec<i32> = {
+            let mut ids: Vec<i32> = changes
+                .iter()
+                .filter(|c| wanted.iter().any(|w| w.1.wants(**c)))
+                .map(|c| c.bsid())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let store = &self.0.store;
+        // One statement per distinct filter, whatever the number of subscribers.
+        let mut filters: Vec<(Filter, HashSet<i32>)> = Vec::new();
+        for (_, _, filter, _) in &wanted {
+            if let Some(f) = filter {
+                if filters.iter().any(|(g, _)| g == f) {
+                    continue;
+                }
+                match store.matching(&ids, f).await {
+                    Ok(m) => filters.push((f.clone(), m.into_iter().collect())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "filtering buildset events failed");
+                        filters.push((f.clone(), HashSet::new()));
+                    }
+                }
+            }
+        }
+        let relations = wanted
+            .iter()
+            .fold(Relations::default(), |r, w| r.merge(w.3.clone()));
+        let views = match store.buildsets_by_ids(&ids).await {
+            Ok(rows) => store.buildset_graph(rows, &relations).await,
+            Err(e) => Err(e),
+        };
+        let views: HashMap<i32, Arc<BuildsetView>> = match views {
+            Ok(v) => v.into_iter().map(|v| (v.row.bsid, Arc::new(v))).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "loading buildset events failed; they are lost");
+                return;
+            }
+        };
+        let Ok(mut subs) = self.0.subscribers.lock() else {
+            return;
+        };
+        let mut slow = Vec::new();
+        for (id, kind, filter, _) in &wanted {
+            let Some(sub) = subs.get(id) else { continue };
+            let matches = |bsid: i32| match filter {
+                None => true,
+                Some(f) => filters
+                    .iter()
+                    .find(|(g, _)| g == f)
+                    .is_some_and(|(_, m)| m.contains(&bsid)),
+            };
+            for change in changes {
+                if !kind.wants(*change) || !matches(change.bsid()) {
+                    continue;
+                }
+                // A buildset deleted in between has nothing left to show.
+                let Some(view) = views.get(&change.bsid()) else {
+                    continue;
+                };
+                match sub.tx.try_send(view.clone()) {
+                    Ok(()) => {
+                        self.0.stats.events.fetch_add(1, Ordering::Relaxed);
+                        if let Some(c) = &sub.connection {
+                            c.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        slow.push(*id);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+        }
+        for id in slow {
+            if let Some(sub) = subs.remove(&id) {
+                tracing::info!(
+                    connection = sub.connection.as_ref().map(|c| c.id),
+                    buffer = self.0.settings.buffer,
+                    "dropping a subscriber that does not read its events"
+                );
+                if let Some(c) = &sub.connection {
+                    c.too_slow.store(true, Ordering::Relaxed);
+                    c.kill.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// The events of one subscription; dropping it unsubscribes.
+pub struct Subscription {
+    hub: Hub,
+    id: u64,
+    rx: mpsc::Receiver<Arc<BuildsetView>>,
+    connection: Option<Arc<Connection>>,
+    done: bool,
+}
+
+impl Subscription {
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.hub.unsubscribe(self.id);
+        self.hub
+            .0
+            .stats
+            .subscriptions
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(c) = &self.connection {
+            c.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Arc<BuildsetView>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.rx.poll_recv(cx);
+        if let Poll::Ready(None) = next {
+            self.finish();
+        }
+        next
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
