@@ -136,6 +136,9 @@ pub struct Stats {
 struct Inner {
     store: Store,
     settings: FeedSettings,
+    /// Where the feed stands; reset while no one subscribes, so that an idle server
+    /// sends the database nothing, and set again before a first subscription starts.
+    tracker: tokio::sync::Mutex<Tracker>,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next: AtomicU64,
     stats: Stats,
@@ -160,6 +163,7 @@ impl Hub {
         let hub = Hub(Arc::new(Inner {
             store,
             settings,
+            tracker: tokio::sync::Mutex::new(Tracker::new(settings.window)),
             subscribers: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             stats: Stats::default(),
@@ -188,7 +192,6 @@ impl Hub {
 
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let signal = self.0.store.signal().clone();
-        let mut tracker = Tracker::new(self.0.settings.window);
         let mut tick = tokio::time::interval(self.0.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures: u32 = 0;
@@ -202,8 +205,15 @@ impl Hub {
                 () = stopped(&mut shutdown) => break,
             }
             let hints = signal.take_hints();
+            let mut tracker = self.0.tracker.lock().await;
+            if self.is_idle() {
+                *tracker = Tracker::new(self.0.settings.window);
+                continue;
+            }
             self.0.stats.polls.fetch_add(1, Ordering::Relaxed);
-            let changes = match self.0.store.poll_changes(&mut tracker, &hints).await {
+            let polled = self.0.store.poll_changes(&mut tracker, &hints).await;
+            drop(tracker);
+            let changes = match polled {
                 Ok(c) => {
                     failures = 0;
                     c
@@ -231,8 +241,13 @@ impl Hub {
         }
     }
 
-    /// A new subscription; its stream ends when the hub closes.
-    pub fn subscribe(
+    fn is_idle(&self) -> bool {
+        self.0.subscribers.lock().map_or(true, |s| s.is_empty())
+    }
+
+    /// A new subscription; its stream ends when the hub closes. It sees every change
+    /// committed after this returns.
+    pub async fn subscribe(
         &self,
         kind: Kind,
         filter: Option<Filter>,
@@ -265,13 +280,22 @@ impl Hub {
             );
         }
         self.0.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-        Ok(Subscription {
+        let subscription = Subscription {
             hub: self.clone(),
             id,
             rx,
             connection,
             done: false,
-        })
+        };
+        // The first subscriber of an idle hub: take the starting point now, or the
+        // changes before the next tick would be taken for the past.
+        let mut tracker = self.0.tracker.lock().await;
+        if !tracker.started() {
+            if let Err(e) = self.0.store.poll_changes(&mut tracker, &[]).await {
+                tracing::warn!(error = %e, "starting the change feed failed; the next poll retries");
+            }
+        }
+        Ok(subscription)
     }
 
     fn unsubscribe(&self, id: u64) {

@@ -14,7 +14,7 @@ use crate::store::BuildsetView;
 /// same database, Buildbot itself or plain SQL (over WebSocket, graphql-transport-ws).
 pub struct SubscriptionRoot;
 
-fn follow(
+async fn follow(
     ctx: &Context<'_>,
     kind: Kind,
     filter: Option<BuildsetFilter>,
@@ -27,6 +27,7 @@ fn follow(
     app(ctx)?
         .hub
         .subscribe(kind, filter, rel, connection)
+        .await
         .map_err(|r| match r {
             Refused::TooMany(max) => {
                 let mut e = coded(
@@ -53,7 +54,7 @@ impl SubscriptionRoot {
             BuildsetFilter,
         >,
     ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
-        follow(ctx, Kind::Added, filter)
+        follow(ctx, Kind::Added, filter).await
     }
 
     /// Each buildset once it is completed; only buildset `bsid` when it is given.
@@ -65,6 +66,6 @@ impl SubscriptionRoot {
             BuildsetFilter,
         >,
     ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
-        follow(ctx, Kind::Completed(bsid), filter)
+        follow(ctx, Kind::Completed(bsid), filter).await
     }
 }

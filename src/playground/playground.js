@@ -1,7 +1,15 @@
 // Starts GraphiQL against this server. Everything it loads comes from this server:
 // the page's Content-Security-Policy allows no other host.
 (function () {
-  var fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).toString() });
+  var here = window.location.href;
+  var socket = new URL('/graphql/ws', here);
+  socket.protocol = socket.protocol === 'https:' ? 'wss:' : 'ws:';
+  // Subscriptions go over the WebSocket (graphql-transport-ws); the Headers pane's
+  // entries travel in its connection_init payload, so a bearer token works there too.
+  var fetcher = GraphiQL.createFetcher({
+    url: new URL('/graphql', here).toString(),
+    subscriptionUrl: socket.toString()
+  });
   var example = [
     '# Welcome to buildsets-graphql.',
     '#',
@@ -9,6 +17,9 @@
     '# every type. On a server started with --read-token or --write-token, add',
     '#   {"Authorization": "Bearer <token>"}',
     '# in the Headers pane below.',
+    '#',
+    '# Live updates: run `subscription { buildsetAdded { bsid reason } }` and',
+    '# submit a buildset; each one appears here as it is committed.',
     '',
     'query RecentBuildsets {',
     '  buildsets(first: 10, orderBy: [{field: SUBMITTED_AT, direction: DESC}]) {',

@@ -85,7 +85,7 @@ impl Signal {
 #[derive(Debug)]
 pub struct Tracker {
     window: Duration,
-    started: i64,
+    since: i64,
     high: Option<i32>,
     /// First id of a gap → (last id, when it was first seen).
     gaps: BTreeMap<i32, (i32, Instant)>,
@@ -97,11 +97,16 @@ impl Tracker {
     pub fn new(window: Duration) -> Tracker {
         Tracker {
             window,
-            started: chrono::Utc::now().timestamp(),
+            since: chrono::Utc::now().timestamp(),
             high: None,
             gaps: BTreeMap::new(),
             reported: HashMap::new(),
         }
+    }
+
+    /// Whether the starting point has been taken.
+    pub fn started(&self) -> bool {
+        self.high.is_some()
     }
 
     fn in_gap(&self, id: i32) -> Option<i32> {
@@ -192,10 +197,12 @@ impl Store {
                 .one(&self.db)
                 .await?;
             tracker.high = Some(max.flatten().unwrap_or(0));
+            // Completions from before the starting point are the past too.
+            tracker.since = chrono::Utc::now().timestamp();
             return Ok(Vec::new());
         };
         let lower = chrono::Utc::now().timestamp() - tracker.window.as_secs() as i64;
-        let lower = std::cmp::max(lower, tracker.started);
+        let lower = std::cmp::max(lower, tracker.since);
         let lower_i32 = i32::try_from(lower).unwrap_or(i32::MAX);
         let id = || Expr::col(buildsets::Column::Id);
         let mut cond = Condition::any()

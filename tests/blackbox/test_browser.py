@@ -92,6 +92,37 @@ def test_playground_carries_a_bearer_token(start, browser):
     wait_for_result(page, '"builders": []')
 
 
+def test_playground_subscribes_with_its_token(start, browser):
+    """A subscription typed in the playground runs over the WebSocket, with the Headers
+    pane's token in connection_init, and shows a buildset added afterwards."""
+    srv = start("sqlite", "--read-token", "R", "--write-token", "W")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    loopback_only(page)
+    page.goto(srv.base + "/graphql")
+    page.wait_for_selector(".graphiql-container", timeout=30_000)
+    page.get_by_text("Headers", exact=True).first.click()
+    page.locator(".graphiql-editor-tool .CodeMirror").last.click()
+    page.keyboard.type('{"Authorization": "Bearer R"')
+    editor = page.locator(".graphiql-query-editor .CodeMirror").first
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.type("subscription Live { buildsetAdded { bsid reason")
+    run_query(page)
+    page.wait_for_timeout(1500)
+    builder = srv.ok('mutation { ensureBuilder(name: "b") { builderid } }', token="W")
+    srv.ok("mutation($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }",
+           {"in": {"reason": "seen in the browser", "sourcestamps": [{"stamp": {"branch": "m"}}],
+                   "builderids": [builder["ensureBuilder"]["builderid"]]}}, token="W")
+    wait_for_result(page, "seen in the browser")
+    assert any(u.endswith("/graphql/ws") for u in sockets), sockets
+    assert not errors, errors
+
+
 def run_query(page):
     page.keyboard.press("Escape")  # the autocomplete list, if open
     # GraphiQL re-reads the operation name from the editor after a short debounce; a
