@@ -17,6 +17,7 @@ writer that is not this server (plain SQL, Buildbot).
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import time
 
@@ -84,7 +85,8 @@ async def main(args):
         got = arrivals.get(bsid, [])
         assert len(got) == total, f"bsid {bsid}: {len(got)} of {total} events"
         latencies.append((min(got) - sent, max(got) - sent))
-        await asyncio.sleep(args.gap)
+        # Random gaps, so that writes do not keep one phase against the poll interval.
+        await asyncio.sleep(random.uniform(0, 2 * args.gap))
     after = rss_kib(args.pid)
     first = [a for a, _ in latencies]
     last = [b for _, b in latencies]
@@ -105,6 +107,6 @@ if __name__ == "__main__":
     p.add_argument("--sockets", type=int, default=10)
     p.add_argument("--per-socket", type=int, default=100)
     p.add_argument("--events", type=int, default=50)
-    p.add_argument("--gap", type=float, default=0.05, help="seconds between two writes")
+    p.add_argument("--gap", type=float, default=0.05, help="mean seconds between two writes (uniformly random)")
     p.add_argument("--pid", type=int, help="the subscribed server's pid, for its RSS")
     asyncio.run(main(p.parse_args()))

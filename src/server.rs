@@ -52,6 +52,9 @@ struct AppState {
 struct Sockets {
     slots: Arc<tokio::sync::Semaphore>,
     keepalive: Option<Duration>,
+    /// Time a socket has to complete `connection_init` (`--client-timeout`): an
+    /// idle socket must not hold one of the `--max-websockets` slots forever.
+    init_timeout: Duration,
     shutdown: watch::Receiver<bool>,
     /// Held while the router lives, when no caller drives the shutdown itself, so
     /// that the poller runs as long as the router does.
@@ -148,6 +151,7 @@ fn app_inner(
         sockets: Sockets {
             slots: slots.clone(),
             keepalive: (config.ws_keepalive > 0).then(|| Duration::from_secs(config.ws_keepalive)),
+            init_timeout: Duration::from_secs(config.client_timeout),
             shutdown,
             _keep: keep,
         },
@@ -590,6 +594,8 @@ async fn serve_socket(
         });
     let init_door = door.clone();
     let init_conn = conn.clone();
+    let acked = Arc::new(AtomicBool::new(false));
+    let init_acked = acked.clone();
     let output = GraphQLWebSocket::new(SocketExecutor(door), input, protocol)
         .on_connection_init(move |payload| async move {
             let caller = init_caller(&payload);
@@ -599,6 +605,7 @@ async fn serve_socket(
             let mut data = Data::default();
             data.insert(caller);
             data.insert(init_conn);
+            init_acked.store(true, Ordering::Relaxed);
             Ok(data)
         })
         .map(|message| match message {
@@ -618,6 +625,7 @@ async fn serve_socket(
     let mut closing: Option<tokio::time::Instant> = None;
     let period = sockets.keepalive.unwrap_or(Duration::from_secs(3600));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let init_deadline = tokio::time::Instant::now() + sockets.init_timeout;
     let frame: Option<CloseFrame> = loop {
         if closing.is_some() && conn.open() == 0 {
             break Some(going_away());
@@ -649,6 +657,11 @@ async fn serve_socket(
                 closing = Some(tokio::time::Instant::now() + Duration::from_secs(5));
             }
             () = tokio::time::sleep_until(deadline), if closing.is_some() => break Some(going_away()),
+            () = tokio::time::sleep_until(init_deadline), if !acked.load(Ordering::Relaxed) => break Some(CloseFrame {
+                // graphql-transport-ws's code for it.
+                code: 4408,
+                reason: "Connection initialisation timeout (--client-timeout)".into(),
+            }),
             _ = ping.tick(), if sockets.keepalive.is_some() => {
                 let silent = opened.elapsed().as_millis() as u64 - heard.load(Ordering::Relaxed);
                 if silent > 3 * period.as_millis() as u64 {

@@ -198,21 +198,41 @@ impl Door {
         let door = self.clone();
         match self.prepare(request, &caller, Transport::WebSocket) {
             Ok(op) if op.kind == Some(OperationType::Subscription) => {
-                let doc = op.doc.clone();
+                let doc = Arc::new(op.doc.clone());
                 let name = op.request.operation_name.clone();
+                let variables = op.request.variables.clone();
                 let stream = self.0.schema.execute_stream_with_session_data(
                     op.request.data(request_id.clone()),
                     session.unwrap_or_default(),
                 );
                 let mut first = true;
                 stream
-                    .map(move |response| {
-                        let mut response = with_codes(response);
-                        in_query_order(&mut response.data, &doc, name.as_deref());
-                        if std::mem::take(&mut first) && response.is_err() {
+                    .then(move |response| {
+                        let first = std::mem::take(&mut first);
+                        let (door, doc, name, variables) =
+                            (door.clone(), doc.clone(), name.clone(), variables.clone());
+                        let (request_id, operation) = (request_id.clone(), operation.clone());
+                        async move {
+                            if !first || !response.is_err() {
+                                let mut response = with_codes(response);
+                                in_query_order(&mut response.data, &doc, name.as_deref());
+                                return response;
+                            }
+                            // A refusal comes first and alone: named as POST names it.
+                            let response = door
+                                .0
+                                .measure
+                                .explain(response, || {
+                                    let mut again =
+                                        Request::new(String::new()).variables(variables);
+                                    again.operation_name = name.clone();
+                                    again.set_parsed_query((*doc).clone());
+                                    again
+                                })
+                                .await;
                             let answer = Answer {
                                 status: StatusCode::OK,
-                                response,
+                                response: with_codes(response),
                             };
                             log_line(
                                 &request_id,
@@ -221,9 +241,8 @@ impl Door {
                                 &answer,
                                 started,
                             );
-                            return answer.response;
+                            answer.response
                         }
-                        response
                     })
                     .boxed()
             }
@@ -329,6 +348,16 @@ impl Door {
             ));
         }
         let kind = selected.map(|op| op.ty);
+        if let Some(op) = selected.filter(|op| op.ty == OperationType::Subscription) {
+            let roots = nesting::root_fields(&doc, &op.selection_set.node);
+            if roots != 1 {
+                return Err(bad_input(
+                    "query",
+                    format!("a subscription selects exactly one root field; this one selects {roots}: send one subscription per field"),
+                    Some(op.selection_set.pos),
+                ));
+            }
+        }
         if kind == Some(OperationType::Mutation) {
             if transport == Transport::Get {
                 return Err(Refusal::new(

@@ -118,6 +118,11 @@ pub fn too_many_selections(
     (seen > MAX_SELECTIONS).then_some(("selections", MAX_SELECTIONS, seen))
 }
 
+/// The root fields of an operation, aliases included and fragments expanded.
+pub fn root_fields(doc: &ExecutableDocument, op: &SelectionSet) -> usize {
+    walk(doc, op, false, MAX_SELECTIONS).0
+}
+
 /// Walks `op` with its fragments expanded, into fields' own selections only when
 /// `into_fields`; stops once it has seen more than `stop` selections. Returns
 /// (fields met, selections seen).

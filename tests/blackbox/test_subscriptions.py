@@ -565,3 +565,47 @@ def test_sigterm_sends_what_is_buffered_then_closes_with_1001(start):
         assert await in_thread(srv.proc.wait, 10) == 0
 
     asyncio.run(go())
+
+
+def test_a_socket_that_never_initialises_is_closed_and_frees_its_slot(start):
+    srv = start("sqlite", "--client-timeout", "1", "--max-websockets", "1")
+
+    async def go():
+        idle = await connect(srv)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(idle.recv(), 10)
+        assert idle.close_code == 4408, (idle.close_code, idle.close_reason)
+        assert time.monotonic() - started < 5
+        await asyncio.sleep(0.2)
+        ws = await init(await connect(srv))
+        await ws.close()
+
+    asyncio.run(go())
+
+
+def test_a_subscription_has_one_root_field_and_limits_are_named(start):
+    srv = start("sqlite", "--max-depth", "4")
+
+    async def go():
+        ws = await init(await connect(srv))
+        inbox = Inbox(ws)
+        await subscribe(ws, "two", "subscription { buildsetAdded { bsid } buildsetCompleted { bsid } }")
+        await subscribe(ws, "deep", "subscription { buildsetAdded { buildrequests { buildset { buildrequests { buildset { bsid } } } } } }")
+        deadline = time.monotonic() + 5
+        while not ({"two", "deep"} <= inbox.by_id.keys()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        errs = {}
+        for op in ("two", "deep"):
+            msg = inbox.by_id[op][0]
+            payload = msg["payload"]
+            errs[op] = (payload if msg["type"] == "error" else payload["errors"])[0]
+        assert errs["two"]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "exactly one root field" in errs["two"]["message"]
+        deep = errs["deep"]
+        assert deep["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        assert deep["extensions"]["limit"] == 4 and deep["extensions"]["found"] == 6, deep
+        assert "--max-depth" in deep["message"]
+        await ws.close()
+
+    asyncio.run(go())
