@@ -551,6 +551,62 @@ fn close_frame(code: u16, reason: String) -> CloseFrame {
     }
 }
 
+/// The operation ids in use on one graphql-transport-ws socket.
+#[derive(Default)]
+struct OperationIds {
+    active: std::sync::Mutex<std::collections::HashSet<String>>,
+    duplicate: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl OperationIds {
+    /// Notes a client message; false for a `subscribe` whose id is in use.
+    fn incoming(&self, raw: &[u8]) -> bool {
+        let Ok(Envelope { kind, id: Some(id) }) = serde_json::from_slice::<Envelope>(raw) else {
+            return true;
+        };
+        let Ok(mut active) = self.active.lock() else {
+            return true;
+        };
+        match kind.as_str() {
+            "subscribe" if !active.insert(id.clone()) => {
+                if let Ok(mut d) = self.duplicate.lock() {
+                    *d = Some(id);
+                }
+                false
+            }
+            "complete" => {
+                active.remove(&id);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Notes a server message: `complete` and `error` end an operation. Only their
+    /// short text is parsed, never an event's.
+    fn outgoing(&self, text: &str) {
+        if !(text.starts_with(r#"{"type":"complete""#) || text.starts_with(r#"{"type":"error""#)) {
+            return;
+        }
+        if let (Ok(Envelope { id: Some(id), .. }), Ok(mut active)) =
+            (serde_json::from_str::<Envelope>(text), self.active.lock())
+        {
+            active.remove(&id);
+        }
+    }
+
+    fn duplicate(&self) -> Option<String> {
+        self.duplicate.lock().ok().and_then(|d| d.clone())
+    }
+}
+
 /// Why a socket was closed, for its log line.
 fn close_reason(frame: Option<&CloseFrame>) -> String {
     frame.map_or_else(
@@ -592,6 +648,13 @@ async fn serve_socket(
                 _ => None,
             })
         });
+    // graphql-transport-ws: a second `subscribe` with an id in use closes the socket
+    // with 4409 (async-graphql would silently replace the first operation).
+    let ids = Arc::new(OperationIds::default());
+    let ids_in = ids.clone();
+    let checks = protocol == WebSocketProtocols::GraphQLWS;
+    let input = input.take_while(move |raw| std::future::ready(!checks || ids_in.incoming(raw)));
+    let ids_out = ids.clone();
     let init_door = door.clone();
     let init_conn = conn.clone();
     let acked = Arc::new(AtomicBool::new(false));
@@ -608,8 +671,11 @@ async fn serve_socket(
             init_acked.store(true, Ordering::Relaxed);
             Ok(data)
         })
-        .map(|message| match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
+        .map(move |message| match message {
+            WsMessage::Text(text) => {
+                ids_out.outgoing(&text);
+                Message::Text(text.into())
+            }
             WsMessage::Close(code, reason) => Message::Close(Some(close_frame(code, reason))),
         });
     futures_util::pin_mut!(output);
@@ -648,7 +714,13 @@ async fn serve_socket(
                     code: 1009,
                     reason: "message too big (--max-body-bytes)".into(),
                 }),
-                None => break None,
+                None => break ids.duplicate().map(|id| {
+                    let mut reason = format!("Subscriber for {id} already exists");
+                    while reason.len() > 123 {
+                        reason.pop();
+                    }
+                    CloseFrame { code: 4409, reason: reason.into() }
+                }),
             },
             () = conn.dropped_for_slowness() => break Some(too_slow()),
             () = crate::live::stopped(&mut shutdown), if closing.is_none() => {

@@ -609,3 +609,25 @@ def test_a_subscription_has_one_root_field_and_limits_are_named(start):
         await ws.close()
 
     asyncio.run(go())
+
+
+def test_a_repeated_operation_id_closes_with_4409_and_a_finished_one_can_be_reused(start):
+    srv = start("sqlite")
+
+    async def go():
+        ws = await init(await connect(srv))
+        # A query's id is free again once it completes.
+        for _ in range(2):
+            await subscribe(ws, "q", "{ builders { name } }")
+            msgs = []
+            while not msgs or msgs[-1]["type"] != "complete":
+                msgs.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        await subscribe(ws, "d", "subscription { buildsetAdded { bsid } }")
+        await subscribe(ws, "d", "subscription { buildsetCompleted { bsid } }")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4409, (ws.close_code, ws.close_reason)
+        assert ws.close_reason == "Subscriber for d already exists"
+
+    asyncio.run(go())
