@@ -330,22 +330,23 @@ impl Hub {
             ids
         };
         let store = &self.0.store;
-        // One statement per distinct filter, whatever the number of subscribers.
-        let mut filters: Vec<(Filter, HashSet<i32>)> = Vec::new();
-        for (_, _, filter, _) in &wanted {
-            if let Some(f) = filter {
-                if filters.iter().any(|(g, _)| g == f) {
-                    continue;
-                }
-                match store.matching(&ids, f).await {
-                    Ok(m) => filters.push((f.clone(), m.into_iter().collect())),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "filtering buildset events failed");
-                        filters.push((f.clone(), HashSet::new()));
-                    }
-                }
+        // The distinct filters, matched together: statements grow with the values
+        // they compare, not with the number of subscribers.
+        let mut distinct: Vec<&Filter> = Vec::new();
+        for f in wanted.iter().filter_map(|w| w.2.as_ref()) {
+            if !distinct.contains(&f) {
+                distinct.push(f);
             }
         }
+        let matched = match store.matching(&ids, &distinct).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "filtering buildset events failed");
+                vec![HashSet::new(); distinct.len()]
+            }
+        };
+        let filters: Vec<(Filter, HashSet<i32>)> =
+            distinct.into_iter().cloned().zip(matched).collect();
         let relations = wanted
             .iter()
             .fold(Relations::default(), |r, w| r.merge(w.3.clone()));

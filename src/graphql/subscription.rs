@@ -10,6 +10,9 @@ use crate::error::{coded, Code};
 use crate::live::{Connection, Kind, Refused};
 use crate::store::BuildsetView;
 
+/// Values one subscription's `where` may compare.
+const MAX_SUBSCRIPTION_VALUES: usize = 1_000;
+
 /// Buildsets as they are added and completed, by this server, another one on the
 /// same database, Buildbot itself or plain SQL (over WebSocket, graphql-transport-ws).
 pub struct SubscriptionRoot;
@@ -22,6 +25,16 @@ async fn follow(
     let filter = filter
         .map(BuildsetFilter::into_bounded_filter)
         .transpose()?;
+    if let Some(values) = filter.as_ref().map(|f| f.size().1) {
+        // A subscription's filter runs again for every change, for as long as it
+        // lives: it gets a tenth of a query's bound.
+        if values > MAX_SUBSCRIPTION_VALUES {
+            return Err(crate::error::bad_input(
+                "where",
+                format!("a subscription's `where` compares {values} values; at most {MAX_SUBSCRIPTION_VALUES} are allowed"),
+            ));
+        }
+    }
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
     let connection = ctx.data_opt::<Arc<Connection>>().cloned();
     app(ctx)?

@@ -10,19 +10,23 @@
 //! index on it; the table is scanned), plus the ids this server or a notification
 //! names, whatever their `complete_at`. Each change is reported once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use entity::buildsets;
-use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Store, StoreResult};
 
 /// The PostgreSQL channel this server's writes notify, with payload `a:<bsid>` (added)
 /// or `c:<bsid>` (completed).
 pub const CHANNEL: &str = "buildsets_graphql";
+
+/// Compared values in one statement that matches events against subscribers'
+/// filters; a filter may hold up to 10,000 of its own.
+const MAX_VALUES_PER_STATEMENT: usize = 10_000;
 
 /// Most gaps kept at once; beyond it the oldest is given up, so a poll stays small.
 const MAX_GAPS: usize = 256;
@@ -232,23 +236,58 @@ impl Store {
         Ok(tracker.advance(&rows, lower))
     }
 
-    /// Of `ids`, those that `filter` matches now, in one statement.
+    /// For each of `filters`, which of `ids` it matches now: one statement for many
+    /// filters (a column per filter), as few as the bound on compared values allows.
     pub async fn matching(
         &self,
         ids: &[i32],
-        filter: &super::query::Filter,
-    ) -> StoreResult<Vec<i32>> {
+        filters: &[&super::query::Filter],
+    ) -> StoreResult<Vec<HashSet<i32>>> {
+        let mut out = vec![HashSet::new(); filters.len()];
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
-        Ok(buildsets::Entity::find()
-            .select_only()
-            .column(buildsets::Column::Id)
-            .filter(buildsets::Column::Id.is_in(ids.iter().copied()))
-            .filter(super::query::filter_condition(filter))
-            .into_tuple()
-            .all(&self.db)
-            .await?)
+        let mut start = 0;
+        while start < filters.len() {
+            // Filters until the statement compares about MAX_VALUES_PER_STATEMENT
+            // values (one filter at least), well below every backend's bind limit.
+            let mut end = start;
+            let mut values = 0;
+            while end < filters.len() {
+                let v = filters[end].size().1;
+                if end > start && values + v > MAX_VALUES_PER_STATEMENT {
+                    break;
+                }
+                values += v;
+                end += 1;
+            }
+            let mut select = Query::select();
+            select
+                .column((buildsets::Entity, buildsets::Column::Id))
+                .from(buildsets::Entity)
+                .and_where(
+                    Expr::col((buildsets::Entity, buildsets::Column::Id))
+                        .is_in(ids.iter().copied()),
+                );
+            for (k, f) in filters[start..end].iter().enumerate() {
+                // A text column: the one literal type that decodes alike everywhere.
+                let matched = Expr::case(super::query::filter_condition(f), Expr::cust("'y'"))
+                    .finally(Expr::cust("'n'"));
+                select.expr_as(matched, Alias::new(format!("m{k}")));
+            }
+            let stmt = self.db.get_database_backend().build(&select);
+            for row in self.db.query_all_raw(stmt).await? {
+                let id: i32 = row.try_get_by_index(0)?;
+                for k in 0..end - start {
+                    let m: String = row.try_get_by_index(k + 1)?;
+                    if m == "y" {
+                        out[start + k].insert(id);
+                    }
+                }
+            }
+            start = end;
+        }
+        Ok(out)
     }
 
     /// On PostgreSQL, listens on [`CHANNEL`] on a connection of its own, turning each

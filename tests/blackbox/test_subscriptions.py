@@ -631,3 +631,57 @@ def test_a_repeated_operation_id_closes_with_4409_and_a_finished_one_can_be_reus
         assert ws.close_reason == "Subscriber for d already exists"
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_many_distinct_filters_are_each_applied(start, backend):
+    """Distinct `where` filters are matched together in as few statements as their
+    values allow; each subscriber gets exactly what its filter matches."""
+    srv = start(backend)
+    b = builder(srv)
+    far = list(range(10_000_000, 10_001_000))
+    subs = {
+        "a": {"branch": {"eq": "a"}},
+        "b": {"branch": {"eq": "b"}},
+        "a-or-b": {"or": [{"branch": {"eq": "a"}}, {"reason": {"contains": "b"}}]},
+        "not-far": {"bsid": {"notIn": far}},
+        "far": {"bsid": {"in": far}},
+        "not-a": {"not": {"branch": {"eq": "a"}}},
+        "builder": {"builderid": {"eq": b}},
+    }
+
+    async def go():
+        ws = await init(await connect(srv))
+        inbox = Inbox(ws)
+        for name, where in subs.items():
+            await subscribe(ws, name, "subscription($w: BuildsetFilter) { buildsetAdded(where: $w) { bsid } }", {"w": where})
+        await asyncio.sleep(0.5)
+        xa = await in_thread(add, srv, "a", (), [b])
+        xb = await in_thread(add, srv, "b", (), [])
+        want = {"a": [xa], "b": [xb], "a-or-b": [xa, xb], "not-far": [xa, xb], "far": [],
+                "not-a": [xb], "builder": [xa]}
+        for name, ids in want.items():
+            if ids:
+                await inbox.wait(name, len(ids))
+        await asyncio.sleep(1.5)
+        got = {name: [e["buildsetAdded"]["bsid"] for e in inbox.events(name)] for name in subs}
+        assert got == want
+        await ws.close()
+
+    asyncio.run(go())
+
+
+def test_a_subscription_filter_has_a_tighter_value_bound(start):
+    srv = start("sqlite")
+
+    async def go():
+        ws = await init(await connect(srv))
+        await subscribe(ws, "big", "subscription($w: BuildsetFilter) { buildsetAdded(where: $w) { bsid } }",
+                        {"w": {"bsid": {"in": list(range(1001))}}})
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        errors = msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"]
+        assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "where"}
+        assert "at most 1000" in errors[0]["message"]
+        await ws.close()
+
+    asyncio.run(go())
