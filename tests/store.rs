@@ -108,6 +108,7 @@ async fn add_and_get_round_trip(t: TestDb) {
         rebuilt_buildid: Some(42),
         waited_for: true,
         priority: 5,
+        scheduler: Some("nightly".into()),
     };
     let added = write::add_buildset(&t.db, t.mode, &input)
         .await
@@ -149,7 +150,16 @@ async fn add_and_get_round_trip(t: TestDb) {
         .await
         .unwrap();
     let names: Vec<_> = props.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["float", "int", "obj", "str"]);
+    assert_eq!(names, ["float", "int", "obj", "scheduler", "str"]);
+    // As Buildbot's schedulers store it.
+    assert_eq!(
+        (&props[3].value, props[3].source.as_str()),
+        (&json!("nightly"), "Scheduler")
+    );
+    let props: Vec<_> = props
+        .into_iter()
+        .filter(|p| p.name != "scheduler")
+        .collect();
     assert_eq!(props[0].value.to_string(), "1.0");
     assert_eq!(props[1].value.to_string(), "1");
     assert_eq!(props[3].value, json!("1"));

@@ -98,6 +98,9 @@ pub struct AddBuildsetInput {
     /// Build request priority.
     #[graphql(default_with = "Some(0)")]
     priority: Option<i32>,
+    /// The scheduler it comes from, stored as Buildbot's schedulers store it (the
+    /// property `scheduler`, source `Scheduler`).
+    scheduler: Option<String>,
 }
 
 impl AddBuildsetInput {
@@ -146,6 +149,7 @@ impl AddBuildsetInput {
             rebuilt_buildid: self.rebuilt_buildid,
             waited_for: self.waited_for.unwrap_or(false),
             priority: self.priority.unwrap_or(0),
+            scheduler: self.scheduler,
         })
     }
 }

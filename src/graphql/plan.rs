@@ -31,6 +31,7 @@ pub fn relations(at: Selected, l: &Lookahead<'_>) -> Relations {
             Relations {
                 requests: l.exists(),
                 builders: l.field("builder").exists(),
+                builds: l.field("builds").exists(),
                 request_buildset: buildset
                     .exists()
                     .then(|| Box::new(relations(Selected::Buildset, &buildset))),

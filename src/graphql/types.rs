@@ -8,7 +8,9 @@ use base64::Engine as _;
 
 use super::scalars::DateTime;
 use crate::error::{internal, RequestId};
-use crate::store::{BuilderRow, BuildsetView, PatchRow, Property, RequestView, StampView};
+use crate::store::{
+    BuildRow, BuilderRow, BuildsetView, PatchRow, Property, RequestView, SchemaMode, StampView,
+};
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> DateTime {
     DateTime::Valid(t)
@@ -321,6 +323,52 @@ impl RequestView {
     /// Whether the submitter waits for its result.
     async fn waited_for(&self) -> bool {
         self.row.waited_for
+    }
+    /// The builds Buildbot ran for it, oldest first (a retried request has several).
+    /// Null on a standalone database, which has no builds.
+    async fn builds(&self, ctx: &Context<'_>) -> Result<Option<&Vec<BuildRow>>> {
+        match &self.builds {
+            Some(b) => Ok(Some(b)),
+            None if super::app(ctx)?.store.mode() == SchemaMode::Standalone => Ok(None),
+            None => not_loaded(ctx, "builds"),
+        }
+    }
+}
+
+/// A build Buildbot ran for a build request (its `builds` table).
+#[Object(name = "Build")]
+impl BuildRow {
+    /// Buildbot's build id.
+    async fn buildid(&self) -> i32 {
+        self.buildid
+    }
+    /// The build's number on its builder.
+    async fn number(&self) -> i32 {
+        self.number
+    }
+    /// The builder it ran on.
+    async fn builderid(&self) -> i32 {
+        self.builderid
+    }
+    /// The build request it ran for.
+    async fn buildrequestid(&self) -> i32 {
+        self.buildrequestid
+    }
+    /// Buildbot's one-line state ("building", "build successful", …).
+    async fn state_string(&self) -> &str {
+        &self.state_string
+    }
+    /// Buildbot result code; null while it runs.
+    async fn results(&self) -> Option<i32> {
+        self.results
+    }
+    /// When it started (UTC).
+    async fn started_at(&self) -> DateTime {
+        time(self.started_at)
+    }
+    /// When it finished (UTC); null while it runs.
+    async fn complete_at(&self) -> Option<DateTime> {
+        self.complete_at.map(time)
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use super::db::SchemaMode;
 use super::read::{self, distinct};
-use super::rows::{BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
+use super::rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
 use super::{Property, Store, StoreResult};
 
 /// Which relations to load for a set of buildsets (or of build requests).
@@ -19,6 +20,8 @@ pub struct Relations {
     pub props: bool,
     pub requests: bool,
     pub builders: bool,
+    /// The builds of build requests (attached mode; a standalone database has none).
+    pub builds: bool,
     /// What a build request's buildset needs in turn.
     pub request_buildset: Option<Box<Relations>>,
 }
@@ -36,6 +39,7 @@ impl Relations {
             props: self.props || other.props,
             requests: self.requests || other.requests,
             builders: self.builders || other.builders,
+            builds: self.builds || other.builds,
             request_buildset,
         }
     }
@@ -67,6 +71,8 @@ pub struct RequestView {
     pub builder: Option<Arc<BuilderRow>>,
     /// Shared by every request of the buildset.
     pub buildset: Option<Arc<BuildsetView>>,
+    /// Its builds, by id; `None` when not loaded or in a standalone database.
+    pub builds: Option<Vec<BuildRow>>,
 }
 
 fn group<T, K: std::hash::Hash + Eq>(
@@ -187,10 +193,26 @@ impl Store {
                     .collect::<HashMap<_, _>>(),
             ))
         };
-        let (builders, parents) = futures_util::future::try_join(builders, parents).await?;
+        let builds = async {
+            if !relations.builds || rows.is_empty() || self.mode != SchemaMode::Attached {
+                return Ok(None);
+            }
+            let ids: Vec<i32> = rows.iter().map(|r| r.buildrequestid).collect();
+            Ok::<_, super::StoreError>(Some(group(
+                read::builds_of_requests(&self.db, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.buildrequestid, b)),
+            )))
+        };
+        let (builders, parents, mut builds) =
+            futures_util::future::try_join3(builders, parents, builds).await?;
         Ok(rows
             .into_iter()
             .map(|row| RequestView {
+                builds: builds
+                    .as_mut()
+                    .map(|m| m.remove(&row.buildrequestid).unwrap_or_default()),
                 builder: builders
                     .as_ref()
                     .and_then(|m| m.get(&row.builderid).cloned()),

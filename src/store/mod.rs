@@ -18,7 +18,7 @@ use sea_orm::DatabaseConnection;
 pub use db::{connect, connect_with, open, open_with, prepare_schema, PrepareError, SchemaMode};
 pub use error::{StoreError, StoreResult};
 pub use graph::{BuildsetView, Relations, RequestView, StampView};
-pub use rows::{BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
+pub use rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
 pub use types::*;
 
 /// Now, as Buildbot stores times: integer epoch seconds, UTC.

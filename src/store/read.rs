@@ -2,14 +2,16 @@
 //! page loader (`graph.rs`) read one relation level of a whole page in one statement.
 
 use entity::{
-    builders, buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches,
-    sourcestamps,
+    builders, buildrequests, builds, buildset_properties, buildset_sourcestamps, buildsets,
+    patches, sourcestamps,
 };
 use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::rows::{self, BuildRequestRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
+use super::rows::{
+    self, BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow,
+};
 use super::{json, Property, StoreResult};
 
 /// `ids` sorted, each once: the list for an `IN (…)`.
@@ -189,4 +191,22 @@ pub async fn all_builders(db: &impl ConnectionTrait) -> StoreResult<Vec<BuilderR
             .all(db)
             .await?,
     ))
+}
+
+/// The builds of build requests, by id (Buildbot's `builds`; attached mode only).
+pub async fn builds_of_requests(
+    db: &impl ConnectionTrait,
+    brids: &[i32],
+) -> StoreResult<Vec<BuildRow>> {
+    if brids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(builds::Entity::find()
+        .filter(builds::Column::Buildrequestid.is_in(brids.iter().copied()))
+        .order_by_asc(builds::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(BuildRow::from)
+        .collect())
 }

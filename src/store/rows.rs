@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use entity::{builders, buildrequests, buildsets, patches, sourcestamps};
+use entity::{builders, buildrequests, builds, buildsets, patches, sourcestamps};
 
 /// Buildbot's integer epoch seconds as a time (an i32 is always in range).
 pub(crate) fn time(epoch: i32) -> DateTime<Utc> {
@@ -154,4 +154,33 @@ impl From<builders::Model> for BuilderRow {
 /// Converts a list of rows.
 pub(crate) fn all<M, R: From<M>>(models: Vec<M>) -> Vec<R> {
     models.into_iter().map(R::from).collect()
+}
+
+/// A build of a build request (Buildbot's `builds`, attached mode only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildRow {
+    pub buildid: i32,
+    pub number: i32,
+    pub builderid: i32,
+    pub buildrequestid: i32,
+    pub started_at: DateTime<Utc>,
+    pub complete_at: Option<DateTime<Utc>>,
+    pub state_string: String,
+    /// Buildbot's result code; `None` while the build runs.
+    pub results: Option<i32>,
+}
+
+impl From<builds::Model> for BuildRow {
+    fn from(m: builds::Model) -> Self {
+        BuildRow {
+            buildid: m.id,
+            number: m.number,
+            builderid: m.builderid,
+            buildrequestid: m.buildrequestid,
+            started_at: time(m.started_at),
+            complete_at: m.complete_at.map(time),
+            state_string: m.state_string,
+            results: m.results,
+        }
+    }
 }

@@ -56,6 +56,23 @@ pub struct NewBuildset {
     pub rebuilt_buildid: Option<i32>,
     pub waited_for: bool,
     pub priority: i32,
+    /// The scheduler it comes from: stored as Buildbot's schedulers store it, the
+    /// property `scheduler` with source `Scheduler`.
+    pub scheduler: Option<String>,
+}
+
+impl NewBuildset {
+    /// The properties as stored: those given, and the scheduler's.
+    pub fn stored_properties(&self) -> impl Iterator<Item = NewProperty> + '_ {
+        self.properties
+            .iter()
+            .cloned()
+            .chain(self.scheduler.iter().map(|name| NewProperty {
+                name: "scheduler".to_owned(),
+                value: Value::String(name.clone()),
+                source: "Scheduler".to_owned(),
+            }))
+    }
 }
 
 /// What `addBuildset` returns: the buildset id and each builder's build request id.
@@ -124,6 +141,13 @@ impl NewBuildset {
                 ));
             }
         }
+        if self.scheduler.is_some() && self.properties.iter().any(|p| p.name == "scheduler") {
+            return Err(StoreError::invalid(
+                "scheduler",
+                "the scheduler is given twice: as `scheduler` and as the property `scheduler`",
+            ));
+        }
+        check_text("scheduler", self.scheduler.as_deref())?;
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
         check_text("parent_relationship", self.parent_relationship.as_deref())?;

@@ -116,8 +116,9 @@ async fn add_buildset_in(
     .await?
     .last_insert_id;
 
-    if !input.properties.is_empty() {
-        buildset_properties::Entity::insert_many(input.properties.iter().map(|p| {
+    let properties: Vec<_> = input.stored_properties().collect();
+    if !properties.is_empty() {
+        buildset_properties::Entity::insert_many(properties.iter().map(|p| {
             buildset_properties::ActiveModel {
                 buildsetid: Set(bsid),
                 property_name: Set(p.name.clone()),

@@ -309,3 +309,19 @@ def test_a_corrupt_patch_body_is_an_error_not_an_empty_text(start):
     # The rest of the stamp still reads.
     q = "query($b: Int!) { buildset(bsid: $b) { sourcestamps { branch patch { level } } } }"
     assert srv.ok(q, {"b": bsid})["buildset"]["sourcestamps"][0]["patch"]["level"] == 1
+
+
+def test_builds_are_null_on_a_standalone_database_and_scheduler_is_stored_as_buildbot_does(start):
+    srv = start("sqlite")
+    b = srv.ok('mutation { ensureBuilder(name: "s") { builderid } }')["ensureBuilder"]["builderid"]
+    added = add_buildset(srv, builderids=[b], scheduler="nightly")
+    body = srv.post_raw("query($b: Int!) { buildset(bsid: $b) { buildrequests { builds { number } } "
+                        "properties { name value source } } }", {"b": added["bsid"]}).text
+    data = json.loads(body)["data"]["buildset"]
+    assert data["buildrequests"] == [{"builds": None}]
+    assert data["properties"] == [{"name": "scheduler", "value": "nightly", "source": "Scheduler"}]
+    # Given twice is the client's mistake, named.
+    code, field, _ = srv.err("mutation($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }", {"in": {
+        "reason": "r", "sourcestamps": [{"stamp": {"branch": "m"}}], "builderids": [],
+        "scheduler": "a", "properties": [{"name": "scheduler", "value": "b", "source": "x"}]}})
+    assert (code, field) == ("BAD_USER_INPUT", "scheduler")

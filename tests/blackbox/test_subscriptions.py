@@ -476,8 +476,14 @@ def test_caps_on_subscriptions_and_sockets(start):
     async def go():
         ws = await init(await connect(srv))
         inbox = Inbox(ws)
-        for i in range(3):
+        for i in range(2):
             await subscribe(ws, f"s{i}", "subscription { buildsetAdded { bsid } }")
+        # Both are live once both see an event (operations start in no set order).
+        await asyncio.sleep(0.3)
+        await in_thread(add, srv, "m")
+        await inbox.wait("s0", 1)
+        await inbox.wait("s1", 1)
+        await subscribe(ws, "s2", "subscription { buildsetAdded { bsid } }")
         deadline = time.monotonic() + 5
         while "s2" not in inbox.by_id and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

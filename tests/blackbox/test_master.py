@@ -1,0 +1,263 @@
+"""End to end with a real Buildbot 4.3 master and worker: a buildset submitted through
+the GraphQL API, attached to the master's database, is announced by the bridge
+(buildbot-plugin/), built by the worker, and completed by Buildbot; the API shows it.
+
+The master and worker come from the interop venv (`BUILDBOT_PYTHON`'s folder), where
+`.ci/run` installs buildbot, buildbot-worker and the bridge."""
+
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import websockets
+
+from conftest import database, free_port
+
+MASTER_CFG = """
+from buildbot.plugins import schedulers, steps, util, worker
+from buildsets_graphql_bridge import Bridge
+
+c = BuildmasterConfig = {{}}
+# Room for the 20 buildsets submitted at once to start together.
+c['workers'] = [worker.Worker('w1', 'pass', max_builds=20)]
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(
+    name='mark',
+    command=['sh', '-c', 'echo "mark=$BUILDSET_MARK"'],
+    env={{'BUILDSET_MARK': util.Property('mark', default='none')}},
+))
+c['builders'] = [util.BuilderConfig(name='gql', workernames=['w1'], factory=f)]
+# Buildbot wants a scheduler for every builder; this one never fires on its own.
+c['schedulers'] = [schedulers.Triggerable(name='never', builderNames=['gql'])]
+# Each buildset is built on its own, so that every request gets a build.
+c['collapseRequests'] = False
+c['services'] = [Bridge(poll_interval=1.0)]
+c['db'] = {{'db_url': {db!r}}}
+c['logCompressionMethod'] = 'raw'
+c['buildbotNetUsageData'] = None
+c['title'] = 'buildsets-graphql e2e'
+c['buildbotURL'] = 'http://127.0.0.1:8010/'
+"""
+
+
+def venv_bin(name):
+    py = os.environ.get("BUILDBOT_PYTHON")
+    if not py:
+        if os.environ.get("CI"):
+            pytest.fail("BUILDBOT_PYTHON is not set: .ci/run sets it")
+        pytest.skip("BUILDBOT_PYTHON is not set (run .ci/run)")
+    path = Path(py).parent / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: .ci/run installs buildbot-worker in the interop venv")
+    return str(path)
+
+
+def sqlalchemy_url(url):
+    if url.startswith("sqlite://"):
+        return "sqlite:///" + url[len("sqlite://"):].split("?")[0]
+    bare = url.split("?")[0]
+    return "postgresql+psycopg2://" + bare[len("postgres://"):]
+
+
+def run(*cmd, timeout=120):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+class Cluster:
+    """A master (with the bridge) and a worker on loopback, over one database."""
+
+    def __init__(self, url):
+        self.url = url
+        self.dir = Path(tempfile.mkdtemp(prefix="bsgql-master-"))
+        self.master = self.dir / "master"
+        self.worker = self.dir / "worker"
+        self.pb = free_port()
+        run(venv_bin("buildbot"), "create-master", "--db", sqlalchemy_url(url), str(self.master))
+        (self.master / "master.cfg").write_text(MASTER_CFG.format(pb=self.pb, db=sqlalchemy_url(url)))
+        run(venv_bin("buildbot"), "upgrade-master", str(self.master))
+        run(venv_bin("buildbot-worker"), "create-worker", str(self.worker), f"127.0.0.1:{self.pb}", "w1", "pass")
+
+    def start_master(self):
+        run(venv_bin("buildbot"), "start", str(self.master), timeout=180)
+
+    def stop_master(self):
+        subprocess.run([venv_bin("buildbot"), "stop", str(self.master)], capture_output=True, timeout=120)
+
+    def start_worker(self):
+        run(venv_bin("buildbot-worker"), "start", str(self.worker))
+
+    def stop(self):
+        subprocess.run([venv_bin("buildbot-worker"), "stop", str(self.worker)], capture_output=True, timeout=60)
+        self.stop_master()
+
+    def log(self):
+        try:
+            return (self.master / "twistd.log").read_text()
+        except OSError:
+            return ""
+
+    # The master's tables, read with the database's own Python driver.
+    def sql(self, query, *args):
+        if self.url.startswith("sqlite://"):
+            path = self.url[len("sqlite://"):].split("?")[0]
+            with sqlite3.connect(path, timeout=10) as conn:
+                return conn.execute(query.replace("%s", "?"), args).fetchall()
+        import psycopg2
+
+        parts = urllib.parse.urlsplit(self.url.split("?")[0])
+        conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432,
+                                user=parts.username or "postgres", dbname=parts.path.lstrip("/"))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def wait(self, what, check, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"{what} within {timeout}s; master log:\n{self.log()[-4000:]}")
+
+    def builds_of(self, brid):
+        return self.sql("SELECT id, results, complete_at FROM builds WHERE buildrequestid = %s", brid)
+
+    def log_text(self, buildid):
+        rows = self.sql(
+            "SELECT logchunks.content FROM logchunks JOIN logs ON logs.id = logchunks.logid "
+            "JOIN steps ON steps.id = logs.stepid WHERE steps.buildid = %s", buildid)
+        return "".join(r[0] if isinstance(r[0], str) else bytes(r[0]).decode() for r in rows)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cluster(request):
+    url = database(request.param)
+    c = Cluster(url)
+    c.backend = request.param
+    yield c
+    c.stop()
+
+
+ADD = """mutation($in: AddBuildsetInput!) {
+  addBuildset(input: $in) { bsid brids { builderid buildrequestid } }
+}"""
+
+
+def submit(srv, builderid, mark, **extra):
+    inp = {"reason": f"e2e {mark}", "sourcestamps": [{"stamp": {"repository": "r", "branch": "main"}}],
+           "builderids": [builderid], "properties": [{"name": "mark", "value": mark, "source": "e2e"}],
+           **extra}
+    data = srv.ok(ADD, {"in": inp})["addBuildset"]
+    return data["bsid"], data["brids"][0]["buildrequestid"], time.monotonic()
+
+
+async def wait_completed(srv, reason, subscribed, timeout=60):
+    """The buildsetCompleted event of the buildset with `reason` (subscribed before
+    it is submitted, so that it cannot be missed)."""
+    async with websockets.connect(srv.base.replace("http", "ws") + "/graphql/ws",
+                                  subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "c", "type": "subscribe", "payload": {
+            "query": "subscription($w: BuildsetFilter) { buildsetCompleted(where: $w) { bsid complete results } }",
+            "variables": {"w": {"reason": {"eq": reason}}}}}))
+        await asyncio.sleep(0.5)
+        subscribed.set()
+        return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def test_a_live_master_builds_what_is_submitted_here(cluster, start):
+    cluster.start_master()
+    cluster.start_worker()
+    srv = start(cluster.backend, db_url=cluster.url)
+    builders = cluster.wait("the master registers its builder", lambda: [
+        b for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "gql"])
+    gql = builders[0]["builderid"]
+    cluster.wait("the worker connects", lambda: cluster.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
+
+    # One buildset: built within 10 s, SUCCESS, completed by Buildbot, seen by the API.
+    completed = {}
+    subscribed = threading.Event()
+    t = threading.Thread(target=lambda: completed.update(
+        asyncio.run(wait_completed(srv, "e2e first-mark", subscribed))), daemon=True)
+    t.start()
+    assert subscribed.wait(30)
+    bsid, brid, sent = submit(srv, gql, "first-mark", scheduler="graphql-e2e")
+    [(buildid, _, _)] = cluster.wait("the build starts", lambda: cluster.builds_of(brid), timeout=10)
+    started = time.monotonic() - sent
+    assert started < 10
+    cluster.wait("the build finishes", lambda: [b for b in cluster.builds_of(brid) if b[2] is not None])
+    t.join(60)
+    assert completed.get("payload", {}).get("data") == {
+        "buildsetCompleted": {"bsid": bsid, "complete": True, "results": 0}}, completed
+    view = srv.ok("""query($b: Int!) { buildset(bsid: $b) { complete results
+        buildrequests { complete results builds { number results stateString } } } }""", {"b": bsid})["buildset"]
+    assert view["complete"] is True and view["results"] == 0
+    [req] = view["buildrequests"]
+    assert req["complete"] is True and req["results"] == 0
+    assert [b["results"] for b in req["builds"]] == [0]
+    assert "mark=first-mark" in cluster.log_text(buildid)
+    # The build carries the scheduler's name, as if a Buildbot scheduler had started it.
+    [(value, source)] = cluster.sql(
+        "SELECT value, source FROM build_properties WHERE buildid = %s AND name = 'scheduler'", buildid)
+    assert (json.loads(value), source) == ("graphql-e2e", "Scheduler")
+
+    # 20 at once: each built exactly once, none left pending.
+    latencies = []
+    subs = []
+    lock = threading.Lock()
+
+    def one(i):
+        r = submit(srv, gql, f"many-{i}")
+        with lock:
+            subs.append(r)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    first_seen = {}
+    deadline = time.monotonic() + 120
+    while len(first_seen) < 20 and time.monotonic() < deadline:
+        for _, brid_i, sent_i in subs:
+            if brid_i not in first_seen and cluster.builds_of(brid_i):
+                first_seen[brid_i] = time.monotonic() - sent_i
+        time.sleep(0.05)
+    assert len(first_seen) == 20, cluster.log()[-4000:]
+    latencies = list(first_seen.values())
+    for bsid_i, brid_i, _ in subs:
+        cluster.wait("every buildset completes", lambda b=bsid_i: srv.ok(
+            "query($b: Int!) { buildset(bsid: $b) { complete } }", {"b": b})["buildset"]["complete"])
+        assert len(cluster.builds_of(brid_i)) == 1
+    assert cluster.sql("SELECT COUNT(*) FROM buildrequests WHERE complete = 0")[0][0] == 0
+    print(f"\n{cluster.backend}: one buildset, mutation response to build start: {started:.2f} s; "
+          f"20 at once: median {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s")
+    # On two cores the 20 builds compete for the CPU; the bound is a sanity check.
+    assert max(latencies) < 30
+
+    # A restart: what was submitted while the master was down is built once it is back.
+    cluster.stop_master()
+    bsid, brid, _ = submit(srv, gql, "while-down")
+    time.sleep(1)
+    assert not cluster.builds_of(brid)
+    cluster.start_master()
+    cluster.wait("the build after a restart", lambda: [b for b in cluster.builds_of(brid) if b[1] == 0],
+                 timeout=60)
+    assert len(cluster.builds_of(brid)) == 1
