@@ -8,6 +8,7 @@ The master and worker come from the interop venv (`BUILDBOT_PYTHON`'s folder), w
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -261,3 +262,8 @@ def test_a_live_master_builds_what_is_submitted_here(cluster, start):
     cluster.wait("the build after a restart", lambda: [b for b in cluster.builds_of(brid) if b[1] == 0],
                  timeout=60)
     assert len(cluster.builds_of(brid)) == 1
+    # The bridge announced each buildset once at most, and nothing failed in the master.
+    log = cluster.log()
+    announced = re.findall(r"bridge: announced buildset (\d+) ", log)
+    assert len(announced) == len(set(announced)), announced
+    assert "Traceback" not in log, log[-4000:]
