@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -79,15 +80,16 @@ def run(*cmd, timeout=120):
 class Cluster:
     """A master (with the bridge) and a worker on loopback, over one database."""
 
-    def __init__(self, url):
+    def __init__(self, url, extra="", upgrade=True):
         self.url = url
         self.dir = Path(tempfile.mkdtemp(prefix="bsgql-master-"))
         self.master = self.dir / "master"
         self.worker = self.dir / "worker"
         self.pb = free_port()
         run(venv_bin("buildbot"), "create-master", "--db", sqlalchemy_url(url), str(self.master))
-        (self.master / "master.cfg").write_text(MASTER_CFG.format(pb=self.pb, db=sqlalchemy_url(url)))
-        run(venv_bin("buildbot"), "upgrade-master", str(self.master))
+        (self.master / "master.cfg").write_text(MASTER_CFG.format(pb=self.pb, db=sqlalchemy_url(url)) + extra)
+        if upgrade:
+            run(venv_bin("buildbot"), "upgrade-master", str(self.master))
         run(venv_bin("buildbot-worker"), "create-worker", str(self.worker), f"127.0.0.1:{self.pb}", "w1", "pass")
 
     def start_master(self):
@@ -267,3 +269,85 @@ def test_a_live_master_builds_what_is_submitted_here(cluster, start):
     announced = re.findall(r"bridge: announced buildset (\d+) ", log)
     assert len(announced) == len(set(announced)), announced
     assert "Traceback" not in log, log[-4000:]
+
+
+CROSSBAR_CONFIG = {
+    "version": 2,
+    "workers": [{
+        "type": "router",
+        "realms": [{"name": "buildbot", "roles": [{"name": "anonymous", "permissions": [{
+            "uri": "", "match": "prefix",
+            "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
+            "disclose": {"caller": False, "publisher": False}, "cache": True}]}]}],
+        "transports": [{"type": "websocket",
+                        "endpoint": {"type": "tcp", "port": 0, "interface": "127.0.0.1"}}],
+    }],
+}
+
+
+@pytest.fixture
+def router():
+    """A crossbar WAMP router on loopback (the venv .ci/run makes from tests/wamp)."""
+    exe = os.environ.get("CROSSBAR")
+    if not exe:
+        if os.environ.get("CI"):
+            pytest.fail("CROSSBAR is not set: .ci/run sets it")
+        pytest.skip("CROSSBAR is not set (run .ci/run)")
+    port = free_port()
+    cbdir = Path(tempfile.mkdtemp(prefix="bsgql-crossbar-")) / ".crossbar"
+    cbdir.mkdir()
+    cfg = json.loads(json.dumps(CROSSBAR_CONFIG))
+    cfg["workers"][0]["transports"][0]["endpoint"]["port"] = port
+    (cbdir / "config.json").write_text(json.dumps(cfg))
+    log = open(cbdir / "crossbar.log", "w+")
+    proc = subprocess.Popen([exe, "start", "--cbdir", str(cbdir)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (cbdir / "crossbar.log").read_text()
+            time.sleep(0.2)
+    else:
+        raise AssertionError("crossbar did not start: " + (cbdir / "crossbar.log").read_text())
+    yield f"ws://127.0.0.1:{port}/"
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_a_wamp_cluster_announces_each_request_once(router, start):
+    """Two masters share one PostgreSQL database and a WAMP message queue, each with
+    the bridge: only the leader (the active master with the lowest id) announces,
+    and every request is built once."""
+    url = database("postgres")
+    mq = f"c['mq'] = {{'type': 'wamp', 'router_url': {router!r}, 'realm': 'buildbot'}}\nc['multiMaster'] = True\n"
+    first, second = Cluster(url, extra=mq), Cluster(url, extra=mq, upgrade=False)
+    try:
+        first.start_master()
+        first.start_worker()
+        second.start_master()
+        srv = start("postgres", db_url=url)
+        gql = first.wait("the builder", lambda: [
+            b["builderid"] for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "gql"])[0]
+        first.wait("the worker connects", lambda: first.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
+        first.wait("both masters are active",
+                   lambda: first.sql("SELECT COUNT(*) FROM masters WHERE active != 0")[0][0] == 2)
+        submitted = [submit(srv, gql, f"cluster-{i}") for i in range(5)]
+        for bsid, brid, _ in submitted:
+            first.wait("every buildset completes", lambda b=bsid: srv.ok(
+                "query($b: Int!) { buildset(bsid: $b) { complete } }", {"b": b})["buildset"]["complete"])
+            assert len(first.builds_of(brid)) == 1
+        time.sleep(2)  # anything announced late would show now
+        pattern = r"bridge: announced buildset (\d+) "
+        by_first = re.findall(pattern, first.log())
+        by_second = re.findall(pattern, second.log())
+        assert sorted(int(b) for b in by_first) == sorted(b for b, _, _ in submitted), by_first
+        assert by_second == [], by_second
+    finally:
+        second.stop_master()
+        first.stop()
