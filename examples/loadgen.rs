@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release &                      # the server, default SQLite file
 //! cargo run --release --example loadgen -- --seed 10000 --seconds 10 [--server-pid PID]
+//! cargo run --release --example loadgen -- --seed 0 --writes --seconds 10   # addBuildset latency
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,10 @@ struct Args {
     /// request, read from /proc/PID/stat around each measurement.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Measure concurrent addBuildset calls (each with a new sourcestamp) instead of
+    /// pages: throughput, p50 / p99 / max latency and errors.
+    #[arg(long)]
+    writes: bool,
 }
 
 /// The CPU time (user + system) process `pid` has used, in milliseconds.
@@ -187,10 +192,80 @@ fn cpu_text(cpu: Option<f64>) -> String {
     cpu.map_or_else(String::new, |c| format!(", server CPU {c:.3} ms/request"))
 }
 
+/// `concurrency` workers each submitting buildsets for `seconds`.
+async fn measure_writes(client: &reqwest::Client, args: &Args) -> Result<(), String> {
+    let q = json!({"query": "mutation { ensureBuilder(name: \"writes\") { builderid } }"});
+    let builder = post(client, args, q).await?["data"]["ensureBuilder"]["builderid"].clone();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, token, builder, next) = (
+            client.clone(),
+            args.url.clone(),
+            args.token.clone(),
+            builder.clone(),
+            next.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (mut times, mut errors) = (Vec::new(), Vec::new());
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let input = json!({
+                    "sourcestamps": [{"stamp": {"branch": "main", "revision": format!("w{i:039x}"), "repository": "https://example.org/w.git"}}],
+                    "reason": format!("write {i}"),
+                    "properties": [{"name": "n", "value": i, "source": "loadgen"}],
+                    "builderids": [builder],
+                });
+                let body = json!({"query": "mutation($i: AddBuildsetInput!) { addBuildset(input: $i) { bsid } }", "variables": {"i": input}});
+                let mut req = client.post(&url).json(&body);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let sent = Instant::now();
+                let text = match req.send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                times.push(sent.elapsed());
+                if text.contains("\"errors\":") || !text.contains("\"bsid\"") {
+                    errors.push(text);
+                }
+            }
+            (times, errors)
+        }));
+    }
+    let (mut times, mut errors) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (ts, es) = t.await.map_err(|e| e.to_string())?;
+        times.extend(ts);
+        errors.extend(es);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "addBuildset x{}: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors{}",
+        args.concurrency,
+        times.len() as f64 / secs,
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(at(1.0)),
+        errors.len(),
+        errors.first().map_or_else(String::new, |e| format!(" (first: {e})"))
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let client = reqwest::Client::new();
+    if args.writes {
+        return measure_writes(&client, &args).await;
+    }
     seed(&client, &args).await?;
     let (base, base_ms, base_cpu) =
         measure(&client, &args, json!({"query": "{ __typename }"})).await?;

@@ -35,6 +35,10 @@ pub struct Store {
     url: Option<std::sync::Arc<str>>,
     /// Raised by this store's writes, for the change feed.
     signal: std::sync::Arc<feed::Signal>,
+    /// SQLite has one writer: this process's writers take turns here, in order,
+    /// instead of retrying on SQLITE_BUSY with the busy handler's growing sleeps
+    /// (which left some waiting a second while the database sat idle).
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -49,11 +53,14 @@ impl Store {
 
     /// A store over a connection already prepared (tests, tools).
     pub fn new(db: DatabaseConnection, mode: SchemaMode) -> Store {
+        let writer = (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite)
+            .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         Store {
             db,
             mode,
             url: None,
             signal: Default::default(),
+            writer,
         }
     }
 
@@ -79,8 +86,19 @@ impl Store {
         Ok(self.db.ping().await?)
     }
 
+    /// This process's turn to write (SQLite only; other databases lock rows).
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        }
+    }
+
     pub async fn add_buildset(&self, input: &NewBuildset) -> StoreResult<AddedBuildset> {
-        let added = write::add_buildset(&self.db, self.mode, input).await?;
+        let turn = self.turn().await;
+        let added = write::add_buildset(&self.db, self.mode, input).await;
+        drop(turn);
+        let added = added?;
         self.signal.hint(added.bsid);
         Ok(added)
     }
@@ -91,7 +109,10 @@ impl Store {
         results: i32,
         complete_at: Option<i32>,
     ) -> StoreResult<BuildsetRow> {
-        let row = write::complete_buildset(&self.db, bsid, results, complete_at).await?;
+        let turn = self.turn().await;
+        let row = write::complete_buildset(&self.db, bsid, results, complete_at).await;
+        drop(turn);
+        let row = row?;
         self.signal.hint(bsid);
         Ok(row)
     }
@@ -101,6 +122,7 @@ impl Store {
         name: &str,
         description: Option<&str>,
     ) -> StoreResult<BuilderRow> {
+        let _turn = self.turn().await;
         write::ensure_builder(&self.db, name, description).await
     }
 
