@@ -254,7 +254,9 @@ async fn measure_writes(client: &reqwest::Client, args: &Args) -> Result<(), Str
         ms(at(0.99)),
         ms(at(1.0)),
         errors.len(),
-        errors.first().map_or_else(String::new, |e| format!(" (first: {e})"))
+        errors
+            .first()
+            .map_or_else(String::new, |e| format!(" (first: {e})"))
     );
     Ok(())
 }

@@ -115,6 +115,26 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10, global = true)]
     pub shutdown_timeout: u64,
 
+    /// Seconds to open a database connection before giving up (the database is down
+    /// or unreachable).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub db_connect_timeout: u64,
+
+    /// Seconds a request waits for a free database connection before it fails with
+    /// UNAVAILABLE.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub db_acquire_timeout: u64,
+
+    /// Seconds one SQL statement may run (PostgreSQL's statement_timeout, set on
+    /// every connection); 0: no limit.
+    #[arg(long, env = "STATEMENT_TIMEOUT", default_value_t = 10, global = true)]
+    pub statement_timeout: u64,
+
+    /// Seconds an operation may take in all before it is abandoned with UNAVAILABLE
+    /// (its statements are cancelled, its transaction rolled back); 0: no limit.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 15, global = true)]
+    pub request_timeout: u64,
+
     /// Milliseconds between two polls of the database for added and completed
     /// buildsets (subscriptions). This server's own writes, and on PostgreSQL every
     /// server's, are seen at once; the poll catches the rest (Buildbot, plain SQL).
@@ -148,6 +168,19 @@ pub struct Config {
     /// nothing for three intervals is disconnected.
     #[arg(long, env = "WS_KEEPALIVE", default_value_t = 15, global = true)]
     pub ws_keepalive: u64,
+}
+
+impl Config {
+    /// How long the store waits on the database.
+    pub fn timeouts(&self) -> crate::store::Timeouts {
+        use std::time::Duration;
+        crate::store::Timeouts {
+            connect: Duration::from_secs(self.db_connect_timeout),
+            acquire: Duration::from_secs(self.db_acquire_timeout),
+            statement: (self.statement_timeout > 0)
+                .then(|| Duration::from_secs(self.statement_timeout)),
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -79,6 +79,14 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
         }
         StoreError::NotFound(message) => coded(Code::NotFound, message),
         e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
+        err if err.is_unavailable() => {
+            let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
+            tracing::warn!(request_id = %id, error = %err, "database unavailable");
+            coded(
+                Code::Unavailable,
+                format!("the database is unavailable; try again later (request id {id})"),
+            )
+        }
         err @ (StoreError::Db(_) | StoreError::Conflict) => internal(&err.to_string(), request),
     }
 }

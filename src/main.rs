@@ -40,7 +40,7 @@ async fn run() -> ExitCode {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Migrate => server::open_store(&cli.config.database_url)
+        Command::Migrate => server::open_store(&cli.config)
             .await
             .map(|store| println!("database ready ({:?})", store.mode())),
         Command::Serve => server::serve(cli.config).await,

@@ -32,8 +32,8 @@ use crate::store::Store;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connects and makes the schema usable (migrated, or checked when attached).
-pub async fn open_store(url: &str) -> Result<Store, BoxError> {
-    Ok(Store::open(url).await?)
+pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
+    Ok(Store::open_with_timeouts(&config.database_url, config.timeouts()).await?)
 }
 
 /// What every route shares.
@@ -133,6 +133,9 @@ fn app_inner(
         tokens.write,
         config.max_depth,
         config.max_complexity,
+    )
+    .with_request_timeout(
+        (config.request_timeout > 0).then(|| Duration::from_secs(config.request_timeout)),
     );
     let cors = match &origins {
         Origins::List(list) if list.is_empty() => CorsLayer::new(),
@@ -798,7 +801,7 @@ pub fn check_config(config: &Config) -> Result<(), String> {
 /// `--shutdown-timeout`).
 pub async fn serve(config: Config) -> Result<(), BoxError> {
     check_config(&config)?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store(&config).await?;
     let mode = store.mode();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (router, live) = app_with_shutdown(&config, store, shutdown_rx)?;

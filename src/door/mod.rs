@@ -82,6 +82,7 @@ struct Inner {
     measure: limits::Measure,
     read_token: Option<String>,
     write_tokens: Vec<String>,
+    request_timeout: Option<std::time::Duration>,
 }
 
 /// Cheap to clone: one per server, shared by every connection.
@@ -101,7 +102,19 @@ impl Door {
             measure: limits::Measure::new(max_depth, max_complexity),
             read_token,
             write_tokens,
+            request_timeout: None,
         }))
+    }
+
+    /// Bounds the time one operation may take (`--request-timeout`).
+    pub fn with_request_timeout(self, timeout: Option<std::time::Duration>) -> Door {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.request_timeout = timeout;
+                Door(Arc::new(inner))
+            }
+            Err(shared) => Door(shared),
+        }
     }
 
     fn is_write_token(&self, token: &str) -> bool {
@@ -394,7 +407,26 @@ impl Door {
                 request = request.data(conn.clone());
             }
         }
-        let response = self.0.schema.execute(request).await;
+        let response = match self.0.request_timeout {
+            None => self.0.schema.execute(request).await,
+            // Dropping the execution drops its statements and rolls back its
+            // transaction: nothing is half-written.
+            Some(t) => match tokio::time::timeout(t, self.0.schema.execute(request)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return error_answer(
+                        StatusCode::OK,
+                        Code::Unavailable,
+                        format!(
+                            "the operation did not finish within {} s (--request-timeout); the database may be slow or unreachable",
+                            t.as_secs()
+                        ),
+                        None,
+                        &[("limit", Value::from(t.as_secs()))],
+                    )
+                }
+            },
+        };
         let response = self
             .0
             .measure

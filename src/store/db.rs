@@ -97,6 +97,48 @@ pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// How long the store waits on the database before it gives up, so that a database
+/// that is down or unreachable makes requests fail fast instead of hanging.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// For a free connection from the pool.
+    pub acquire: Duration,
+    /// For one statement, enforced by the server where it can (PostgreSQL's
+    /// `statement_timeout`); `None`: no limit.
+    pub statement: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            acquire: Duration::from_secs(30),
+            statement: None,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Applies them to a pool's options.
+    pub fn apply(self, opts: &mut ConnectOptions) {
+        opts.connect_timeout(self.connect)
+            .acquire_timeout(self.acquire);
+        if let Some(st) = self.statement {
+            let ms = st.as_millis().to_string();
+            opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
+        }
+    }
+}
+
+/// `host:port` of a database URL, without user or password, for messages.
+pub fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
+}
+
 /// Opens a connection pool with the per-backend settings the store relies on.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     connect_with(url, |_| {}).await
@@ -151,12 +193,17 @@ pub async fn open(url: &str) -> Result<(DatabaseConnection, SchemaMode), Prepare
 /// Like [`open`], with a hook to adjust the pool's options.
 pub async fn open_with(
     url: &str,
-    adjust: impl FnOnce(&mut ConnectOptions),
+    adjust: impl Fn(&mut ConnectOptions),
 ) -> Result<(DatabaseConnection, SchemaMode), PrepareError> {
-    let setup = connect_with(url, |o| {
+    let setup = match connect_with(url, |o| {
+        adjust(o);
         o.max_connections(1);
     })
-    .await?;
+    .await
+    {
+        Ok(db) => db,
+        Err(e) => return Err(explain_connect(url, e).await),
+    };
     let mode = prepare_schema(&setup).await?;
     setup.close().await?;
     Ok((connect_with(url, adjust).await?, mode))
@@ -189,6 +236,8 @@ pub async fn prepare_schema(db: &DatabaseConnection) -> Result<SchemaMode, Prepa
 /// Why the schema cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
+    #[error("cannot connect to the database at {host}: {cause}")]
+    Unreachable { host: String, cause: String },
     #[error(
         "this is a Buildbot database (it has alembic_version) but it lacks {}; \
          upgrade the Buildbot master first (no DDL is run on a Buildbot database)",
@@ -197,6 +246,32 @@ pub enum PrepareError {
     Incomplete(Vec<String>),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// A pool reports only that it timed out; one direct connection says why (refused,
+/// unknown host, bad password, no such database).
+async fn explain_connect(url: &str, err: DbErr) -> PrepareError {
+    use sea_orm::sqlx::Connection as _;
+    let host = url_host(url);
+    let direct = async {
+        let res = if url.starts_with("postgres") {
+            sea_orm::sqlx::PgConnection::connect(url).await.map(|_| ())
+        } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+            sea_orm::sqlx::MySqlConnection::connect(url)
+                .await
+                .map(|_| ())
+        } else {
+            sea_orm::sqlx::SqliteConnection::connect(url)
+                .await
+                .map(|_| ())
+        };
+        res.err().map(|e| e.to_string())
+    };
+    let cause = tokio::time::timeout(Duration::from_secs(10), direct)
+        .await
+        .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()))
+        .unwrap_or_else(|| err.to_string());
+    PrepareError::Unreachable { host, cause }
 }
 
 async fn table_exists(db: &DatabaseConnection, table: &str) -> Result<bool, DbErr> {

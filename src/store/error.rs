@@ -29,6 +29,25 @@ impl StoreError {
         }
     }
 
+    /// True when the database could not be reached or stopped answering (no free
+    /// connection in time, a connection refused, reset or closed): the request may
+    /// succeed later, and the client's input is not to blame.
+    pub fn is_unavailable(&self) -> bool {
+        use sea_orm::sqlx::Error as E;
+        match self {
+            StoreError::Db(DbErr::ConnectionAcquire(_)) => true,
+            StoreError::Db(
+                DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+                | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+                | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)),
+            ) => matches!(
+                **e,
+                E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// True for the transient failures of concurrent writers (deadlock, serialization
     /// failure, SQLite busy), after which the whole transaction can simply run again.
     pub fn is_retryable(&self) -> bool {

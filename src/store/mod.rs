@@ -15,7 +15,9 @@ pub mod write;
 
 use sea_orm::DatabaseConnection;
 
-pub use db::{connect, connect_with, open, open_with, prepare_schema, PrepareError, SchemaMode};
+pub use db::{
+    connect, connect_with, open, open_with, prepare_schema, PrepareError, SchemaMode, Timeouts,
+};
 pub use error::{StoreError, StoreResult};
 pub use graph::{BuildsetView, Relations, RequestView, StampView};
 pub use rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
@@ -45,6 +47,15 @@ impl Store {
     /// Connects, then migrates a standalone database or checks a Buildbot one.
     pub async fn open(url: &str) -> Result<Store, PrepareError> {
         let (db, mode) = open(url).await?;
+        Ok(Store {
+            url: Some(url.into()),
+            ..Store::new(db, mode)
+        })
+    }
+
+    /// Like [`Store::open`], with how long to wait on the database.
+    pub async fn open_with_timeouts(url: &str, timeouts: Timeouts) -> Result<Store, PrepareError> {
+        let (db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
         Ok(Store {
             url: Some(url.into()),
             ..Store::new(db, mode)

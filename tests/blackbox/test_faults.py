@@ -1,0 +1,150 @@
+"""The database goes away: the server is reached through a TCP relay that a test can
+cut (connections reset, new ones refused) or blackhole (bytes swallowed). Requests
+must fail fast with a coded error, /readyz must say 503, nothing may be
+half-written, and the same server must serve again once the database is back."""
+
+import select
+import socket
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import database
+
+
+class Relay:
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.mode = "open"
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.mode == "cut":
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a, b):
+        socks = [a, b]
+        try:
+            while not self.stopped:
+                if self.mode == "cut":
+                    break
+                ready, _, _ = select.select(socks, [], [], 0.1)
+                if self.mode == "blackhole":
+                    # Read and drop: the peer's writes succeed, nothing ever answers.
+                    for s in ready:
+                        if not s.recv(65536):
+                            return
+                    continue
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def set(self, mode):
+        self.mode = mode
+        if mode == "cut":
+            with self.lock:
+                for a, b in self.conns:
+                    for s in (a, b):
+                        try:
+                            s.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                self.conns.clear()
+
+    def close(self):
+        self.stopped = True
+        self.listener.close()
+
+
+def via(url, port):
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)
+    user = host[0] + "@" if len(host) == 2 else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+
+
+def timed(fn):
+    started = time.monotonic()
+    out = fn()
+    return out, time.monotonic() - started
+
+
+COUNT = "{ buildsets(first: 0) { totalCount } }"
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_the_database_going_away_fails_fast_and_the_server_recovers(start, backend):
+    url = database(backend)
+    real_port = urllib.parse.urlsplit(url).port or (5432 if backend == "postgres" else 3306)
+    relay = Relay(real_port)
+    try:
+        srv = start(backend, "--db-acquire-timeout", "2", "--db-connect-timeout", "2",
+                    "--request-timeout", "4", db_url=via(url, relay.port))
+        b = srv.ok('mutation { ensureBuilder(name: "f") { builderid } }')["ensureBuilder"]["builderid"]
+        add = ("mutation($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }",
+               {"in": {"reason": "fault", "sourcestamps": [{"stamp": {"branch": "f"}}], "builderids": [b]}})
+        srv.ok(*add)
+        assert srv.ok(COUNT)["buildsets"]["totalCount"] == 1
+
+        expected = 1
+        for mode in ("cut", "blackhole"):
+            relay.set(mode)
+            for q, v in ((COUNT, None), add):
+                body, took = timed(lambda: srv.post(q, v))
+                assert took < 7, (mode, took, body)
+                err = body["errors"][0]
+                assert err["extensions"]["code"] == "UNAVAILABLE", (mode, body)
+                assert "internal" not in err["message"].lower()
+            r, took = timed(lambda: srv.http.get("/readyz"))
+            assert r.status_code == 503 and took < 7, (mode, r.status_code, took)
+            # Back: the same server serves again, and the failed mutation left nothing.
+            relay.set("open")
+            deadline = time.monotonic() + 20
+            while True:
+                body = srv.post(COUNT)
+                if "errors" not in body:
+                    break
+                assert time.monotonic() < deadline, body
+                time.sleep(0.2)
+            assert body["data"]["buildsets"]["totalCount"] == expected, (mode, body)
+            assert srv.http.get("/readyz").status_code == 200
+            srv.ok(*add)
+            expected += 1
+            assert srv.ok(COUNT)["buildsets"]["totalCount"] == expected
+    finally:
+        relay.close()
+
