@@ -109,6 +109,7 @@ async fn add_and_get_round_trip(t: TestDb) {
         waited_for: true,
         priority: 5,
         scheduler: Some("nightly".into()),
+        idempotency_key: None,
     };
     let added = write::add_buildset(&t.db, t.mode, &input)
         .await

@@ -101,6 +101,11 @@ pub struct AddBuildsetInput {
     /// The scheduler it comes from, stored as Buildbot's schedulers store it (the
     /// property `scheduler`, source `Scheduler`).
     scheduler: Option<String>,
+    /// Makes retries safe (at most 256 characters): a call whose key a buildset
+    /// submitted in the last 24 hours carries returns that buildset (`created:
+    /// false`) instead of adding another. Stored as the buildset's
+    /// `externalIdstring`, so not given with it.
+    idempotency_key: Option<String>,
 }
 
 impl AddBuildsetInput {
@@ -150,6 +155,7 @@ impl AddBuildsetInput {
             waited_for: self.waited_for.unwrap_or(false),
             priority: self.priority.unwrap_or(0),
             scheduler: self.scheduler,
+            idempotency_key: self.idempotency_key,
         })
     }
 }
@@ -163,6 +169,9 @@ pub struct AddBuildsetPayload {
     buildset: BuildsetView,
     /// The build request created for each builder, in the order given.
     brids: Vec<BuilderRequestId>,
+    /// False when the idempotency key found a buildset an earlier call added (this
+    /// call wrote nothing).
+    created: bool,
 }
 
 /// Submitting and completing buildsets, and registering builders.
@@ -189,6 +198,7 @@ impl MutationRoot {
             .ok_or("the new buildset could not be read back")?;
         Ok(AddBuildsetPayload {
             bsid: added.bsid,
+            created: added.created,
             buildset,
             brids: added
                 .brids
@@ -212,11 +222,28 @@ impl MutationRoot {
     ) -> Result<BuildsetView> {
         let app = app(ctx)?;
         let complete_at = complete_at.map(|t| t.epoch("completeAt")).transpose()?;
-        let row = app
+        let row = match app
             .store
             .complete_buildset(bsid, results, complete_at)
             .await
-            .gql(ctx)?;
+        {
+            Ok(row) => row,
+            Err(e @ crate::store::StoreError::AlreadyComplete(_)) => {
+                // A retry after a lost answer lands here: the stored result lets the
+                // client tell its own completion from someone else's.
+                let stored = app.store.buildset(bsid).await.gql(ctx)?;
+                let err = Err::<BuildsetView, _>(e).gql(ctx).map_err(|err| {
+                    async_graphql::ErrorExtensions::extend_with(err, |_, x| {
+                        if let Some(row) = &stored {
+                            x.set("results", row.results.map(i32::from));
+                            x.set("completeAt", row.complete_at.map(|t| t.to_rfc3339()));
+                        }
+                    })
+                });
+                return err;
+            }
+            Err(e) => return Err(e).gql(ctx),
+        };
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         app.store
             .buildset_graph(vec![row], &rel)

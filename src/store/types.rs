@@ -59,7 +59,14 @@ pub struct NewBuildset {
     /// The scheduler it comes from: stored as Buildbot's schedulers store it, the
     /// property `scheduler` with source `Scheduler`.
     pub scheduler: Option<String>,
+    /// A key that makes retries safe: stored as `external_idstring`; an add whose key
+    /// a buildset submitted in the last [`IDEMPOTENCY_WINDOW`] seconds carries
+    /// returns that buildset instead of writing another.
+    pub idempotency_key: Option<String>,
 }
+
+/// Seconds for which an idempotency key finds the buildset it was first used for.
+pub const IDEMPOTENCY_WINDOW: i32 = 24 * 3600;
 
 impl NewBuildset {
     /// The properties as stored: those given, and the scheduler's.
@@ -80,6 +87,8 @@ impl NewBuildset {
 pub struct AddedBuildset {
     pub bsid: i32,
     pub brids: Vec<(i32, i32)>,
+    /// False when an idempotency key found the buildset an earlier call wrote.
+    pub created: bool,
 }
 
 /// A decoded buildset property.
@@ -148,6 +157,13 @@ impl NewBuildset {
             ));
         }
         check_text("scheduler", self.scheduler.as_deref())?;
+        if self.idempotency_key.is_some() && self.external_idstring.is_some() {
+            return Err(StoreError::invalid(
+                "idempotency_key",
+                "an idempotency key is stored as the external idstring: give one or the other",
+            ));
+        }
+        check_len("idempotency_key", self.idempotency_key.as_deref(), 256)?;
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
         check_text("parent_relationship", self.parent_relationship.as_deref())?;

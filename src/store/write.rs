@@ -11,9 +11,10 @@ use entity::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QuerySelect, Set, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, Value,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, Value,
 };
+use sha1::Digest as _;
 
 use super::db::SchemaMode;
 use super::hash::{builder_name_hash, sourcestamp_hash};
@@ -85,6 +86,11 @@ async fn add_buildset_in(
     input: &NewBuildset,
     submitted_at: i32,
 ) -> StoreResult<AddedBuildset> {
+    if let Some(key) = &input.idempotency_key {
+        if let Some(earlier) = find_by_key(txn, key).await? {
+            return Ok(earlier);
+        }
+    }
     // A new stamp's row is dated when it is written, as Buildbot's `findOrCreateId`
     // dates it, whatever (possibly backdated) time the buildset carries.
     let ssids = resolve_sourcestamps(txn, &input.sourcestamps, super::now()).await?;
@@ -101,7 +107,10 @@ async fn add_buildset_in(
     }
 
     let bsid = buildsets::Entity::insert(buildsets::ActiveModel {
-        external_idstring: Set(input.external_idstring.clone()),
+        external_idstring: Set(input
+            .external_idstring
+            .clone()
+            .or_else(|| input.idempotency_key.clone())),
         reason: Set(input.reason.clone()),
         submitted_at: Set(submitted_at),
         complete: Set(0),
@@ -159,7 +168,58 @@ async fn add_buildset_in(
         brids.push((*builderid, brid));
     }
     notify(txn, 'a', bsid).await?;
-    Ok(AddedBuildset { bsid, brids })
+    Ok(AddedBuildset {
+        bsid,
+        brids,
+        created: true,
+    })
+}
+
+/// The buildset an earlier add with idempotency key `key` wrote, if any, with its
+/// build requests. Two adds with one key must not both miss each other: SQLite's
+/// write transactions run one at a time; PostgreSQL takes a transaction-scoped
+/// advisory lock on the key; on MySQL/MariaDB the locking read takes next-key locks
+/// on the `submitted_at` range, so a concurrent add with the same key deadlocks and
+/// is run again, and then finds this one.
+async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> StoreResult<Option<AddedBuildset>> {
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let digest = sha1::Sha1::digest(key.as_bytes());
+        let mut lock = [0u8; 8];
+        lock.copy_from_slice(&digest[..8]);
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock($1)",
+            [Value::from(i64::from_be_bytes(lock))],
+        ))
+        .await?;
+    }
+    let since = super::now().saturating_sub(super::IDEMPOTENCY_WINDOW);
+    let mut find = buildsets::Entity::find()
+        .select_only()
+        .column(buildsets::Column::Id)
+        .filter(buildsets::Column::SubmittedAt.gte(since))
+        .filter(buildsets::Column::ExternalIdstring.eq(key));
+    if backend == DbBackend::MySql {
+        find = find.lock_exclusive();
+    }
+    let Some(bsid) = find.into_tuple::<i32>().one(txn).await? else {
+        return Ok(None);
+    };
+    let brids: Vec<(i32, i32)> = buildrequests::Entity::find()
+        .select_only()
+        .column(buildrequests::Column::Builderid)
+        .column(buildrequests::Column::Id)
+        .filter(buildrequests::Column::Buildsetid.eq(bsid))
+        .order_by_asc(buildrequests::Column::Id)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(Some(AddedBuildset {
+        bsid,
+        brids,
+        created: false,
+    }))
 }
 
 /// On PostgreSQL, tells every listening server (see `feed::CHANNEL`) that buildset
