@@ -46,9 +46,8 @@ async def main(args):
     builder = gql('mutation { ensureBuilder(name: "latency") { builderid } }')["ensureBuilder"]["builderid"]
     arrivals = {}
     sockets = []
-    ready = 0
 
-    async def reader(ws, n):
+    async def reader(ws):
         async for raw in ws:
             msg = json.loads(raw)
             if msg.get("type") == "next":
@@ -64,9 +63,8 @@ async def main(args):
         for i in range(args.per_socket):
             await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": {
                 "query": "subscription { buildsetAdded { bsid reason sourcestamps { branch } properties { name value } } }"}}))
-            ready += 1
         sockets.append(ws)
-        tasks.append(asyncio.create_task(reader(ws, args.per_socket)))
+        tasks.append(asyncio.create_task(reader(ws)))
     await asyncio.sleep(2)
     during = rss_kib(args.pid)
     total = args.sockets * args.per_socket

@@ -80,7 +80,7 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
         StoreError::NotFound(message) => coded(Code::NotFound, message),
         e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
         err if err.is_unavailable() => {
-            let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
+            let id = id_of(request);
             tracing::warn!(request_id = %id, error = %err, "database unavailable");
             coded(
                 Code::Unavailable,
@@ -115,10 +115,15 @@ pub fn input_name(field: &str) -> String {
         .join(".")
 }
 
+/// The request id for a log line and a message, `-` where there is none.
+fn id_of(request: Option<&RequestId>) -> String {
+    request.map_or_else(|| "-".to_owned(), |r| r.0.clone())
+}
+
 /// An INTERNAL error: `detail` goes to the log under the request id, never to the
 /// client, who gets the id to quote.
 pub fn internal(detail: &str, request: Option<&RequestId>) -> Error {
-    let id = request.map_or_else(|| "-".to_owned(), |r| r.0.clone());
+    let id = id_of(request);
     tracing::error!(request_id = %id, error = %detail, "internal error");
     Error::new(format!("internal error (request id {id})")).extend_with(|_, e| {
         e.set("code", Code::Internal.as_str());

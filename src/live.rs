@@ -117,20 +117,18 @@ impl Connection {
     }
 }
 
-struct Subscriber {
+/// What a subscriber follows and what its events must load.
+struct Want {
     kind: Kind,
     filter: Option<Filter>,
     relations: Relations,
-    tx: mpsc::Sender<Arc<BuildsetView>>,
-    connection: Option<Arc<Connection>>,
 }
 
-/// Counts for operators.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub subscriptions: AtomicUsize,
-    pub events: AtomicU64,
-    pub polls: AtomicU64,
+struct Subscriber {
+    /// Shared with each delivery's snapshot, which takes no lock across queries.
+    want: Arc<Want>,
+    tx: mpsc::Sender<Arc<BuildsetView>>,
+    connection: Option<Arc<Connection>>,
 }
 
 struct Inner {
@@ -141,7 +139,6 @@ struct Inner {
     tracker: tokio::sync::Mutex<Tracker>,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next: AtomicU64,
-    stats: Stats,
     closed: AtomicBool,
 }
 
@@ -166,7 +163,6 @@ impl Hub {
             tracker: tokio::sync::Mutex::new(Tracker::new(settings.window)),
             subscribers: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            stats: Stats::default(),
             closed: AtomicBool::new(false),
         }));
         let listener = hub.0.store.clone();
@@ -179,15 +175,6 @@ impl Hub {
         });
         tokio::spawn(hub.clone().run(shutdown));
         hub
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.0.stats
-    }
-
-    /// Subscriptions open on this server.
-    pub fn open(&self) -> usize {
-        self.0.stats.subscriptions.load(Ordering::Relaxed)
     }
 
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -210,7 +197,6 @@ impl Hub {
                 *tracker = Tracker::new(self.0.settings.window);
                 continue;
             }
-            self.0.stats.polls.fetch_add(1, Ordering::Relaxed);
             let polled = self.0.store.poll_changes(&mut tracker, &hints).await;
             drop(tracker);
             let changes = match polled {
@@ -271,15 +257,16 @@ impl Hub {
             subs.insert(
                 id,
                 Subscriber {
-                    kind,
-                    filter,
-                    relations,
+                    want: Arc::new(Want {
+                        kind,
+                        filter,
+                        relations,
+                    }),
                     tx,
                     connection: connection.clone(),
                 },
             );
         }
-        self.0.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
         let subscription = Subscription {
             hub: self.clone(),
             id,
@@ -308,11 +295,11 @@ impl Hub {
     /// change to every subscription that wants it, in order.
     async fn deliver(&self, changes: &[Change]) {
         // A snapshot of who wants what, so that no lock is held across a query.
-        let wanted: Vec<(u64, Kind, Option<Filter>, Relations)> = match self.0.subscribers.lock() {
+        let wanted: Vec<(u64, Arc<Want>)> = match self.0.subscribers.lock() {
             Ok(subs) => subs
                 .iter()
-                .filter(|(_, s)| changes.iter().any(|c| s.kind.wants(*c)))
-                .map(|(id, s)| (*id, s.kind, s.filter.clone(), s.relations.clone()))
+                .filter(|(_, s)| changes.iter().any(|c| s.want.kind.wants(*c)))
+                .map(|(id, s)| (*id, s.want.clone()))
                 .collect(),
             Err(_) => return,
         };
@@ -322,7 +309,7 @@ impl Hub {
         let ids: Vec<i32> = {
             let mut ids: Vec<i32> = changes
                 .iter()
-                .filter(|c| wanted.iter().any(|w| w.1.wants(**c)))
+                .filter(|c| wanted.iter().any(|(_, w)| w.kind.wants(**c)))
                 .map(|c| c.bsid())
                 .collect();
             ids.sort_unstable();
@@ -331,13 +318,19 @@ impl Hub {
         };
         let store = &self.0.store;
         // The distinct filters, matched together: statements grow with the values
-        // they compare, not with the number of subscribers.
+        // they compare, not with the number of subscribers. Each subscriber keeps
+        // the index of its filter's matches.
         let mut distinct: Vec<&Filter> = Vec::new();
-        for f in wanted.iter().filter_map(|w| w.2.as_ref()) {
-            if !distinct.contains(&f) {
-                distinct.push(f);
-            }
-        }
+        let slots: Vec<Option<usize>> = wanted
+            .iter()
+            .map(|(_, w)| {
+                let f = w.filter.as_ref()?;
+                Some(distinct.iter().position(|g| *g == f).unwrap_or_else(|| {
+                    distinct.push(f);
+                    distinct.len() - 1
+                }))
+            })
+            .collect();
         let matched = match store.matching(&ids, &distinct).await {
             Ok(m) => m,
             Err(e) => {
@@ -345,11 +338,9 @@ impl Hub {
                 vec![HashSet::new(); distinct.len()]
             }
         };
-        let filters: Vec<(Filter, HashSet<i32>)> =
-            distinct.into_iter().cloned().zip(matched).collect();
-        let relations = wanted
-            .iter()
-            .fold(Relations::default(), |r, w| r.merge(w.3.clone()));
+        let relations = wanted.iter().fold(Relations::default(), |r, (_, w)| {
+            r.merge(w.relations.clone())
+        });
         let views = match store.buildsets_by_ids(&ids).await {
             Ok(rows) => store.buildset_graph(rows, &relations).await,
             Err(e) => Err(e),
@@ -365,17 +356,11 @@ impl Hub {
             return;
         };
         let mut slow = Vec::new();
-        for (id, kind, filter, _) in &wanted {
+        for ((id, want), slot) in wanted.iter().zip(&slots) {
             let Some(sub) = subs.get(id) else { continue };
-            let matches = |bsid: i32| match filter {
-                None => true,
-                Some(f) => filters
-                    .iter()
-                    .find(|(g, _)| g == f)
-                    .is_some_and(|(_, m)| m.contains(&bsid)),
-            };
+            let matches = |bsid: i32| slot.is_none_or(|i| matched[i].contains(&bsid));
             for change in changes {
-                if !kind.wants(*change) || !matches(change.bsid()) {
+                if !want.kind.wants(*change) || !matches(change.bsid()) {
                     continue;
                 }
                 // A buildset deleted in between has nothing left to show.
@@ -384,7 +369,6 @@ impl Hub {
                 };
                 match sub.tx.try_send(view.clone()) {
                     Ok(()) => {
-                        self.0.stats.events.fetch_add(1, Ordering::Relaxed);
                         if let Some(c) = &sub.connection {
                             c.delivered.fetch_add(1, Ordering::Relaxed);
                         }
@@ -428,11 +412,6 @@ impl Subscription {
             return;
         }
         self.hub.unsubscribe(self.id);
-        self.hub
-            .0
-            .stats
-            .subscriptions
-            .fetch_sub(1, Ordering::Relaxed);
         if let Some(c) = &self.connection {
             c.open.fetch_sub(1, Ordering::Relaxed);
         }

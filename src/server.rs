@@ -66,7 +66,6 @@ struct Sockets {
 pub struct Live {
     slots: Arc<tokio::sync::Semaphore>,
     max: usize,
-    pub hub: Hub,
 }
 
 impl Live {
@@ -118,7 +117,7 @@ fn app_inner(
     );
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
     let schema = build_schema(AppData {
-        hub: hub.clone(),
+        hub,
         store: store.clone(),
         limits: Limits {
             max_page: config.max_page_size,
@@ -133,8 +132,6 @@ fn app_inner(
         tokens.write,
         config.max_depth,
         config.max_complexity,
-    )
-    .with_request_timeout(
         (config.request_timeout > 0).then(|| Duration::from_secs(config.request_timeout)),
     );
     let cors = match &origins {
@@ -162,7 +159,6 @@ fn app_inner(
     let live = Live {
         slots,
         max: config.max_websockets,
-        hub,
     };
     let router = Router::new()
         .route(
@@ -543,8 +539,11 @@ fn close_frame(code: u16, reason: String) -> CloseFrame {
         (1011, _) if reason.contains("handshake") => (4401, "Unauthorized".to_owned()),
         _ => (code, reason),
     };
-    let mut reason = reason;
-    // A close reason has at most 123 bytes.
+    close_with(code, reason)
+}
+
+/// A close frame; its reason cut to the 123 bytes a close frame holds.
+fn close_with(code: u16, mut reason: String) -> CloseFrame {
     while reason.len() > 123 {
         reason.pop();
     }
@@ -717,13 +716,9 @@ async fn serve_socket(
                     code: 1009,
                     reason: "message too big (--max-body-bytes)".into(),
                 }),
-                None => break ids.duplicate().map(|id| {
-                    let mut reason = format!("Subscriber for {id} already exists");
-                    while reason.len() > 123 {
-                        reason.pop();
-                    }
-                    CloseFrame { code: 4409, reason: reason.into() }
-                }),
+                None => break ids
+                    .duplicate()
+                    .map(|id| close_with(4409, format!("Subscriber for {id} already exists"))),
             },
             () = conn.dropped_for_slowness() => break Some(too_slow()),
             () = crate::live::stopped(&mut shutdown), if closing.is_none() => {

@@ -78,7 +78,6 @@ class Bridge(service.BuildbotService):
         self._hinted = set()  # bsids buildsets-graphql notified
         self._busy = False
         self._again = False
-        self.announced = 0
         self.objectid = yield self.master.db.state.getObjectId(self.name, "buildsets_graphql_bridge.Bridge")
         self._consumer = yield self.master.mq.startConsuming(self._seen_on_mq, ("buildrequests", None, "new"))
         self._stopping = threading.Event()
@@ -277,5 +276,4 @@ class Bridge(service.BuildbotService):
             "sourcestamps": sourcestamps,
         }
         self.master.data.getResourceType("buildset").produceEvent(msg, "new")
-        self.announced += len(brids)
         log.msg(f"buildsets-graphql bridge: announced buildset {bsid} (build requests {sorted(brids)})")

@@ -96,25 +96,15 @@ impl Door {
         write_tokens: Vec<String>,
         max_depth: usize,
         max_complexity: usize,
+        request_timeout: Option<std::time::Duration>,
     ) -> Self {
         Door(Arc::new(Inner {
             schema,
             measure: limits::Measure::new(max_depth, max_complexity),
             read_token,
             write_tokens,
-            request_timeout: None,
+            request_timeout,
         }))
-    }
-
-    /// Bounds the time one operation may take (`--request-timeout`).
-    pub fn with_request_timeout(self, timeout: Option<std::time::Duration>) -> Door {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                inner.request_timeout = timeout;
-                Door(Arc::new(inner))
-            }
-            Err(shared) => Door(shared),
-        }
     }
 
     fn is_write_token(&self, token: &str) -> bool {
@@ -182,7 +172,7 @@ impl Door {
                     "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
                 )
                 .answer(),
-                Ok(op) => self.execute(op, request_id.clone(), None).await,
+                Ok(op) => self.execute(op, request_id.clone()).await,
             }
         }
         .instrument(span)
@@ -211,9 +201,7 @@ impl Door {
         let door = self.clone();
         match self.prepare(request, &caller, Transport::WebSocket) {
             Ok(op) if op.kind == Some(OperationType::Subscription) => {
-                let doc = Arc::new(op.doc.clone());
-                let name = op.request.operation_name.clone();
-                let variables = op.request.variables.clone();
+                let shape = op.shape;
                 let stream = self.0.schema.execute_stream_with_session_data(
                     op.request.data(request_id.clone()),
                     session.unwrap_or_default(),
@@ -222,39 +210,26 @@ impl Door {
                 stream
                     .then(move |response| {
                         let first = std::mem::take(&mut first);
-                        let (door, doc, name, variables) =
-                            (door.clone(), doc.clone(), name.clone(), variables.clone());
+                        let (door, shape) = (door.clone(), shape.clone());
                         let (request_id, operation) = (request_id.clone(), operation.clone());
                         async move {
-                            if !first || !response.is_err() {
-                                let mut response = with_codes(response);
-                                in_query_order(&mut response.data, &doc, name.as_deref());
-                                return response;
+                            let response = door.finish(response, &shape).await;
+                            // A refusal comes first and alone; events are not logged.
+                            if first && response.is_err() {
+                                let answer = Answer {
+                                    status: StatusCode::OK,
+                                    response,
+                                };
+                                log_line(
+                                    &request_id,
+                                    operation.as_deref(),
+                                    Transport::WebSocket,
+                                    &answer,
+                                    started,
+                                );
+                                return answer.response;
                             }
-                            // A refusal comes first and alone: named as POST names it.
-                            let response = door
-                                .0
-                                .measure
-                                .explain(response, || {
-                                    let mut again =
-                                        Request::new(String::new()).variables(variables);
-                                    again.operation_name = name.clone();
-                                    again.set_parsed_query((*doc).clone());
-                                    again
-                                })
-                                .await;
-                            let answer = Answer {
-                                status: StatusCode::OK,
-                                response: with_codes(response),
-                            };
-                            log_line(
-                                &request_id,
-                                operation.as_deref(),
-                                Transport::WebSocket,
-                                &answer,
-                                started,
-                            );
-                            answer.response
+                            response
                         }
                     })
                     .boxed()
@@ -262,7 +237,7 @@ impl Door {
             prepared => stream::once(async move {
                 let answer = match prepared {
                     Err(answer) => answer,
-                    Ok(op) => door.execute(op, request_id.clone(), session).await,
+                    Ok(op) => door.execute(op, request_id.clone()).await,
                 };
                 log_line(
                     &request_id,
@@ -385,33 +360,25 @@ impl Door {
             }
         }
         request.set_parsed_query(doc.clone());
-        Ok(Prepared { request, doc, kind })
+        let shape = Arc::new(Shape {
+            doc,
+            operation: request.operation_name.clone(),
+            variables: request.variables.clone(),
+        });
+        Ok(Prepared {
+            request,
+            shape,
+            kind,
+        })
     }
 
-    async fn execute(
-        &self,
-        op: Prepared,
-        request_id: RequestId,
-        session: Option<Arc<Data>>,
-    ) -> Answer {
-        let Prepared { request, doc, .. } = op;
-        let operation = request.operation_name.clone();
-        let variables = request.variables.clone();
-        let mut request = request.data(request_id);
-        if let Some(session) = session {
-            // What the socket's connection_init established (its caller and connection).
-            if let Some(conn) = session
-                .get(&std::any::TypeId::of::<Arc<crate::live::Connection>>())
-                .and_then(|b| b.downcast_ref::<Arc<crate::live::Connection>>())
-            {
-                request = request.data(conn.clone());
-            }
-        }
+    async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
+        let execution = self.0.schema.execute(op.request.data(request_id));
         let response = match self.0.request_timeout {
-            None => self.0.schema.execute(request).await,
+            None => execution.await,
             // Dropping the execution drops its statements and rolls back its
             // transaction: nothing is half-written.
-            Some(t) => match tokio::time::timeout(t, self.0.schema.execute(request)).await {
+            Some(t) => match tokio::time::timeout(t, execution).await {
                 Ok(r) => r,
                 Err(_) => {
                     return error_answer(
@@ -427,30 +394,44 @@ impl Door {
                 }
             },
         };
-        let response = self
-            .0
-            .measure
-            .explain(response, || {
-                // The twin runs the parsed document; the text is not read again.
-                let mut again = Request::new(String::new()).variables(variables);
-                again.operation_name = operation.clone();
-                again.set_parsed_query(doc.clone());
-                again
-            })
-            .await;
-        let mut response = with_codes(response);
-        in_query_order(&mut response.data, &doc, operation.as_deref());
         Answer {
             status: StatusCode::OK,
-            response,
+            response: self.finish(response, &op.shape).await,
         }
+    }
+
+    /// A response as the client gets it: a limit refusal naming the limit and the
+    /// value found, a code on every error, fields in the order of the query.
+    async fn finish(&self, response: Response, shape: &Shape) -> Response {
+        let response = self.0.measure.explain(response, || shape.twin()).await;
+        let mut response = with_codes(response);
+        in_query_order(&mut response.data, &shape.doc, shape.operation.as_deref());
+        response
+    }
+}
+
+/// What a response is shaped by: the parsed document, the operation and variables.
+struct Shape {
+    doc: ExecutableDocument,
+    operation: Option<String>,
+    variables: async_graphql::Variables,
+}
+
+impl Shape {
+    /// The request again, for the measuring twin; it runs the parsed document, the
+    /// text is not read again.
+    fn twin(&self) -> Request {
+        let mut again = Request::new(String::new()).variables(self.variables.clone());
+        again.operation_name = self.operation.clone();
+        again.set_parsed_query(self.doc.clone());
+        again
     }
 }
 
 /// An operation that passed every check, parsed.
 struct Prepared {
     request: Request,
-    doc: ExecutableDocument,
+    shape: Arc<Shape>,
     kind: Option<OperationType>,
 }
 

@@ -46,11 +46,7 @@ pub struct Store {
 impl Store {
     /// Connects, then migrates a standalone database or checks a Buildbot one.
     pub async fn open(url: &str) -> Result<Store, PrepareError> {
-        let (db, mode) = open(url).await?;
-        Ok(Store {
-            url: Some(url.into()),
-            ..Store::new(db, mode)
-        })
+        Store::open_with_timeouts(url, Timeouts::default()).await
     }
 
     /// Like [`Store::open`], with how long to wait on the database.
@@ -72,14 +68,6 @@ impl Store {
             url: None,
             signal: Default::default(),
             writer,
-        }
-    }
-
-    /// The same, with the URL the listener connects to (PostgreSQL).
-    pub fn with_url(self, url: &str) -> Store {
-        Store {
-            url: Some(url.into()),
-            ..self
         }
     }
 

@@ -32,15 +32,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+def required_env(name):
+    """The value of environment variable `name`, which .ci/run sets: a missing one
+    fails the test under CI and skips it elsewhere."""
+    value = os.environ.get(name)
+    if not value:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not set: .ci/run sets it")
+        pytest.skip(f"{name} is not set (run .ci/run)")
+    return value
+
+
+def fresh_name(base_url):
+    """The URL's parts, and a new database name prefixed with the run's."""
+    parts = urllib.parse.urlsplit(base_url)
+    return parts, f"{parts.path.lstrip('/')}_bb_{uuid.uuid4().hex[:8]}"
+
+
 def postgres_database():
     """A fresh PostgreSQL database, named after the run's."""
-    base = os.environ.get("TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("TEST_POSTGRES_URL is not set: .ci/run sets it")
-        pytest.skip("TEST_POSTGRES_URL is not set (run .ci/run)")
-    parts = urllib.parse.urlsplit(base)
-    name = f"{parts.path.lstrip('/')}_bb_{uuid.uuid4().hex[:8]}"
+    base = required_env("TEST_POSTGRES_URL")
+    parts, name = fresh_name(base)
     subprocess.run(["psql", base, "-qc", f'CREATE DATABASE "{name}"'], check=True)
     # sslmode=disable: the server's PostgreSQL is on loopback.
     return urllib.parse.urlunsplit(parts._replace(path="/" + name)) + "?sslmode=disable"
@@ -48,13 +60,7 @@ def postgres_database():
 
 def mysql_database():
     """A fresh MariaDB database, named after the run's."""
-    base = os.environ.get("TEST_MYSQL_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("TEST_MYSQL_URL is not set: .ci/run sets it")
-        pytest.skip("TEST_MYSQL_URL is not set (run .ci/run)")
-    parts = urllib.parse.urlsplit(base)
-    name = f"{parts.path.lstrip('/')}_bb_{uuid.uuid4().hex[:8]}"
+    parts, name = fresh_name(required_env("TEST_MYSQL_URL"))
     subprocess.run(
         ["mysql", "-uroot", "-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306),
          "-e", f"CREATE DATABASE `{name}`"],

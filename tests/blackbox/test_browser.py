@@ -62,11 +62,7 @@ def test_playground_renders_fetches_the_schema_and_runs_a_query(start, browser):
     page.get_by_text("Query", exact=True).first.click()
     page.wait_for_selector(".graphiql-doc-explorer-content :text('Buildset')", timeout=15_000)
     # Type a query and run it.
-    editor = page.locator(".graphiql-query-editor .CodeMirror").first
-    editor.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.type("{ builders { name")
+    type_query(page, "{ builders { name")
     run_query(page)
     wait_for_result(page, "from-the-browser")
     assert not errors, errors
@@ -79,15 +75,8 @@ def test_playground_carries_a_bearer_token(start, browser):
     loopback_only(page)
     page.goto(srv.base + "/graphql")
     page.wait_for_selector(".graphiql-container", timeout=30_000)
-    page.get_by_text("Headers", exact=True).first.click()
-    headers = page.locator(".graphiql-editor-tool .CodeMirror").last
-    headers.click()
-    page.keyboard.type('{"Authorization": "Bearer R"')
-    editor = page.locator(".graphiql-query-editor .CodeMirror").first
-    editor.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.type("{ builders { builderid")
+    type_headers(page, '{"Authorization": "Bearer R"')
+    type_query(page, "{ builders { builderid")
     run_query(page)
     wait_for_result(page, '"builders": []')
 
@@ -104,14 +93,8 @@ def test_playground_subscribes_with_its_token(start, browser):
     loopback_only(page)
     page.goto(srv.base + "/graphql")
     page.wait_for_selector(".graphiql-container", timeout=30_000)
-    page.get_by_text("Headers", exact=True).first.click()
-    page.locator(".graphiql-editor-tool .CodeMirror").last.click()
-    page.keyboard.type('{"Authorization": "Bearer R"')
-    editor = page.locator(".graphiql-query-editor .CodeMirror").first
-    editor.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.type("subscription Live { buildsetAdded { bsid reason")
+    type_headers(page, '{"Authorization": "Bearer R"')
+    type_query(page, "subscription Live { buildsetAdded { bsid reason")
     run_query(page)
     page.wait_for_timeout(1500)
     builder = srv.ok('mutation { ensureBuilder(name: "b") { builderid } }', token="W")
@@ -121,6 +104,21 @@ def test_playground_subscribes_with_its_token(start, browser):
     wait_for_result(page, "seen in the browser")
     assert any(u.endswith("/graphql/ws") for u in sockets), sockets
     assert not errors, errors
+
+
+def type_headers(page, text):
+    """Opens the Headers pane and types `text` into it."""
+    page.get_by_text("Headers", exact=True).first.click()
+    page.locator(".graphiql-editor-tool .CodeMirror").last.click()
+    page.keyboard.type(text)
+
+
+def type_query(page, text):
+    """Replaces the query editor's text with `text`, typed as a person would."""
+    page.locator(".graphiql-query-editor .CodeMirror").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.type(text)
 
 
 def run_query(page):

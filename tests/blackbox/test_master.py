@@ -7,7 +7,6 @@ The master and worker come from the interop venv (`BUILDBOT_PYTHON`'s folder), w
 
 import asyncio
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from conftest import database, free_port
+from conftest import database, free_port, required_env
 
 MASTER_CFG = """
 from buildbot.plugins import schedulers, steps, util, worker
@@ -53,12 +52,7 @@ c['buildbotURL'] = 'http://127.0.0.1:8010/'
 
 
 def venv_bin(name):
-    py = os.environ.get("BUILDBOT_PYTHON")
-    if not py:
-        if os.environ.get("CI"):
-            pytest.fail("BUILDBOT_PYTHON is not set: .ci/run sets it")
-        pytest.skip("BUILDBOT_PYTHON is not set (run .ci/run)")
-    path = Path(py).parent / name
+    path = Path(required_env("BUILDBOT_PYTHON")).parent / name
     if not path.exists():
         pytest.fail(f"{path} is missing: .ci/run installs buildbot-worker in the interop venv")
     return str(path)
@@ -288,11 +282,7 @@ CROSSBAR_CONFIG = {
 @pytest.fixture
 def router():
     """A crossbar WAMP router on loopback (the venv .ci/run makes from tests/wamp)."""
-    exe = os.environ.get("CROSSBAR")
-    if not exe:
-        if os.environ.get("CI"):
-            pytest.fail("CROSSBAR is not set: .ci/run sets it")
-        pytest.skip("CROSSBAR is not set (run .ci/run)")
+    exe = required_env("CROSSBAR")
     port = free_port()
     cbdir = Path(tempfile.mkdtemp(prefix="bsgql-crossbar-")) / ".crossbar"
     cbdir.mkdir()

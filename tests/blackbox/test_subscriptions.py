@@ -4,20 +4,18 @@ server, Buildbot's own connector and plain SQL all give them."""
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import statistics
 import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import ROOT, database
+from conftest import ROOT, database, required_env
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -80,6 +78,14 @@ class Inbox:
                 out.append(m["payload"]["data"])
         return out
 
+    async def first_error(self, op_id, timeout=5):
+        """The first error of operation `op_id`, which must answer with one."""
+        deadline = time.monotonic() + timeout
+        while op_id not in self.by_id:
+            assert time.monotonic() < deadline, f"{op_id}: no answer: {self.by_id}"
+            await asyncio.sleep(0.05)
+        return first_error(self.by_id[op_id][0])
+
     async def wait(self, op_id, n, timeout=10):
         deadline = time.monotonic() + timeout
         while len(self.events(op_id)) < n:
@@ -87,6 +93,12 @@ class Inbox:
                 raise AssertionError(f"{op_id}: {len(self.events(op_id))} of {n} events: {self.by_id}")
             await asyncio.sleep(0.02)
         return self.events(op_id)
+
+
+def first_error(msg):
+    """The first GraphQL error of a message: an `error` message's, or a `next` one's."""
+    assert msg["type"] == "error" or "errors" in msg["payload"], msg
+    return (msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"])[0]
 
 
 async def in_thread(fn, *args, **kw):
@@ -220,11 +232,7 @@ def test_two_instances_on_one_database(start, backend):
 
 
 def buildbot(command, url, *args):
-    py = os.environ.get("BUILDBOT_PYTHON")
-    if not py:
-        if os.environ.get("CI"):
-            pytest.fail("BUILDBOT_PYTHON is not set: .ci/run sets it")
-        pytest.skip("BUILDBOT_PYTHON is not set (run .ci/run)")
+    py = required_env("BUILDBOT_PYTHON")
     out = subprocess.run([py, str(ROOT / "tests" / "interop" / "bb.py"), command, url, *args],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -484,14 +492,9 @@ def test_caps_on_subscriptions_and_sockets(start):
         await inbox.wait("s0", 1)
         await inbox.wait("s1", 1)
         await subscribe(ws, "s2", "subscription { buildsetAdded { bsid } }")
-        deadline = time.monotonic() + 5
-        while "s2" not in inbox.by_id and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        msg = inbox.by_id["s2"][0]
-        assert msg["type"] == "error" or "errors" in msg["payload"], msg
-        errors = msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"]
-        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
-        assert errors[0]["extensions"]["limit"] == 2
+        err = await inbox.first_error("s2")
+        assert err["extensions"]["code"] == "BAD_USER_INPUT"
+        assert err["extensions"]["limit"] == 2
         with pytest.raises(InvalidStatus) as e:
             await connect(srv)
         assert e.value.response.status_code == 503
@@ -598,14 +601,7 @@ def test_a_subscription_has_one_root_field_and_limits_are_named(start):
         inbox = Inbox(ws)
         await subscribe(ws, "two", "subscription { buildsetAdded { bsid } buildsetCompleted { bsid } }")
         await subscribe(ws, "deep", "subscription { buildsetAdded { buildrequests { buildset { buildrequests { buildset { bsid } } } } } }")
-        deadline = time.monotonic() + 5
-        while not ({"two", "deep"} <= inbox.by_id.keys()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        errs = {}
-        for op in ("two", "deep"):
-            msg = inbox.by_id[op][0]
-            payload = msg["payload"]
-            errs[op] = (payload if msg["type"] == "error" else payload["errors"])[0]
+        errs = {op: await inbox.first_error(op) for op in ("two", "deep")}
         assert errs["two"]["extensions"]["code"] == "BAD_USER_INPUT"
         assert "exactly one root field" in errs["two"]["message"]
         deep = errs["deep"]
@@ -684,10 +680,9 @@ def test_a_subscription_filter_has_a_tighter_value_bound(start):
         ws = await init(await connect(srv))
         await subscribe(ws, "big", "subscription($w: BuildsetFilter) { buildsetAdded(where: $w) { bsid } }",
                         {"w": {"bsid": {"in": list(range(1001))}}})
-        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        errors = msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"]
-        assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "where"}
-        assert "at most 1000" in errors[0]["message"]
+        err = first_error(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        assert err["extensions"] == {"code": "BAD_USER_INPUT", "field": "where"}
+        assert "at most 1000" in err["message"]
         await ws.close()
 
     asyncio.run(go())
