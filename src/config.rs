@@ -97,6 +97,38 @@ pub struct Config {
     #[arg(long, env = "MAX_COMPLEXITY", default_value_t = 20_000, global = true)]
     pub max_complexity: usize,
 
+    /// Most fields one operation selects once its fragments are expanded (aliases count); counting stops at the bound, so a fragment bomb costs no more.
+    #[arg(long, env = "MAX_SELECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub max_selections: u64,
+
+    /// Most root fields in one operation (aliases count).
+    #[arg(long, env = "MAX_ROOT_FIELDS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000), global = true)]
+    pub max_root_fields: u64,
+
+    /// Deepest bracket nesting in a document's text, checked before it is parsed (the parser recurses per level).
+    #[arg(long, env = "MAX_NESTING", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=256), global = true)]
+    pub max_nesting: u64,
+
+    /// Deepest nesting of lists and objects in one argument or variable (a property value included: deeper could not be read back).
+    #[arg(long, env = "MAX_VALUE_NESTING", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100), global = true)]
+    pub max_value_nesting: u64,
+
+    /// Most conditions in one `where` (each is a term of one SQL expression).
+    #[arg(long, env = "MAX_WHERE_CONDITIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=500), global = true)]
+    pub max_where_conditions: u64,
+
+    /// Most values one `where` compares (each is a bind parameter, which databases bound).
+    #[arg(long, env = "MAX_WHERE_VALUES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
+    pub max_where_values: u64,
+
+    /// Most values one subscription's `where` compares (it runs again on every change).
+    #[arg(long, env = "MAX_SUBSCRIPTION_WHERE_VALUES", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
+    pub max_subscription_where_values: u64,
+
+    /// Most entries in each list of one `addBuildset`: sourcestamps, properties, builderids.
+    #[arg(long, env = "MAX_INPUT_LIST", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000), global = true)]
+    pub max_input_list: u64,
+
     /// Largest request body, in bytes (larger gets HTTP 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -171,6 +203,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The bounds on what one request may ask for.
+    pub fn limits(&self) -> crate::graphql::Limits {
+        // The parsers' ranges keep every value far below usize::MAX.
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::graphql::Limits {
+            max_page: self.max_page_size,
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_selections: n(self.max_selections),
+            max_root_fields: n(self.max_root_fields),
+            max_nesting: n(self.max_nesting),
+            max_value_nesting: n(self.max_value_nesting),
+            max_where_conditions: n(self.max_where_conditions),
+            max_where_values: n(self.max_where_values),
+            max_subscription_where_values: n(self.max_subscription_where_values),
+            max_input_list: n(self.max_input_list),
+            ..crate::graphql::Limits::default()
+        }
+    }
+
     /// How long the store waits on the database.
     pub fn timeouts(&self) -> crate::store::Timeouts {
         use std::time::Duration;

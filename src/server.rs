@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::{Config, Origins};
 use crate::door::{wide, Answer, Caller, Door, Refusal, SocketExecutor, Transport, WIDE_INTEGER};
 use crate::error::Code;
-use crate::graphql::{build_schema, AppData, Limits};
+use crate::graphql::{build_schema, AppData};
 use crate::live::{Connection, FeedSettings, Hub};
 use crate::store::Store;
 
@@ -119,19 +119,13 @@ fn app_inner(
     let schema = build_schema(AppData {
         hub,
         store: store.clone(),
-        limits: Limits {
-            max_page: config.max_page_size,
-            max_depth: config.max_depth,
-            max_complexity: config.max_complexity,
-            ..Limits::default()
-        },
+        limits: config.limits(),
     });
     let door = Door::new(
         schema,
         tokens.read,
         tokens.write,
-        config.max_depth,
-        config.max_complexity,
+        &config.limits(),
         (config.request_timeout > 0).then(|| Duration::from_secs(config.request_timeout)),
     );
     let cors = match &origins {

@@ -77,9 +77,18 @@ impl Refusal {
     }
 }
 
+/// The bounds the door checks before a document reaches async-graphql.
+struct Bounds {
+    nesting: usize,
+    value_nesting: usize,
+    selections: usize,
+    root_fields: usize,
+}
+
 struct Inner {
     schema: ApiSchema,
     measure: limits::Measure,
+    bounds: Bounds,
     read_token: Option<String>,
     write_tokens: Vec<String>,
     request_timeout: Option<std::time::Duration>,
@@ -94,13 +103,18 @@ impl Door {
         schema: ApiSchema,
         read_token: Option<String>,
         write_tokens: Vec<String>,
-        max_depth: usize,
-        max_complexity: usize,
+        limits: &crate::graphql::Limits,
         request_timeout: Option<std::time::Duration>,
     ) -> Self {
         Door(Arc::new(Inner {
             schema,
-            measure: limits::Measure::new(max_depth, max_complexity),
+            measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
+            bounds: Bounds {
+                nesting: limits.max_nesting,
+                value_nesting: limits.max_value_nesting,
+                selections: limits.max_selections,
+                root_fields: limits.max_root_fields,
+            },
             read_token,
             write_tokens,
             request_timeout,
@@ -276,12 +290,13 @@ impl Door {
                 None,
             ));
         }
-        if let Some(pos) = nesting::text_too_deep(&request.query, nesting::MAX_TEXT_NESTING) {
+        let bounds = &self.0.bounds;
+        if let Some(pos) = nesting::text_too_deep(&request.query, bounds.nesting) {
             return Err(bad_input(
                 "query",
                 format!(
-                    "the document nests deeper than {} levels of brackets",
-                    nesting::MAX_TEXT_NESTING
+                    "the document nests deeper than {} levels of brackets (--max-nesting)",
+                    bounds.nesting
                 ),
                 Some(pos),
             ));
@@ -306,22 +321,26 @@ impl Door {
                 });
             }
         };
-        if let Some(field) =
-            nesting::value_too_deep(&doc, &request.variables, nesting::MAX_VALUE_NESTING)
+        if let Some(field) = nesting::value_too_deep(&doc, &request.variables, bounds.value_nesting)
         {
             return Err(bad_input(
                 &field,
                 format!(
-                    "`{field}` nests deeper than {} levels of lists and objects",
-                    nesting::MAX_VALUE_NESTING
+                    "`{field}` nests deeper than {} levels of lists and objects (--max-value-nesting)",
+                    bounds.value_nesting
                 ),
                 None,
             ));
         }
         let selected = selected_operation(&doc, request.operation_name.as_deref());
-        if let Some((what, limit, found)) =
-            selected.and_then(|op| nesting::too_many_selections(&doc, &op.selection_set.node))
-        {
+        if let Some((what, limit, found)) = selected.and_then(|op| {
+            nesting::too_many_selections(
+                &doc,
+                &op.selection_set.node,
+                bounds.root_fields,
+                bounds.selections,
+            )
+        }) {
             let stopped = if what == "selections" {
                 " before stopping"
             } else {
@@ -337,7 +356,7 @@ impl Door {
         }
         let kind = selected.map(|op| op.ty);
         if let Some(op) = selected.filter(|op| op.ty == OperationType::Subscription) {
-            let roots = nesting::root_fields(&doc, &op.selection_set.node);
+            let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.selections);
             if roots != 1 {
                 return Err(bad_input(
                     "query",
@@ -405,6 +424,19 @@ impl Door {
     async fn finish(&self, response: Response, shape: &Shape) -> Response {
         let response = self.0.measure.explain(response, || shape.twin()).await;
         let mut response = with_codes(response);
+        for err in &mut response.errors {
+            let ext = err.extensions.get_or_insert_with(Default::default);
+            let client_error = ext.get("code") == Some(&Value::from(Code::BadUserInput.as_str()));
+            if client_error && ext.get("field").is_none() {
+                if let Some(field) = err
+                    .locations
+                    .first()
+                    .and_then(|pos| nesting::argument_at(&shape.doc, *pos))
+                {
+                    ext.set("field", Value::from(field));
+                }
+            }
+        }
         in_query_order(&mut response.data, &shape.doc, shape.operation.as_deref());
         response
     }

@@ -8,17 +8,6 @@ use async_graphql::{Name, Pos, Value, Variables};
 
 use super::text::{position, skip_graphql_ignored};
 
-/// Most selections (fields, fragment spreads, inline fragments) in an operation,
-/// counted with its fragments expanded: what execution will walk.
-pub const MAX_SELECTIONS: usize = 10_000;
-/// Most fields at the root of an operation (aliases included): each is its own query.
-pub const MAX_ROOT_FIELDS: usize = 50;
-
-/// Deepest nesting of brackets (`{`, `[`, `(`) in a document's text.
-pub const MAX_TEXT_NESTING: usize = 128;
-/// Deepest nesting of one argument or variable value (objects and lists).
-pub const MAX_VALUE_NESTING: usize = 64;
-
 /// Where the document `query` first nests its brackets beyond `max`, skipping
 /// strings, block strings and comments.
 pub fn text_too_deep(query: &str, max: usize) -> Option<Pos> {
@@ -109,18 +98,21 @@ pub fn value_too_deep(
 pub fn too_many_selections(
     doc: &ExecutableDocument,
     op: &SelectionSet,
+    max_root_fields: usize,
+    max_selections: usize,
 ) -> Option<(&'static str, usize, usize)> {
-    let root_fields = walk(doc, op, false, MAX_SELECTIONS).0;
-    if root_fields > MAX_ROOT_FIELDS {
-        return Some(("root fields", MAX_ROOT_FIELDS, root_fields));
+    let root_fields = walk(doc, op, false, max_selections).0;
+    if root_fields > max_root_fields {
+        return Some(("root fields", max_root_fields, root_fields));
     }
-    let (_, seen) = walk(doc, op, true, MAX_SELECTIONS);
-    (seen > MAX_SELECTIONS).then_some(("selections", MAX_SELECTIONS, seen))
+    let (_, seen) = walk(doc, op, true, max_selections);
+    (seen > max_selections).then_some(("selections", max_selections, seen))
 }
 
-/// The root fields of an operation, aliases included and fragments expanded.
-pub fn root_fields(doc: &ExecutableDocument, op: &SelectionSet) -> usize {
-    walk(doc, op, false, MAX_SELECTIONS).0
+/// The root fields of an operation, aliases included and fragments expanded
+/// (counting stops past `max_selections`).
+pub fn root_fields(doc: &ExecutableDocument, op: &SelectionSet, max_selections: usize) -> usize {
+    walk(doc, op, false, max_selections).0
 }
 
 /// Walks `op` with its fragments expanded, into fields' own selections only when
@@ -159,6 +151,47 @@ fn walk(
     (fields, seen)
 }
 
+/// The argument an input error at `pos` is about: async-graphql points a scalar's
+/// coercion error (an Int out of range) at the argument's value, and an input
+/// object's at the field. The first is matched exactly; for the second, the field's
+/// one argument or its one object/list argument. Every selection set of the
+/// document is looked at once, without recursion.
+pub fn argument_at(doc: &ExecutableDocument, pos: Pos) -> Option<String> {
+    use async_graphql_value::Value as V;
+    let mut stack: Vec<&SelectionSet> = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+        .collect();
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    let args = &f.node.arguments;
+                    if let Some((name, _)) = args.iter().find(|(_, v)| v.pos == pos) {
+                        return Some(name.node.to_string());
+                    }
+                    if f.pos == pos {
+                        let mut composite = args
+                            .iter()
+                            .filter(|(_, v)| matches!(v.node, V::Object(_) | V::List(_)));
+                        return match (args.len(), composite.next(), composite.next()) {
+                            (1, _, _) => Some(args[0].0.node.to_string()),
+                            (_, Some((name, _)), None) => Some(name.node.to_string()),
+                            _ => None,
+                        };
+                    }
+                    stack.push(&f.node.selection_set.node);
+                }
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +215,7 @@ mod tests {
     fn bounds_of(query: &str) -> Option<(&'static str, usize, usize)> {
         let doc = async_graphql::parser::parse_query(query).unwrap();
         let (_, op) = doc.operations.iter().next().unwrap();
-        too_many_selections(&doc, &op.node.selection_set.node)
+        too_many_selections(&doc, &op.node.selection_set.node, 50, 10_000)
     }
 
     #[test]
@@ -221,6 +254,20 @@ mod tests {
         let page = "{ buildsets { nodes { bsid sourcestamps { ssid patch { body } } } } }";
         let found = bounds_of(page);
         assert_eq!(found, None);
+    }
+
+    #[test]
+    fn input_errors_are_traced_to_their_argument() {
+        let doc = async_graphql::parser::parse_query(
+            "query($b: Int!) { x: buildset(bsid: $b) { bsid } ...F }\n\
+             fragment F on Query { buildsets(first: 1, where: {bsid: {in: [1]}}) { nodes { bsid } } }",
+        )
+        .unwrap();
+        let at = |line, column| argument_at(&doc, Pos { line, column });
+        assert_eq!(at(1, 37).as_deref(), Some("bsid"));
+        assert_eq!(at(2, 23).as_deref(), Some("where"));
+        assert_eq!(at(2, 40).as_deref(), Some("first"));
+        assert_eq!(at(1, 1), None);
     }
 
     #[test]

@@ -233,12 +233,15 @@ impl DateTimeFilter {
     }
 }
 
-/// At most this many conditions in one `where`: each becomes a term of one SQL
-/// expression, whose depth databases bound (SQLite at 1000).
-pub const MAX_CONDITIONS: usize = 100;
-/// At most this many values compared in one `where` (`in` lists included): each is
-/// a bind parameter, which databases bound too (SQLite at 32766).
-pub const MAX_VALUES: usize = 10_000;
+/// A `where` over a bound: BAD_USER_INPUT naming the field, with the bound and the
+/// size found as `extensions.limit` / `found`.
+pub fn too_large(message: String, found: usize, limit: usize) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    bad_input("where", message).extend_with(|_, e| {
+        e.set("limit", limit);
+        e.set("found", found);
+    })
+}
 
 /// Whether any text in the filter holds a NUL (PostgreSQL refuses those outright).
 fn has_nul(f: &Filter) -> bool {
@@ -255,9 +258,31 @@ fn has_nul(f: &Filter) -> bool {
     }
 }
 
+/// What one condition of a `where` adds to a query's complexity: each is a term the
+/// database evaluates for every candidate row.
+pub const CONDITION_COST: usize = 10;
+
 impl BuildsetFilter {
-    /// The store's filter tree for this input, within the size bounds.
-    pub fn into_bounded_filter(self) -> Result<Filter> {
+    /// This filter's share of a query's complexity: [`CONDITION_COST`] per condition
+    /// and 1 per compared value. Input that does not convert costs nothing here; the
+    /// resolver refuses it with its field named.
+    pub fn cost(filter: &Option<Self>) -> usize {
+        match filter.clone().map(Self::into_filter) {
+            Some(Ok(f)) => {
+                let (conditions, values) = f.size();
+                conditions
+                    .saturating_mul(CONDITION_COST)
+                    .saturating_add(values)
+            }
+            _ => 0,
+        }
+    }
+
+    /// The store's filter tree for this input, within the size bounds: at most
+    /// `max_conditions` conditions (each a term of one SQL expression, whose depth
+    /// databases bound: SQLite at 1000) and `max_values` compared values (each a
+    /// bind parameter, which databases bound too: SQLite at 32766).
+    pub fn into_bounded_filter(self, max_conditions: usize, max_values: usize) -> Result<Filter> {
         let f = self.into_filter()?;
         if has_nul(&f) {
             return Err(bad_input(
@@ -266,18 +291,18 @@ impl BuildsetFilter {
             ));
         }
         let (conditions, values) = f.size();
-        if conditions > MAX_CONDITIONS {
-            return Err(bad_input(
-                "where",
-                format!(
-                    "`where` has {conditions} conditions; at most {MAX_CONDITIONS} are allowed"
-                ),
+        if conditions > max_conditions {
+            return Err(too_large(
+                format!("`where` has {conditions} conditions; at most {max_conditions} are allowed (--max-where-conditions)"),
+                conditions,
+                max_conditions,
             ));
         }
-        if values > MAX_VALUES {
-            return Err(bad_input(
-                "where",
-                format!("`where` compares {values} values; at most {MAX_VALUES} are allowed"),
+        if values > max_values {
+            return Err(too_large(
+                format!("`where` compares {values} values; at most {max_values} are allowed (--max-where-values)"),
+                values,
+                max_values,
             ));
         }
         Ok(f)

@@ -31,6 +31,22 @@ pub struct Limits {
     pub max_page: u64,
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Fields selected once fragments are expanded (aliases count).
+    pub max_selections: usize,
+    /// Root fields of one operation (aliases count).
+    pub max_root_fields: usize,
+    /// Brackets (`{`, `[`, `(`) nested in the document text, checked before parsing.
+    pub max_nesting: usize,
+    /// Lists and objects nested in one argument or variable value.
+    pub max_value_nesting: usize,
+    /// Conditions in one `where`.
+    pub max_where_conditions: usize,
+    /// Values compared by one `where`.
+    pub max_where_values: usize,
+    /// Values compared by one subscription's `where`, which runs again on every change.
+    pub max_subscription_where_values: usize,
+    /// Entries in each list of an `addBuildset` (sourcestamps, properties, builderids).
+    pub max_input_list: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +56,14 @@ impl Default for Limits {
             max_page: 1000,
             max_depth: 16,
             max_complexity: 20_000,
+            max_selections: 10_000,
+            max_root_fields: 50,
+            max_nesting: 128,
+            max_value_nesting: 64,
+            max_where_conditions: 100,
+            max_where_values: 10_000,
+            max_subscription_where_values: 1_000,
+            max_input_list: 1_000,
         }
     }
 }

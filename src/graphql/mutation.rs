@@ -4,6 +4,7 @@ use super::plan::{relations, Selected};
 use super::scalars::DateTime;
 use super::types::BuilderRequestId;
 use super::{app, StoreResultExt};
+use crate::error::bad_input;
 use crate::store::{
     self, BuilderRow, BuildsetView, NewBuildset, NewPatch, NewProperty, SourceStampRef,
 };
@@ -109,6 +110,29 @@ pub struct AddBuildsetInput {
 }
 
 impl AddBuildsetInput {
+    /// Refuses a list longer than `max` entries, naming it.
+    fn check_lists(&self, max: usize) -> Result<()> {
+        for (field, len) in [
+            ("sourcestamps", self.sourcestamps.len()),
+            ("properties", self.properties.as_ref().map_or(0, Vec::len)),
+            ("builderids", self.builderids.len()),
+        ] {
+            if len > max {
+                return Err(async_graphql::ErrorExtensions::extend_with(
+                    bad_input(
+                        field,
+                        format!("{field} has {len} entries; at most {max} are allowed (--max-input-list)"),
+                    ),
+                    |_, e| {
+                        e.set("limit", max);
+                        e.set("found", len);
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn into_new(self) -> Result<NewBuildset> {
         Ok(NewBuildset {
             sourcestamps: self
@@ -185,6 +209,7 @@ impl MutationRoot {
         input: AddBuildsetInput,
     ) -> Result<AddBuildsetPayload> {
         let app = app(ctx)?;
+        input.check_lists(app.limits.max_input_list)?;
         let new = input.into_new()?;
         let added = app.store.add_buildset(&new).await.gql(ctx)?;
         let rows = app.store.buildsets_by_ids(&[added.bsid]).await.gql(ctx)?;

@@ -5,7 +5,7 @@ use super::filter::{
     page_size, BuildsetConnection, BuildsetEdge, BuildsetFilter, BuildsetOrder, PageInfo,
 };
 use super::plan::{relations, Selected};
-use super::types::{parse_global_id, Node, NodeKind};
+use super::types::{parse_global_id, weighted, Node, NodeKind, BUILDERS_WEIGHT};
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
 use crate::store::query::{effective_order, PageRequest};
@@ -88,9 +88,9 @@ impl QueryRoot {
 
     /// Buildsets, filtered, ordered and paged (Relay cursor connection). `first` /
     /// `last` default to 100 and are at most 1000.
-    #[graphql(
-        complexity = "first.or(last).unwrap_or(100).clamp(1, 1000) as usize * child_complexity"
-    )]
+    #[graphql(complexity = "(first.or(last).unwrap_or(100).clamp(1, 1000) as usize)\
+            .saturating_mul(child_complexity)\
+            .saturating_add(BuildsetFilter::cost(&filter))")]
     #[allow(clippy::too_many_arguments)]
     async fn buildsets(
         &self,
@@ -120,7 +120,9 @@ impl QueryRoot {
             first = Some(app.limits.default_page);
         }
         let filter = filter
-            .map(BuildsetFilter::into_bounded_filter)
+            .map(|f| {
+                f.into_bounded_filter(app.limits.max_where_conditions, app.limits.max_where_values)
+            })
             .transpose()?;
         let order: Vec<_> = order_by
             .unwrap_or_default()
@@ -235,6 +237,7 @@ impl QueryRoot {
     }
 
     /// Every builder, by id.
+    #[graphql(complexity = "weighted(BUILDERS_WEIGHT, child_complexity)")]
     async fn builders(&self, ctx: &Context<'_>) -> Result<Vec<BuilderRow>> {
         app(ctx)?.store.all_builders().await.gql(ctx)
     }

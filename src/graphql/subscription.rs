@@ -4,14 +4,11 @@ use async_graphql::{Context, Result, Subscription};
 use futures_util::Stream;
 
 use super::app;
-use super::filter::BuildsetFilter;
+use super::filter::{too_large, BuildsetFilter};
 use super::plan::{relations, Selected};
 use crate::error::{coded, Code};
 use crate::live::{Connection, Kind, Refused};
 use crate::store::BuildsetView;
-
-/// Values one subscription's `where` may compare.
-const MAX_SUBSCRIPTION_VALUES: usize = 1_000;
 
 /// Buildsets as they are added and completed, by this server, another one on the
 /// same database, Buildbot itself or plain SQL (over WebSocket, graphql-transport-ws).
@@ -22,16 +19,19 @@ async fn follow(
     kind: Kind,
     filter: Option<BuildsetFilter>,
 ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+    let limits = &app(ctx)?.limits;
     let filter = filter
-        .map(BuildsetFilter::into_bounded_filter)
+        .map(|f| f.into_bounded_filter(limits.max_where_conditions, limits.max_where_values))
         .transpose()?;
     if let Some(values) = filter.as_ref().map(|f| f.size().1) {
         // A subscription's filter runs again for every change, for as long as it
-        // lives: it gets a tenth of a query's bound.
-        if values > MAX_SUBSCRIPTION_VALUES {
-            return Err(crate::error::bad_input(
-                "where",
-                format!("a subscription's `where` compares {values} values; at most {MAX_SUBSCRIPTION_VALUES} are allowed"),
+        // lives: by default it gets a tenth of a query's bound.
+        let max = limits.max_subscription_where_values;
+        if values > max {
+            return Err(too_large(
+                format!("a subscription's `where` compares {values} values; at most {max} are allowed (--max-subscription-where-values)"),
+                values,
+                max,
             ));
         }
     }
@@ -60,6 +60,9 @@ async fn follow(
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Each buildset once it is added (committed), with what the selection asks for.
+    #[graphql(
+        complexity = "child_complexity.saturating_add(1).saturating_add(BuildsetFilter::cost(&filter))"
+    )]
     async fn buildset_added(
         &self,
         ctx: &Context<'_>,
@@ -71,6 +74,9 @@ impl SubscriptionRoot {
     }
 
     /// Each buildset once it is completed; only buildset `bsid` when it is given.
+    #[graphql(
+        complexity = "child_complexity.saturating_add(1).saturating_add(BuildsetFilter::cost(&filter))"
+    )]
     async fn buildset_completed(
         &self,
         ctx: &Context<'_>,

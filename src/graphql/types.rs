@@ -12,6 +12,26 @@ use crate::store::{
     BuildRow, BuilderRow, BuildsetView, PatchRow, Property, RequestView, SchemaMode, StampView,
 };
 
+/// What a list field multiplies its items' complexity by: about how many items a
+/// parent has in Buildbot's use (1-3 sourcestamps, a few properties, a build request
+/// per builder, a build or two per request), so that a query's complexity follows
+/// the rows it loads. A full page of 100 buildsets with every relation weighs
+/// about 12,000, within the default `--max-complexity` of 20,000.
+pub const STAMPS_WEIGHT: usize = 2;
+pub const PROPERTIES_WEIGHT: usize = 4;
+pub const REQUESTS_WEIGHT: usize = 2;
+pub const BUILDS_WEIGHT: usize = 2;
+/// Builders are listed whole, without paging.
+pub const BUILDERS_WEIGHT: usize = 100;
+
+/// The complexity of a list field: one for the field, `weight` for each item's
+/// selection (a list of scalars counts one per item).
+pub fn weighted(weight: usize, child_complexity: usize) -> usize {
+    weight
+        .saturating_mul(child_complexity.max(1))
+        .saturating_add(1)
+}
+
 fn time(t: chrono::DateTime<chrono::Utc>) -> DateTime {
     DateTime::Valid(t)
 }
@@ -127,14 +147,17 @@ impl BuildsetView {
         self.row.rebuilt_buildid
     }
     /// Ids of its sourcestamps, in the order given when it was added.
+    #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
     async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
         Ok(self.stamps(ctx)?.iter().map(|s| s.row.ssid).collect())
     }
     /// Its sourcestamps, in the order given when it was added.
+    #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
     async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<&[StampView]> {
         self.stamps(ctx)
     }
     /// Its properties, sorted by name.
+    #[graphql(complexity = "weighted(PROPERTIES_WEIGHT, child_complexity)")]
     async fn properties(&self, ctx: &Context<'_>) -> Result<&[Property]> {
         self.props(ctx)
     }
@@ -143,6 +166,7 @@ impl BuildsetView {
         Ok(self.props(ctx)?.iter().find(|p| p.name == name))
     }
     /// Its build requests, one per builder, by id.
+    #[graphql(complexity = "weighted(REQUESTS_WEIGHT, child_complexity)")]
     async fn buildrequests(&self, ctx: &Context<'_>) -> Result<&[RequestView]> {
         match &self.requests {
             Some(r) => Ok(r),
@@ -326,6 +350,7 @@ impl RequestView {
     }
     /// The builds Buildbot ran for it, oldest first (a retried request has several).
     /// Null on a standalone database, which has no builds.
+    #[graphql(complexity = "weighted(BUILDS_WEIGHT, child_complexity)")]
     async fn builds(&self, ctx: &Context<'_>) -> Result<Option<&Vec<BuildRow>>> {
         match &self.builds {
             Some(b) => Ok(Some(b)),

@@ -38,7 +38,8 @@ def test_crash_inputs_are_client_errors(start, name):
     resp = srv.post_raw(CASES[name])
     assert resp.status_code == 200, resp.text[:300]
     e = json.loads(resp.text)["errors"][0]
-    assert e["extensions"]["code"] == "BAD_USER_INPUT", e
+    # A huge `where` may meet the complexity bound (its terms count) before its own.
+    assert e["extensions"]["code"] in ("BAD_USER_INPUT", "QUERY_TOO_COMPLEX"), e
     alive(srv)
 
 

@@ -1,0 +1,126 @@
+"""The cost model and the bounds, as a client meets them: a full page of 100
+buildsets with every relation fits the default complexity, lists weigh by their
+items, a `where` adds its conditions and values, every bound is a flag whose error
+names the limit and the size found, and an out-of-range Int names its argument."""
+
+import asyncio
+import json
+
+import pytest
+
+from conftest import ADD, add_buildset
+from test_subscriptions import connect, first_error, init, subscribe
+
+FULL_PAGE = """query Full($n: Int) { buildsets(first: $n) { pageInfo { hasNextPage endCursor }
+  edges { cursor node {
+    id bsid externalIdstring reason submittedAt complete completeAt results parentBuildid
+    parentRelationship rebuiltBuildid sourcestampIds
+    sourcestamps { id ssid branch revision repository codebase project createdAt
+      patch { patchid level subdir author comment body } }
+    properties { name value source }
+    buildrequests { id buildrequestid bsid builderid priority complete results submittedAt
+      completeAt waitedFor builder { id builderid name description }
+      builds { buildid number builderid buildrequestid stateString results startedAt completeAt } }
+  } } } }"""
+
+
+def complexity_of(srv, query, variables=None):
+    """The complexity the server found, read off its refusal at a limit of 1."""
+    code, _, e = srv.err(query, variables)
+    assert code == "QUERY_TOO_COMPLEX", e
+    return e["extensions"]["found"]
+
+
+def test_a_full_page_of_100_fits_the_default_complexity(start):
+    srv = start("sqlite")
+    for _ in range(3):
+        add_buildset(srv, [{"name": "p", "value": 1, "source": "s"}])
+    page = srv.ok(FULL_PAGE, {"n": 100})["buildsets"]["edges"]
+    assert len(page) == 3 and page[0]["node"]["buildrequests"][0]["builder"]["name"] == "bb"
+    code, _, e = srv.err(FULL_PAGE, {"n": 200})
+    assert code == "QUERY_TOO_COMPLEX", e
+    assert e["extensions"]["limit"] == 20000 and e["extensions"]["found"] > 20000, e
+
+
+def test_lists_weigh_by_their_items_and_where_by_its_terms(start):
+    srv = start("sqlite", "--max-complexity", "1")
+    one = complexity_of(srv, "{ buildset(bsid: 1) { bsid } }")
+    stamps = complexity_of(srv, "{ buildset(bsid: 1) { bsid sourcestamps { ssid } } }")
+    props = complexity_of(srv, "{ buildset(bsid: 1) { bsid properties { name } } }")
+    # A list counts more than a plain field: each of its items' selections counts.
+    assert stamps - one > 1 and props - one > 1, (one, stamps, props)
+    builders = complexity_of(srv, "{ builders { name } }")
+    assert builders >= 100, builders
+    page = complexity_of(srv, "{ buildsets(first: 10) { nodes { bsid } } }")
+    with_where = complexity_of(srv, "{ buildsets(first: 10, where: {bsid: {in: [1, 2, 3]}, reason: {eq: \"x\"}}) { nodes { bsid } } }")
+    # Two conditions and four values compared.
+    assert with_where - page == 2 * 10 + 4, (page, with_where)
+    sub_plain = asyncio.run(ws_complexity(srv, "subscription { buildsetAdded { bsid } }"))
+    sub_where = asyncio.run(ws_complexity(srv, "subscription { buildsetAdded(where: {bsid: {gt: 1}}) { bsid } }"))
+    assert sub_where - sub_plain == 11, (sub_plain, sub_where)
+
+
+async def ws_complexity(srv, query):
+    """The same, for a subscription, which only the WebSocket takes."""
+    ws = await init(await connect(srv))
+    try:
+        await subscribe(ws, "1", query)
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        e = first_error(msg)
+        assert e["extensions"]["code"] == "QUERY_TOO_COMPLEX", e
+        return e["extensions"]["found"]
+    finally:
+        await ws.close()
+
+
+def test_aliased_lists_are_refused_by_their_weight(start):
+    srv = start("sqlite")
+    # 50 root fields pass the root-field bound; each weighs 100 builders of 4 fields.
+    query = "{ %s }" % " ".join(f"a{i}: builders {{ id builderid name description }}" for i in range(50))
+    code, _, e = srv.err(query)
+    assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] == 20000, e
+
+
+@pytest.mark.parametrize("flags, query, variables, field, limit, found", [
+    (("--max-where-conditions", "3"),
+     "{ buildsets(where: {or: [{bsid: {eq: 1}}, {bsid: {eq: 2}}, {bsid: {eq: 3}}, {bsid: {eq: 4}}]}) { totalCount } }",
+     None, "where", 3, 4),
+    (("--max-where-values", "5"),
+     "{ buildsets(where: {bsid: {in: [1, 2, 3, 4, 5, 6]}}) { totalCount } }", None, "where", 5, 6),
+    (("--max-input-list", "2"), ADD,
+     {"in": {"reason": "r", "sourcestamps": [{"ssid": 1}], "builderids": [1, 2, 3]}}, "builderids", 2, 3),
+    (("--max-root-fields", "2"), "{ a: __typename b: __typename c: __typename }", None, None, 2, 3),
+    (("--max-selections", "5"), "{ buildsets { nodes { bsid reason results complete } } }", None, None, 5, 6),
+])
+def test_each_bound_is_a_flag_and_its_error_names_it(start, flags, query, variables, field, limit, found):
+    srv = start("sqlite", *flags)
+    code, got_field, e = srv.err(query, variables)
+    assert code in ("BAD_USER_INPUT", "QUERY_TOO_COMPLEX"), e
+    assert e["extensions"]["limit"] == limit and e["extensions"]["found"] == found, e
+    if field:
+        assert got_field == field, e
+    if flags[0] != "--max-selections" and flags[0] != "--max-root-fields":
+        assert flags[0] in e["message"], e
+    # The same request passes with the default bound.
+    srv2 = start("sqlite")
+    body = srv2.post(query, variables)
+    assert not any(x["extensions"].get("limit") for x in body.get("errors", [])), body
+
+
+@pytest.mark.parametrize("flag, value", [("--max-nesting", "3"), ("--max-value-nesting", "2")])
+def test_nesting_bounds_are_flags(start, flag, value):
+    srv = start("sqlite", flag, value)
+    code, _, e = srv.err("{ buildsets(where: {not: {not: {bsid: {in: [1]}}}}) { totalCount } }")
+    assert code == "BAD_USER_INPUT" and flag in e["message"], e
+
+
+@pytest.mark.parametrize("query, variables, field", [
+    ("{ buildset(bsid: 99999999999) { bsid } }", None, "bsid"),
+    ("query($b: Int!) { buildset(bsid: $b) { bsid } }", {"b": 2**40}, "bsid"),
+    ("mutation { completeBuildset(bsid: 1, results: -99999999999) { bsid } }", None, "results"),
+    ("{ buildsets(first: 2, where: {bsid: {in: [1, 99999999999]}}) { totalCount } }", None, "where"),
+])
+def test_an_out_of_range_int_names_its_argument(start, query, variables, field):
+    srv = start("sqlite")
+    code, got, e = srv.err(query, variables)
+    assert (code, got) == ("BAD_USER_INPUT", field), e
