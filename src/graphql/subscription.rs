@@ -3,9 +3,9 @@ use std::sync::Arc;
 use async_graphql::{Context, Result, Subscription};
 use futures_util::Stream;
 
-use super::app;
 use super::filter::{too_large, BuildsetFilter};
 use super::plan::{relations, Selected};
+use super::{app, StoreResultExt};
 use crate::error::{coded, Code};
 use crate::live::{Connection, Kind, Refused};
 use crate::store::BuildsetView;
@@ -34,6 +34,10 @@ async fn follow(
                 max,
             ));
         }
+    }
+    if let Some(f) = &filter {
+        // Checked here, once: a filter MySQL refuses would fail every later match.
+        app(ctx)?.store.check_filter(f).await.gql(ctx)?;
     }
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
     let connection = ctx.data_opt::<Arc<Connection>>().cloned();

@@ -331,6 +331,26 @@ pub async fn non_transactional_tables(db: &impl ConnectionTrait) -> Result<Vec<S
         .collect()
 }
 
+/// The distinct charsets of our tables' text columns (MySQL/MariaDB only).
+pub async fn mysql_text_charsets(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let names: Vec<String> = REQUIRED_COLUMNS
+        .iter()
+        .map(|(t, _)| format!("'{t}'"))
+        .collect();
+    let sql = format!(
+        "SELECT DISTINCT CAST(character_set_name AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL \
+         AND table_name IN ({}) ORDER BY 1",
+        names.join(", ")
+    );
+    db.query_all_raw(Statement::from_string(backend, sql))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect()
+}
+
 async fn missing_columns(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let mut missing = Vec::new();
     for (table, columns) in REQUIRED_COLUMNS {

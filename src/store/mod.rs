@@ -41,6 +41,8 @@ pub struct Store {
     /// instead of retrying on SQLITE_BUSY with the busy handler's growing sleeps
     /// (which left some waiting a second while the database sat idle).
     writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// What the text columns can hold: read once from MySQL's catalog.
+    repertoire: std::sync::Arc<tokio::sync::OnceCell<Repertoire>>,
 }
 
 impl Store {
@@ -68,7 +70,41 @@ impl Store {
             url: None,
             signal: Default::default(),
             writer,
+            repertoire: Default::default(),
         }
+    }
+
+    /// Which characters the text columns hold. On MySQL/MariaDB the columns'
+    /// charsets decide (Buildbot's tables are `utf8`, 3-byte); elsewhere, all.
+    pub async fn repertoire(&self) -> StoreResult<Repertoire> {
+        if self.db.get_database_backend() != sea_orm::DatabaseBackend::MySql {
+            return Ok(Repertoire::Unicode);
+        }
+        let found = self
+            .repertoire
+            .get_or_try_init(|| async {
+                let charsets = db::mysql_text_charsets(&self.db).await?;
+                let found = Repertoire::of_charsets(charsets.iter().map(String::as_str));
+                if found != Repertoire::Unicode {
+                    tracing::warn!(
+                        charsets = ?charsets,
+                        "the buildset tables' text columns are not utf8mb4: texts with characters they cannot store are refused (BAD_USER_INPUT)"
+                    );
+                }
+                Ok::<_, StoreError>(found)
+            })
+            .await?;
+        Ok(found.clone())
+    }
+
+    /// Refuses a filter comparing a text the columns cannot hold: MySQL refuses such a
+    /// comparison outright ("Illegal mix of collations").
+    pub async fn check_filter(&self, filter: &query::Filter) -> StoreResult<()> {
+        let rep = self.repertoire().await?;
+        for t in filter.texts() {
+            rep.check("where", Some(t))?;
+        }
+        Ok(())
     }
 
     pub fn mode(&self) -> SchemaMode {
@@ -94,6 +130,10 @@ impl Store {
     }
 
     pub async fn add_buildset(&self, input: &NewBuildset) -> StoreResult<AddedBuildset> {
+        let rep = self.repertoire().await?;
+        for (field, text) in input.texts() {
+            rep.check(field, text)?;
+        }
         let turn = self.turn().await;
         let added = write::add_buildset(&self.db, self.mode, input).await;
         drop(turn);
@@ -121,6 +161,9 @@ impl Store {
         name: &str,
         description: Option<&str>,
     ) -> StoreResult<BuilderRow> {
+        let rep = self.repertoire().await?;
+        rep.check("name", Some(name))?;
+        rep.check("description", description)?;
         let _turn = self.turn().await;
         write::ensure_builder(&self.db, name, description).await
     }
@@ -134,6 +177,15 @@ impl Store {
     }
 
     pub async fn page(&self, req: &query::PageRequest) -> StoreResult<query::Page> {
+        if let Some(f) = &req.filter {
+            self.check_filter(f).await?;
+        }
+        let rep = self.repertoire().await?;
+        for (field, values) in [("after", &req.start_after), ("before", &req.end_before)] {
+            for v in values.iter().flatten().flatten() {
+                rep.check(field, v.text())?;
+            }
+        }
         query::get_buildsets(&self.db, req).await
     }
 
@@ -142,6 +194,9 @@ impl Store {
         complete: Option<bool>,
         filter: Option<&query::Filter>,
     ) -> StoreResult<u64> {
+        if let Some(f) = filter {
+            self.check_filter(f).await?;
+        }
         query::count_buildsets(&self.db, complete, filter).await
     }
 
@@ -152,6 +207,9 @@ impl Store {
         repository: Option<&str>,
         complete: Option<bool>,
     ) -> StoreResult<Vec<BuildsetRow>> {
+        let rep = self.repertoire().await?;
+        rep.check("branch", branch)?;
+        rep.check("repository", repository)?;
         query::get_recent_buildsets(&self.db, count, branch, repository, complete).await
     }
 

@@ -40,6 +40,15 @@ pub enum Scalar {
     Str(String),
 }
 
+impl Scalar {
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(_) => None,
+        }
+    }
+}
+
 impl From<Scalar> for Value {
     fn from(s: Scalar) -> Value {
         match s {
@@ -76,6 +85,27 @@ pub enum Filter {
 
 impl Filter {
     /// (conditions, compared values) in the tree: what bounds its SQL's size.
+    /// Every text this filter compares.
+    pub fn texts(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(f) = stack.pop() {
+            match f {
+                Filter::And(fs) | Filter::Or(fs) => stack.extend(fs),
+                Filter::Not(f) => stack.push(f),
+                Filter::Pred(_, op) => match op {
+                    Op::Eq(v) | Op::Ne(v) | Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => {
+                        out.extend(v.text())
+                    }
+                    Op::In(vs) | Op::NotIn(vs) => out.extend(vs.iter().filter_map(Scalar::text)),
+                    Op::Contains(t) | Op::StartsWith(t) => out.push(t),
+                    Op::IsNull(_) => {}
+                },
+            }
+        }
+        out
+    }
+
     pub fn size(&self) -> (usize, usize) {
         match self {
             Filter::And(fs) | Filter::Or(fs) => fs.iter().fold((0, 0), |(c, v), f| {

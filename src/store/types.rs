@@ -126,7 +126,120 @@ pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> StoreRe
     }
 }
 
+/// The most bytes a `TEXT` column holds on MySQL/MariaDB (Buildbot's `sa.Text`).
+/// Every backend takes the same input, so each refuses more than this alike.
+pub const TEXT_BYTES: usize = 65_535;
+
+/// Checks a text bound for a `TEXT` column, counted in bytes as MySQL counts them.
+pub(crate) fn check_text_bytes(field: &str, value: Option<&str>) -> StoreResult<()> {
+    check_text(field, value)?;
+    match value {
+        Some(v) if v.len() > TEXT_BYTES => Err(StoreError::invalid(
+            field,
+            format!(
+                "{field} is {} bytes long (UTF-8); at most {TEXT_BYTES} are stored",
+                v.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Which characters the database's text columns can hold. Buildbot creates its
+/// MySQL tables in `utf8` (3-byte: the Basic Multilingual Plane only); MySQL would
+/// store `?` for anything else, or refuse a comparison with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repertoire {
+    /// Every Unicode scalar value (SQLite, PostgreSQL, MySQL's utf8mb4).
+    Unicode,
+    /// The Basic Multilingual Plane (MySQL's utf8 / utf8mb3), named by its charset.
+    Bmp(String),
+    /// ASCII only: a charset this program does not map (latin1 and others).
+    Ascii(String),
+}
+
+impl Repertoire {
+    /// Reads the charsets of MySQL columns: the narrowest decides.
+    pub fn of_charsets<'a>(charsets: impl IntoIterator<Item = &'a str>) -> Repertoire {
+        let mut out = Repertoire::Unicode;
+        for c in charsets {
+            let c = c.to_ascii_lowercase();
+            match c.as_str() {
+                "utf8mb4" => {}
+                "utf8" | "utf8mb3" => {
+                    if out == Repertoire::Unicode {
+                        out = Repertoire::Bmp(c);
+                    }
+                }
+                _ => return Repertoire::Ascii(c),
+            }
+        }
+        out
+    }
+
+    /// Refuses a text holding a character the columns cannot store, naming `field`.
+    pub fn check(&self, field: &str, value: Option<&str>) -> StoreResult<()> {
+        let (Some(v), charset) = (value, self.charset()) else {
+            return Ok(());
+        };
+        let fits = |c: char| match self {
+            Repertoire::Unicode => true,
+            Repertoire::Bmp(_) => u32::from(c) <= 0xFFFF,
+            Repertoire::Ascii(_) => c.is_ascii(),
+        };
+        match v.chars().find(|c| !fits(*c)) {
+            Some(c) => Err(StoreError::invalid(
+                field,
+                format!(
+                    "{field} contains {c:?} (U+{:04X}), which this database's {charset} text columns cannot store",
+                    u32::from(c)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn charset(&self) -> &str {
+        match self {
+            Repertoire::Unicode => "",
+            Repertoire::Bmp(c) | Repertoire::Ascii(c) => c,
+        }
+    }
+}
+
 impl NewBuildset {
+    /// Every text stored as given (not as JSON), with the field that names it.
+    pub fn texts(&self) -> Vec<(&'static str, Option<&str>)> {
+        let mut out = vec![
+            ("idempotency_key", self.idempotency_key.as_deref()),
+            ("reason", self.reason.as_deref()),
+            ("external_idstring", self.external_idstring.as_deref()),
+            ("parent_relationship", self.parent_relationship.as_deref()),
+        ];
+        for p in &self.properties {
+            out.push(("properties.name", Some(&p.name)));
+        }
+        for ss in &self.sourcestamps {
+            if let SourceStampRef::Spec(spec) = ss {
+                out.extend([
+                    ("branch", spec.branch.as_deref()),
+                    ("revision", spec.revision.as_deref()),
+                    ("codebase", Some(spec.codebase.as_str())),
+                    ("repository", Some(spec.repository.as_str())),
+                    ("project", Some(spec.project.as_str())),
+                ]);
+                if let Some(patch) = &spec.patch {
+                    out.extend([
+                        ("patch.author", Some(patch.author.as_str())),
+                        ("patch.comment", Some(patch.comment.as_str())),
+                        ("patch.subdir", patch.subdir.as_deref()),
+                    ]);
+                }
+            }
+        }
+        out
+    }
+
     /// Everything that can be checked without the database, so that nothing is
     /// written for input that cannot be stored.
     pub fn validate(&self) -> StoreResult<()> {
@@ -166,7 +279,21 @@ impl NewBuildset {
         check_len("idempotency_key", self.idempotency_key.as_deref(), 256)?;
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
-        check_text("parent_relationship", self.parent_relationship.as_deref())?;
+        check_text_bytes("parent_relationship", self.parent_relationship.as_deref())?;
+        for p in self.stored_properties() {
+            // Stored as the JSON text of [value, source] in one TEXT column.
+            let stored = super::json::encode_property(&p.value, &p.source);
+            if stored.len() > TEXT_BYTES {
+                return Err(StoreError::invalid(
+                    "properties.value",
+                    format!(
+                        "property {:?} is {} bytes long as stored (the JSON of [value, source]); at most {TEXT_BYTES} are stored",
+                        p.name,
+                        stored.len()
+                    ),
+                ));
+            }
+        }
         for (i, p) in self.properties.iter().enumerate() {
             check_len("properties.name", Some(&p.name), 256)?;
             check_text("properties.source", Some(&p.source))?;
@@ -193,9 +320,21 @@ impl NewBuildset {
                 check_len("repository", Some(&spec.repository), 512)?;
                 check_len("project", Some(&spec.project), 512)?;
                 if let Some(patch) = &spec.patch {
-                    check_text("patch.author", Some(&patch.author))?;
-                    check_text("patch.comment", Some(&patch.comment))?;
-                    check_text("patch.subdir", patch.subdir.as_deref())?;
+                    // Stored in base64: four bytes for every three.
+                    let stored = patch.body.len().div_ceil(3) * 4;
+                    if stored > TEXT_BYTES {
+                        return Err(StoreError::invalid(
+                            "patch.body",
+                            format!(
+                                "the patch is {} bytes, {stored} in base64 as stored; at most {TEXT_BYTES} are stored ({} bytes of patch)",
+                                patch.body.len(),
+                                TEXT_BYTES / 4 * 3
+                            ),
+                        ));
+                    }
+                    check_text_bytes("patch.author", Some(&patch.author))?;
+                    check_text_bytes("patch.comment", Some(&patch.comment))?;
+                    check_text_bytes("patch.subdir", patch.subdir.as_deref())?;
                 }
             }
         }

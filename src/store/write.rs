@@ -327,6 +327,9 @@ async fn insert_patch(txn: &impl ConnectionTrait, patch: &NewPatch) -> StoreResu
     .last_insert_id)
 }
 
+/// MySQL's ER_DUP_ENTRY.
+const DUPLICATE_KEY: u32 = 1062;
+
 /// Inserts a row unless one with the same unique `key_column` exists; returns the id
 /// of whichever row is there afterwards. Each backend needs its own statement: a
 /// unique violation aborts a PostgreSQL transaction, and a plain read after a
@@ -349,6 +352,25 @@ async fn insert_if_absent(
         let done = txn
             .execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
+        // IGNORE turns every error into a warning, not only the duplicate key it is
+        // here for: a text truncated or a character replaced by `?` would be stored
+        // silently, with a hash of what was given. Input is checked to fit before
+        // this, so any other warning is a bug, and the transaction is dropped.
+        let warnings = txn
+            .query_all_raw(Statement::from_string(backend, "SHOW WARNINGS"))
+            .await?;
+        for w in &warnings {
+            let code = w
+                .try_get::<u32>("", "Code")
+                .or_else(|_| w.try_get::<i64>("", "Code").map(|c| c as u32))
+                .unwrap_or(0);
+            if code != DUPLICATE_KEY {
+                let message = w.try_get::<String>("", "Message").unwrap_or_default();
+                return Err(StoreError::Db(sea_orm::DbErr::Custom(format!(
+                    "INSERT IGNORE INTO {table} warned {code}: {message}"
+                ))));
+            }
+        }
         if done.rows_affected() == 1 {
             return i32::try_from(done.last_insert_id())
                 .map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("id out of range".into())));
@@ -514,8 +536,8 @@ pub async fn ensure_builder(
             "a builder name cannot be empty",
         ));
     }
-    super::types::check_text("name", Some(name))?;
-    super::types::check_text("description", description)?;
+    super::types::check_text_bytes("name", Some(name))?;
+    super::types::check_text_bytes("description", description)?;
     let name_hash = builder_name_hash(name);
     in_write_transaction!(db, |txn| async {
         let txn = &txn;
