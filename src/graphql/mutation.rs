@@ -211,16 +211,8 @@ impl MutationRoot {
         let app = app(ctx)?;
         input.check_lists(app.limits.max_input_list)?;
         let new = input.into_new()?;
-        let added = app.store.add_buildset(&new).await.gql(ctx)?;
-        let rows = app.store.buildsets_by_ids(&[added.bsid]).await.gql(ctx)?;
         let rel = relations(Selected::Buildset, &ctx.look_ahead().field("buildset"));
-        let buildset = app
-            .store
-            .buildset_graph(rows, &rel)
-            .await
-            .gql(ctx)?
-            .pop()
-            .ok_or("the new buildset could not be read back")?;
+        let (added, buildset) = app.store.add_buildset(&new, &rel).await.gql(ctx)?;
         Ok(AddBuildsetPayload {
             bsid: added.bsid,
             created: added.created,
@@ -247,35 +239,28 @@ impl MutationRoot {
     ) -> Result<BuildsetView> {
         let app = app(ctx)?;
         let complete_at = complete_at.map(|t| t.epoch("completeAt")).transpose()?;
-        let row = match app
+        let rel = relations(Selected::Buildset, &ctx.look_ahead());
+        match app
             .store
-            .complete_buildset(bsid, results, complete_at)
+            .complete_buildset(bsid, results, complete_at, &rel)
             .await
         {
-            Ok(row) => row,
+            Ok(view) => Ok(view),
             Err(e @ crate::store::StoreError::AlreadyComplete(_)) => {
                 // A retry after a lost answer lands here: the stored result lets the
                 // client tell its own completion from someone else's.
                 let stored = app.store.buildset(bsid).await.gql(ctx)?;
-                let err = Err::<BuildsetView, _>(e).gql(ctx).map_err(|err| {
+                Err::<BuildsetView, _>(e).gql(ctx).map_err(|err| {
                     async_graphql::ErrorExtensions::extend_with(err, |_, x| {
                         if let Some(row) = &stored {
                             x.set("results", row.results.map(i32::from));
                             x.set("completeAt", row.complete_at.map(|t| t.to_rfc3339()));
                         }
                     })
-                });
-                return err;
+                })
             }
-            Err(e) => return Err(e).gql(ctx),
-        };
-        let rel = relations(Selected::Buildset, &ctx.look_ahead());
-        app.store
-            .buildset_graph(vec![row], &rel)
-            .await
-            .gql(ctx)?
-            .pop()
-            .ok_or_else(|| "the buildset could not be read back".into())
+            Err(e) => Err(e).gql(ctx),
+        }
     }
 
     /// Finds a builder by name, or creates it; a given description is stored.

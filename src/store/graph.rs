@@ -10,6 +10,8 @@ use futures_util::future::BoxFuture;
 use super::db::SchemaMode;
 use super::read::{self, distinct};
 use super::rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
+use sea_orm::ConnectionTrait;
+
 use super::{Property, Store, StoreResult};
 
 /// Which relations to load for a set of buildsets (or of build requests).
@@ -92,9 +94,52 @@ impl Store {
         rows: Vec<BuildsetRow>,
         relations: &'a Relations,
     ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
+        Box::pin(async move { self.loader().buildset_graph(rows, relations).await })
+    }
+
+    /// Build requests with their builders and buildsets, as `relations` asks.
+    pub async fn request_graph(
+        &self,
+        rows: Vec<BuildRequestRow>,
+        relations: &Relations,
+    ) -> StoreResult<Vec<RequestView>> {
+        self.loader().requests_with(rows, relations, None).await
+    }
+
+    /// Sourcestamps, with their patches when asked (one query for all of them).
+    pub async fn stamp_graph(
+        &self,
+        rows: Vec<SourceStampRow>,
+        with_patches: bool,
+    ) -> StoreResult<Vec<StampView>> {
+        self.loader().stamp_graph(rows, with_patches).await
+    }
+
+    fn loader(&self) -> Loader<'_, sea_orm::DatabaseConnection> {
+        Loader {
+            db: &self.db,
+            mode: self.mode,
+        }
+    }
+}
+
+/// The page loader over one connection: the pool, or a write's own transaction (so a
+/// mutation's answer is what it wrote, read before its COMMIT).
+pub(crate) struct Loader<'c, C> {
+    pub db: &'c C,
+    pub mode: SchemaMode,
+}
+
+impl<C: ConnectionTrait + Sync> Loader<'_, C> {
+    /// Loads `relations` for all of `rows` at once, keeping their order.
+    pub fn buildset_graph<'a>(
+        &'a self,
+        rows: Vec<BuildsetRow>,
+        relations: &'a Relations,
+    ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
         Box::pin(async move {
             let ids: Vec<i32> = rows.iter().map(|r| r.bsid).collect();
-            let db = &self.db;
+            let db = self.db;
             let stamps = async {
                 if !relations.stamps || ids.is_empty() {
                     return Ok(None);
@@ -139,19 +184,10 @@ impl Store {
             return Ok(None);
         }
         let ids: Vec<i32> = parents.iter().map(|r| r.bsid).collect();
-        let rows = read::buildrequests_of_buildsets(&self.db, &ids).await?;
+        let rows = read::buildrequests_of_buildsets(self.db, &ids).await?;
         let known: HashMap<i32, &BuildsetRow> = parents.iter().map(|p| (p.bsid, p)).collect();
         let views = self.requests_with(rows, relations, Some(&known)).await?;
         Ok(Some(group(views.into_iter().map(|r| (r.row.bsid, r)))))
-    }
-
-    /// Build requests with their builders and buildsets, as `relations` asks.
-    pub async fn request_graph(
-        &self,
-        rows: Vec<BuildRequestRow>,
-        relations: &Relations,
-    ) -> StoreResult<Vec<RequestView>> {
-        self.requests_with(rows, relations, None).await
     }
 
     async fn requests_with(
@@ -165,7 +201,7 @@ impl Store {
                 return Ok(None);
             }
             let ids = distinct(rows.iter().map(|r| r.builderid).collect());
-            let builders = read::builders_by_ids(&self.db, &ids).await?;
+            let builders = read::builders_by_ids(self.db, &ids).await?;
             Ok::<_, super::StoreError>(Some(
                 builders
                     .into_iter()
@@ -183,7 +219,7 @@ impl Store {
                     .iter()
                     .filter_map(|id| k.get(id).map(|r| (*r).clone()))
                     .collect(),
-                None => read::buildsets_by_ids(&self.db, &ids).await?,
+                None => read::buildsets_by_ids(self.db, &ids).await?,
             };
             let loaded = self.buildset_graph(parents, sub).await?;
             Ok(Some(
@@ -199,7 +235,7 @@ impl Store {
             }
             let ids: Vec<i32> = rows.iter().map(|r| r.buildrequestid).collect();
             Ok::<_, super::StoreError>(Some(group(
-                read::builds_of_requests(&self.db, &ids)
+                read::builds_of_requests(self.db, &ids)
                     .await?
                     .into_iter()
                     .map(|b| (b.buildrequestid, b)),
@@ -222,8 +258,7 @@ impl Store {
             .collect())
     }
 
-    /// Sourcestamps, with their patches when asked (one query for all of them).
-    pub async fn stamp_graph(
+    async fn stamp_graph(
         &self,
         rows: Vec<SourceStampRow>,
         with_patches: bool,
@@ -235,7 +270,7 @@ impl Store {
                 .collect());
         }
         let ids = distinct(rows.iter().filter_map(|r| r.patchid).collect());
-        let patches: HashMap<i32, PatchRow> = read::patches_by_ids(&self.db, &ids)
+        let patches: HashMap<i32, PatchRow> = read::patches_by_ids(self.db, &ids)
             .await?
             .into_iter()
             .map(|p| (p.patchid, p))

@@ -129,31 +129,49 @@ impl Store {
         }
     }
 
-    pub async fn add_buildset(&self, input: &NewBuildset) -> StoreResult<AddedBuildset> {
+    /// Adds a buildset; returns it as its own transaction wrote it, with `relations`.
+    pub async fn add_buildset(
+        &self,
+        input: &NewBuildset,
+        relations: &Relations,
+    ) -> StoreResult<(AddedBuildset, BuildsetView)> {
         let rep = self.repertoire().await?;
         for (field, text) in input.texts() {
             rep.check(field, text)?;
         }
         let turn = self.turn().await;
-        let added = write::add_buildset(&self.db, self.mode, input).await;
+        let added = write::add_buildset_loading(&self.db, self.mode, input, Some(relations)).await;
         drop(turn);
-        let added = added?;
+        let (added, view) = added?;
         self.signal.hint(added.bsid);
-        Ok(added)
+        let view = view.ok_or_else(|| {
+            StoreError::NotFound(format!("buildset {} could not be read back", added.bsid))
+        })?;
+        Ok((added, view))
     }
 
+    /// Completes a buildset; returns it as its own transaction left it, with `relations`.
     pub async fn complete_buildset(
         &self,
         bsid: i32,
         results: i32,
         complete_at: Option<i32>,
-    ) -> StoreResult<BuildsetRow> {
+        relations: &Relations,
+    ) -> StoreResult<BuildsetView> {
         let turn = self.turn().await;
-        let row = write::complete_buildset(&self.db, bsid, results, complete_at).await;
+        let view = write::complete_buildset_loading(
+            &self.db,
+            self.mode,
+            bsid,
+            results,
+            complete_at,
+            relations,
+        )
+        .await;
         drop(turn);
-        let row = row?;
+        let view = view?;
         self.signal.hint(bsid);
-        Ok(row)
+        Ok(view)
     }
 
     pub async fn ensure_builder(

@@ -17,6 +17,7 @@ use sea_orm::{
 use sha1::Digest as _;
 
 use super::db::SchemaMode;
+use super::graph::{BuildsetView, Loader, Relations};
 use super::hash::{builder_name_hash, sourcestamp_hash};
 use super::rows::{BuilderRow, BuildsetRow};
 use super::types::{AddedBuildset, NewBuildset, NewPatch, SourceStampRef, SourceStampSpec};
@@ -75,9 +76,40 @@ pub async fn add_buildset(
     mode: SchemaMode,
     input: &NewBuildset,
 ) -> StoreResult<AddedBuildset> {
+    Ok(add_buildset_loading(db, mode, input, None).await?.0)
+}
+
+/// Adds a buildset and, given `relations`, loads it as written, inside the same
+/// transaction: once COMMIT has succeeded, nothing is left to fail, so a connection
+/// lost afterwards cannot turn the write into an error.
+pub async fn add_buildset_loading(
+    db: &DatabaseConnection,
+    mode: SchemaMode,
+    input: &NewBuildset,
+    relations: Option<&Relations>,
+) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
     let submitted_at = input.submitted_at.unwrap_or_else(super::now);
-    in_write_transaction!(db, |txn| add_buildset_in(&txn, mode, input, submitted_at))
+    in_write_transaction!(db, |txn| async {
+        let added = add_buildset_in(&txn, mode, input, submitted_at).await?;
+        let view = match relations {
+            Some(rel) => load_one(&txn, mode, added.bsid, rel).await?,
+            None => None,
+        };
+        Ok((added, view))
+    })
+}
+
+/// One buildset with `relations`, read through `txn`.
+async fn load_one(
+    txn: &DatabaseTransaction,
+    mode: SchemaMode,
+    bsid: i32,
+    relations: &Relations,
+) -> StoreResult<Option<BuildsetView>> {
+    let rows = super::read::buildsets_by_ids(txn, &[bsid]).await?;
+    let loader = Loader { db: txn, mode };
+    Ok(loader.buildset_graph(rows, relations).await?.pop())
 }
 
 async fn add_buildset_in(
@@ -491,6 +523,36 @@ pub async fn complete_buildset(
     results: i32,
     complete_at: Option<i32>,
 ) -> StoreResult<BuildsetRow> {
+    complete_buildset_in(db, bsid, results, complete_at).await
+}
+
+/// Completes a buildset and loads it with `relations`, in one transaction (as
+/// [`add_buildset_loading`], so that the answer is what this write did).
+pub async fn complete_buildset_loading(
+    db: &DatabaseConnection,
+    mode: SchemaMode,
+    bsid: i32,
+    results: i32,
+    complete_at: Option<i32>,
+    relations: &Relations,
+) -> StoreResult<BuildsetView> {
+    in_write_transaction!(db, |txn| async {
+        let row = complete_buildset_in(&txn, bsid, results, complete_at).await?;
+        let loader = Loader { db: &txn, mode };
+        loader
+            .buildset_graph(vec![row], relations)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("buildset {bsid} does not exist")))
+    })
+}
+
+async fn complete_buildset_in(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+    results: i32,
+    complete_at: Option<i32>,
+) -> StoreResult<BuildsetRow> {
     if !(0..=6).contains(&results) {
         return Err(StoreError::invalid(
             "results",
@@ -510,7 +572,8 @@ pub async fn complete_buildset(
     let row = buildsets::Entity::find_by_id(bsid).one(db).await?;
     match (updated, row) {
         (1, Some(row)) => {
-            // The UPDATE has committed on its own; a notification that is lost here
+            // Outside a transaction the UPDATE has committed on its own; inside one,
+            // PostgreSQL delivers the notification at COMMIT. One that is lost here
             // is made good by the other servers' polls.
             if let Err(e) = notify(db, 'c', bsid).await {
                 tracing::warn!(bsid, error = %e, "could not notify a completion");

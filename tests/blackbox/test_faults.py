@@ -26,6 +26,8 @@ class Relay:
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
         self.stopped = False
+        # "armed": cut everything once the answer to the next COMMIT has passed.
+        self.trap = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -63,7 +65,19 @@ class Relay:
                     data = s.recv(65536)
                     if not data:
                         return
+                    sprung = s is b and self.trap is a
+                    if sprung:
+                        # The COMMIT's answer goes to the server, then the database
+                        # is gone before anything else can be read: marked first, so
+                        # that the test sees it as soon as the server can answer.
+                        self.trap = "sprung"
+                        self.mode = "cut"
                     (b if s is a else a).sendall(data)
+                    if sprung:
+                        self.set("cut")
+                    # PostgreSQL's simple query "COMMIT\0", MySQL's COM_QUERY 0x03 "COMMIT".
+                    if s is a and self.trap == "armed" and data.endswith((b"COMMIT\x00", b"\x03COMMIT")):
+                        self.trap = a
         except OSError:
             pass
         finally:
@@ -84,6 +98,9 @@ class Relay:
                         except OSError:
                             pass
                 self.conns.clear()
+
+    def cut_after_next_commit(self):
+        self.trap = "armed"
 
     def close(self):
         self.stopped = True
@@ -148,3 +165,52 @@ def test_the_database_going_away_fails_fast_and_the_server_recovers(start, backe
     finally:
         relay.close()
 
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(start, backend):
+    """A mutation's answer is read inside its own transaction: once COMMIT has been
+    answered nothing is left to fail, so losing the database right then (every
+    connection cut, new ones refused) still answers with what was written."""
+    url = database(backend)
+    real_port = urllib.parse.urlsplit(url).port or (5432 if backend == "postgres" else 3306)
+    relay = Relay(real_port)
+    try:
+        srv = start(backend, "--db-acquire-timeout", "2", "--db-connect-timeout", "2",
+                    "--request-timeout", "4", db_url=via(url, relay.port))
+        b = srv.ok('mutation { ensureBuilder(name: "f") { builderid } }')["ensureBuilder"]["builderid"]
+        add = """mutation($in: AddBuildsetInput!) { addBuildset(input: $in) {
+            bsid buildset { reason sourcestamps { branch } properties { name value }
+            buildrequests { builderid builder { name } } } } }"""
+        relay.cut_after_next_commit()
+        body = srv.post(add, {"in": {"reason": "written once", "sourcestamps": [{"stamp": {"branch": "f"}}],
+                                     "builderids": [b], "properties": [{"name": "p", "value": 1, "source": "s"}]}})
+        assert relay.trap == "sprung" and relay.mode == "cut", relay.trap
+        assert "errors" not in body, body
+        got = body["data"]["addBuildset"]
+        assert got["buildset"] == {"reason": "written once", "sourcestamps": [{"branch": "f"}],
+                                   "properties": [{"name": "p", "value": 1}],
+                                   "buildrequests": [{"builderid": b, "builder": {"name": "f"}}]}
+        bsid = got["bsid"]
+
+        relay.set("open")
+        deadline = time.monotonic() + 20
+        while "errors" in srv.post(COUNT):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        relay.cut_after_next_commit()
+        body = srv.post("mutation($b: Int!) { completeBuildset(bsid: $b, results: 2) { bsid complete results sourcestamps { branch } } }",
+                        {"b": bsid})
+        assert relay.trap == "sprung", relay.trap
+        assert body == {"data": {"completeBuildset": {"bsid": bsid, "complete": True, "results": 2,
+                                                      "sourcestamps": [{"branch": "f"}]}}}, body
+        relay.set("open")
+        deadline = time.monotonic() + 20
+        while "errors" in (counted := srv.post(COUNT)):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # Written once, and complete.
+        assert counted["data"]["buildsets"]["totalCount"] == 1
+        assert srv.ok("{ buildsets(complete: true) { totalCount } }")["buildsets"]["totalCount"] == 1
+    finally:
+        relay.close()
