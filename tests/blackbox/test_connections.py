@@ -53,6 +53,26 @@ def test_slow_bodies_are_cut_off(start):
     assert reply.startswith(b"HTTP/1.1 4"), reply[:200]
 
 
+def test_idle_keep_alive_connections_are_closed(start):
+    """A kept-alive connection that sends no next request holds no slot for long:
+    the header deadline runs from the end of the previous response."""
+    srv = start("sqlite", "--client-timeout", "2")
+    s = connect(srv)
+    body = b'{"query": "{ __typename }"}'
+    request = (b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    for _ in range(2):  # the connection is kept alive between requests
+        s.sendall(request)
+        reply = b""
+        while b'"Query"}}' not in reply:
+            chunk = s.recv(4096)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert b"connection: close" not in reply.lower()
+    assert closed_within(s, 3), "an idle kept-alive connection is closed after --client-timeout"
+
+
 def test_connections_are_capped(start):
     srv = start("sqlite", "--max-connections", "2")
     held = [connect(srv), connect(srv)]
