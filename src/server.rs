@@ -127,6 +127,7 @@ fn app_inner(
         tokens.write,
         &config.limits(),
         (config.request_timeout > 0).then(|| Duration::from_secs(config.request_timeout)),
+        Some(store.clone()),
     );
     let cors = match &origins {
         Origins::List(list) if list.is_empty() => CorsLayer::new(),

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::error::{Code, RequestId};
 use crate::graphql::order::{in_query_order, selected_operation};
 use crate::graphql::{with_codes, ApiSchema};
+use crate::store::tag::CancelOnDrop;
 
 /// Whether two tokens are equal, in time that depends only on their lengths.
 fn same_token(a: &str, b: &str) -> bool {
@@ -87,6 +88,8 @@ struct Bounds {
 
 struct Inner {
     schema: ApiSchema,
+    /// For cancelling the statements of an abandoned operation.
+    store: Option<crate::store::Store>,
     measure: limits::Measure,
     bounds: Bounds,
     read_token: Option<String>,
@@ -105,8 +108,10 @@ impl Door {
         write_tokens: Vec<String>,
         limits: &crate::graphql::Limits,
         request_timeout: Option<std::time::Duration>,
+        store: Option<crate::store::Store>,
     ) -> Self {
         Door(Arc::new(Inner {
+            store,
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
             bounds: Bounds {
@@ -392,7 +397,12 @@ impl Door {
     }
 
     async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
-        let execution = self.0.schema.execute(op.request.data(request_id));
+        // Dropped before it finishes (the client went away, or the timeout below),
+        // the operation's statements still running in the database are cancelled.
+        let tag = request_id.0.clone();
+        let guard = self.0.store.as_ref().map(|s| CancelOnDrop::new(s, &tag));
+        let execution =
+            crate::store::tag::scope(&tag, self.0.schema.execute(op.request.data(request_id)));
         let response = match self.0.request_timeout {
             None => execution.await,
             // Dropping the execution drops its statements and rolls back its
@@ -400,6 +410,7 @@ impl Door {
             Some(t) => match tokio::time::timeout(t, execution).await {
                 Ok(r) => r,
                 Err(_) => {
+                    // `guard` cancels what is still running as it drops.
                     return error_answer(
                         StatusCode::OK,
                         Code::Unavailable,
@@ -409,10 +420,13 @@ impl Door {
                         ),
                         None,
                         &[("limit", Value::from(t.as_secs()))],
-                    )
+                    );
                 }
             },
         };
+        if let Some(g) = guard {
+            g.disarm();
+        }
         Answer {
             status: StatusCode::OK,
             response: self.finish(response, &op.shape).await,

@@ -115,9 +115,9 @@ impl Store {
         self.loader().stamp_graph(rows, with_patches).await
     }
 
-    fn loader(&self) -> Loader<'_, sea_orm::DatabaseConnection> {
+    fn loader(&self) -> Loader<super::tag::Tagged<'_, sea_orm::DatabaseConnection>> {
         Loader {
-            db: &self.db,
+            db: super::tag::Tagged::off(&self.db),
             mode: self.mode,
         }
     }
@@ -125,12 +125,12 @@ impl Store {
 
 /// The page loader over one connection: the pool, or a write's own transaction (so a
 /// mutation's answer is what it wrote, read before its COMMIT).
-pub(crate) struct Loader<'c, C> {
-    pub db: &'c C,
+pub(crate) struct Loader<C> {
+    pub db: C,
     pub mode: SchemaMode,
 }
 
-impl<C: ConnectionTrait + Sync> Loader<'_, C> {
+impl<C: ConnectionTrait + Sync> Loader<C> {
     /// Loads `relations` for all of `rows` at once, keeping their order.
     pub fn buildset_graph<'a>(
         &'a self,
@@ -139,7 +139,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
     ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
         Box::pin(async move {
             let ids: Vec<i32> = rows.iter().map(|r| r.bsid).collect();
-            let db = self.db;
+            let db = &self.db;
             let stamps = async {
                 if !relations.stamps || ids.is_empty() {
                     return Ok(None);
@@ -184,7 +184,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
             return Ok(None);
         }
         let ids: Vec<i32> = parents.iter().map(|r| r.bsid).collect();
-        let rows = read::buildrequests_of_buildsets(self.db, &ids).await?;
+        let rows = read::buildrequests_of_buildsets(&self.db, &ids).await?;
         let known: HashMap<i32, &BuildsetRow> = parents.iter().map(|p| (p.bsid, p)).collect();
         let views = self.requests_with(rows, relations, Some(&known)).await?;
         Ok(Some(group(views.into_iter().map(|r| (r.row.bsid, r)))))
@@ -201,7 +201,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
                 return Ok(None);
             }
             let ids = distinct(rows.iter().map(|r| r.builderid).collect());
-            let builders = read::builders_by_ids(self.db, &ids).await?;
+            let builders = read::builders_by_ids(&self.db, &ids).await?;
             Ok::<_, super::StoreError>(Some(
                 builders
                     .into_iter()
@@ -219,7 +219,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
                     .iter()
                     .filter_map(|id| k.get(id).map(|r| (*r).clone()))
                     .collect(),
-                None => read::buildsets_by_ids(self.db, &ids).await?,
+                None => read::buildsets_by_ids(&self.db, &ids).await?,
             };
             let loaded = self.buildset_graph(parents, sub).await?;
             Ok(Some(
@@ -235,7 +235,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
             }
             let ids: Vec<i32> = rows.iter().map(|r| r.buildrequestid).collect();
             Ok::<_, super::StoreError>(Some(group(
-                read::builds_of_requests(self.db, &ids)
+                read::builds_of_requests(&self.db, &ids)
                     .await?
                     .into_iter()
                     .map(|b| (b.buildrequestid, b)),
@@ -270,7 +270,7 @@ impl<C: ConnectionTrait + Sync> Loader<'_, C> {
                 .collect());
         }
         let ids = distinct(rows.iter().filter_map(|r| r.patchid).collect());
-        let patches: HashMap<i32, PatchRow> = read::patches_by_ids(self.db, &ids)
+        let patches: HashMap<i32, PatchRow> = read::patches_by_ids(&self.db, &ids)
             .await?
             .into_iter()
             .map(|p| (p.patchid, p))

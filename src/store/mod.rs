@@ -10,6 +10,7 @@ pub mod json;
 pub mod query;
 pub mod read;
 pub mod rows;
+pub mod tag;
 mod types;
 pub mod write;
 
@@ -105,6 +106,12 @@ impl Store {
             rep.check("where", Some(t))?;
         }
         Ok(())
+    }
+
+    /// The pool, with each statement tagged with the operation running it (for the
+    /// statements whose cost the client controls: see [`tag::Tagged`]).
+    fn reader(&self) -> tag::Tagged<'_, DatabaseConnection> {
+        tag::Tagged::on(&self.db)
     }
 
     pub fn mode(&self) -> SchemaMode {
@@ -204,7 +211,7 @@ impl Store {
                 rep.check(field, v.text())?;
             }
         }
-        query::get_buildsets(&self.db, req).await
+        query::get_buildsets(&self.reader(), req).await
     }
 
     pub async fn count(
@@ -215,7 +222,7 @@ impl Store {
         if let Some(f) = filter {
             self.check_filter(f).await?;
         }
-        query::count_buildsets(&self.db, complete, filter).await
+        query::count_buildsets(&self.reader(), complete, filter).await
     }
 
     pub async fn recent(
@@ -228,7 +235,7 @@ impl Store {
         let rep = self.repertoire().await?;
         rep.check("branch", branch)?;
         rep.check("repository", repository)?;
-        query::get_recent_buildsets(&self.db, count, branch, repository, complete).await
+        query::get_recent_buildsets(&self.reader(), count, branch, repository, complete).await
     }
 
     pub async fn buildset_properties(&self, bsid: i32) -> StoreResult<Vec<Property>> {

@@ -108,7 +108,10 @@ async fn load_one(
     relations: &Relations,
 ) -> StoreResult<Option<BuildsetView>> {
     let rows = super::read::buildsets_by_ids(txn, &[bsid]).await?;
-    let loader = Loader { db: txn, mode };
+    let loader = Loader {
+        db: super::tag::Tagged::off(txn),
+        mode,
+    };
     Ok(loader.buildset_graph(rows, relations).await?.pop())
 }
 
@@ -538,7 +541,10 @@ pub async fn complete_buildset_loading(
 ) -> StoreResult<BuildsetView> {
     in_write_transaction!(db, |txn| async {
         let row = complete_buildset_in(&txn, bsid, results, complete_at).await?;
-        let loader = Loader { db: &txn, mode };
+        let loader = Loader {
+            db: super::tag::Tagged::off(&txn),
+            mode,
+        };
         loader
             .buildset_graph(vec![row], relations)
             .await?

@@ -214,3 +214,78 @@ def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(star
         assert srv.ok("{ buildsets(complete: true) { totalCount } }")["buildsets"]["totalCount"] == 1
     finally:
         relay.close()
+
+
+def active_tagged(backend, url):
+    """The statements of this server that the database is running now."""
+    if backend == "postgres":
+        import psycopg2
+        conn = psycopg2.connect(url.split("?")[0])
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state = 'active' AND query LIKE '/* bsgql %%'")
+            return cur.fetchone()[0]
+        finally:
+            conn.close()
+    import pymysql
+    parts = urllib.parse.urlsplit(url)
+    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user="root", password="",
+                           database=parts.path.lstrip("/"))
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() "
+                    "AND command IN ('Query', 'Execute') AND info LIKE '/* bsgql %%'")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def lock_buildsets(backend, url):
+    """Another session holding a lock that blocks every read of `buildsets`."""
+    if backend == "postgres":
+        import psycopg2
+        conn = psycopg2.connect(url.split("?")[0])
+        conn.cursor().execute("LOCK TABLE buildsets IN ACCESS EXCLUSIVE MODE")
+        return conn
+    import pymysql
+    parts = urllib.parse.urlsplit(url)
+    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user="root", password="",
+                           database=parts.path.lstrip("/"))
+    conn.cursor().execute("LOCK TABLES buildsets WRITE")
+    return conn
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_a_query_whose_client_went_away_is_cancelled(start, backend):
+    """The client gives up on a query the database is still running (here: waiting
+    on a lock another session holds). The server cancels it in the database at once,
+    rather than leaving it to run until --statement-timeout (2 minutes here)."""
+    import socket
+
+    url = database(backend)
+    srv = start(backend, "--statement-timeout", "120", "--request-timeout", "0", db_url=url)
+    srv.ok(COUNT)
+    holder = lock_buildsets(backend, url)
+    try:
+        body = b'{"query": "{ buildsets(first: 5) { totalCount nodes { bsid } } }"}'
+        client = socket.create_connection(("127.0.0.1", srv.port))
+        client.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        deadline = time.monotonic() + 10
+        while active_tagged(backend, url) == 0:
+            assert time.monotonic() < deadline, "the query never reached the database"
+            time.sleep(0.1)
+        client.close()  # the client goes away
+        gone_at = time.monotonic()
+        while active_tagged(backend, url) > 0:
+            assert time.monotonic() - gone_at < 5, "the abandoned query still runs"
+            time.sleep(0.1)
+        assert time.monotonic() - gone_at < 5
+        while "cancelled the statements of an abandoned operation" not in srv.output():
+            assert time.monotonic() - gone_at < 5, srv.output()
+            time.sleep(0.1)
+    finally:
+        holder.close()
+    # The server serves on.
+    assert srv.ok(COUNT)["buildsets"]["totalCount"] == 0

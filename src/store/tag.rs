@@ -1,0 +1,203 @@
+//! Statements tagged with the operation that runs them. A client that goes away (or
+//! an operation past `--request-timeout`) drops its future, but a statement already
+//! sent keeps running in the database: dropping it only stops the reading of its
+//! answer, and the connection waits for it before serving anyone else (until
+//! `--statement-timeout` at most). With a tag in the text of the statements whose
+//! cost the client controls (see [`Tagged`]), a [`CancelOnDrop`] finds them in
+//! PostgreSQL's `pg_stat_activity` or MySQL's process list and cancels them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement, Value};
+
+use super::Store;
+
+tokio::task_local! {
+    static TAG: Arc<str>;
+}
+
+/// Runs `fut` with its statements tagged with `tag` (letters, digits and `-` kept).
+pub async fn scope<F: Future>(tag: &str, fut: F) -> F::Output {
+    let clean: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    TAG.scope(clean.into(), fut).await
+}
+
+fn current() -> Option<Arc<str>> {
+    TAG.try_with(Arc::clone).ok()
+}
+
+fn marker(tag: &str) -> String {
+    format!("/* bsgql {tag} */")
+}
+
+/// A connection whose statements carry the current task's tag as a leading comment
+/// (on SQLite, none: its statements run in this process), or a plain one.
+///
+/// A tagged statement's text is new for every operation, so the driver prepares it
+/// anew (one more round trip) instead of reusing a cached one: only the statements
+/// whose cost the client controls are tagged, those whose `where`, order and page
+/// it chooses. The relation loads that follow look rows up by key, a bounded list.
+pub(crate) struct Tagged<'a, C> {
+    db: &'a C,
+    on: bool,
+}
+
+impl<'a, C: ConnectionTrait> Tagged<'a, C> {
+    pub fn on(db: &'a C) -> Self {
+        Tagged { db, on: true }
+    }
+
+    pub fn off(db: &'a C) -> Self {
+        Tagged { db, on: false }
+    }
+
+    fn tag(&self, mut stmt: Statement) -> Statement {
+        if self.on && self.db.get_database_backend() != DbBackend::Sqlite {
+            if let Some(tag) = current() {
+                stmt.sql = format!("{} {}", marker(&tag), stmt.sql);
+            }
+        }
+        stmt
+    }
+}
+
+#[sea_orm::prelude::async_trait::async_trait]
+impl<C: ConnectionTrait + Sync> ConnectionTrait for Tagged<'_, C> {
+    fn get_database_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.db.execute_raw(self.tag(stmt)).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.db.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.db.query_one_raw(self.tag(stmt)).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.db.query_all_raw(self.tag(stmt)).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.db.support_returning()
+    }
+}
+
+impl Store {
+    /// Cancels the statements tagged `tag` that are still running, looking twice (a
+    /// statement sent just before the drop may not have started yet). Returns how
+    /// many were cancelled.
+    pub async fn cancel_tagged(&self, tag: &str) -> u64 {
+        let mut cancelled = 0;
+        for round in 0..2 {
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            match self.cancel_once(tag).await {
+                Ok(n) => cancelled += n,
+                Err(e) => {
+                    tracing::warn!(tag, error = %e, "could not cancel an abandoned statement");
+                    break;
+                }
+            }
+        }
+        cancelled
+    }
+
+    async fn cancel_once(&self, tag: &str) -> Result<u64, DbErr> {
+        let backend = self.db.get_database_backend();
+        let pattern = Value::from(format!("{}%", marker(tag)));
+        match backend {
+            DbBackend::Postgres => {
+                let rows = self
+                    .db
+                    .query_all_raw(Statement::from_sql_and_values(
+                        backend,
+                        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                         AND state = 'active' AND query LIKE $1",
+                        [pattern],
+                    ))
+                    .await?;
+                Ok(rows.len() as u64)
+            }
+            DbBackend::MySql => {
+                let rows = self
+                    .db
+                    .query_all_raw(Statement::from_sql_and_values(
+                        backend,
+                        "SELECT id FROM information_schema.processlist \
+                         WHERE db = DATABASE() AND id <> CONNECTION_ID() \
+                         AND command IN ('Query', 'Execute') AND info LIKE ?",
+                        [pattern],
+                    ))
+                    .await?;
+                let mut n = 0;
+                for row in rows {
+                    let id: u64 = row
+                        .try_get_by_index::<u64>(0)
+                        .or_else(|_| row.try_get_by_index::<i64>(0).map(|i| i as u64))?;
+                    // The id is an integer from the server: no quoting needed.
+                    self.db
+                        .execute_unprepared(&format!("KILL QUERY {id}"))
+                        .await?;
+                    n += 1;
+                }
+                Ok(n)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// Cancels the statements of an operation that is dropped before it finishes.
+pub struct CancelOnDrop {
+    store: Option<Store>,
+    tag: String,
+}
+
+impl CancelOnDrop {
+    /// Armed for `tag` on a database that can cancel (PostgreSQL, MySQL/MariaDB).
+    pub fn new(store: &Store, tag: &str) -> Self {
+        let cancels = store.db.get_database_backend() != DbBackend::Sqlite;
+        CancelOnDrop {
+            store: cancels.then(|| store.clone()),
+            tag: tag
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect(),
+        }
+    }
+
+    /// The operation finished: nothing to cancel.
+    pub fn disarm(mut self) {
+        self.store = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tag = std::mem::take(&mut self.tag);
+        runtime.spawn(async move {
+            let n = store.cancel_tagged(&tag).await;
+            if n > 0 {
+                tracing::info!(request_id = %tag, statements = n, "cancelled the statements of an abandoned operation");
+            }
+        });
+    }
+}
