@@ -173,7 +173,12 @@ fn app_inner(
             Duration::from_secs(config.client_timeout),
         ))
         .layer(cors)
-        .layer(TraceLayer::new_for_http());
+        // A 503 (a full socket cap, /readyz with the database down) is an expected
+        // answer, logged where it is decided; tower-http would log it as an ERROR.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
+        );
     Ok((router, live))
 }
 

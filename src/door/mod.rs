@@ -438,6 +438,11 @@ impl Door {
     async fn finish(&self, response: Response, shape: &Shape) -> Response {
         let response = self.0.measure.explain(response, || shape.twin()).await;
         let mut response = with_codes(response);
+        // async-graphql's validation can report one mistake twice (`subscription {
+        // __typename }` meets two rules).
+        response
+            .errors
+            .dedup_by(|a, b| a.message == b.message && a.locations == b.locations);
         for err in &mut response.errors {
             let ext = err.extensions.get_or_insert_with(Default::default);
             let client_error = ext.get("code") == Some(&Value::from(Code::BadUserInput.as_str()));

@@ -601,7 +601,12 @@ def test_a_subscription_has_one_root_field_and_limits_are_named(start):
         inbox = Inbox(ws)
         await subscribe(ws, "two", "subscription { buildsetAdded { bsid } buildsetCompleted { bsid } }")
         await subscribe(ws, "deep", "subscription { buildsetAdded { buildrequests { buildset { buildrequests { buildset { bsid } } } } } }")
-        errs = {op: await inbox.first_error(op) for op in ("two", "deep")}
+        await subscribe(ws, "typename", "subscription { __typename }")
+        errs = {op: await inbox.first_error(op) for op in ("two", "deep", "typename")}
+        # One mistake, one error (async-graphql's validation reported this one twice).
+        [msg] = [m for m in inbox.by_id["typename"] if m["type"] == "next"]
+        assert len(msg["payload"]["errors"]) == 1, msg
+        assert errs["typename"]["extensions"]["code"] == "BAD_USER_INPUT"
         assert errs["two"]["extensions"]["code"] == "BAD_USER_INPUT"
         assert "exactly one root field" in errs["two"]["message"]
         deep = errs["deep"]
