@@ -5,5 +5,6 @@ pub mod door;
 pub mod error;
 pub mod graphql;
 pub mod live;
+pub mod metrics;
 pub mod server;
 pub mod store;

@@ -227,6 +227,11 @@ impl Hub {
         }
     }
 
+    /// Subscriptions open now.
+    pub fn subscriptions(&self) -> usize {
+        self.0.subscribers.lock().map_or(0, |s| s.len())
+    }
+
     fn is_idle(&self) -> bool {
         self.0.subscribers.lock().map_or(true, |s| s.is_empty())
     }

@@ -41,6 +41,8 @@ pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
 struct AppState {
     door: Door,
     store: Store,
+    hub: Hub,
+    max_websockets: usize,
     origins: Origins,
     max_body: usize,
     sockets: Sockets,
@@ -105,6 +107,8 @@ fn app_inner(
 ) -> Result<(Router, Live), String> {
     let origins = config.origins()?;
     let tokens = config.tokens()?;
+    // The recorder is installed before the first request counts.
+    crate::metrics::handle();
     let hub = Hub::start(
         store.clone(),
         FeedSettings {
@@ -116,6 +120,7 @@ fn app_inner(
         shutdown.clone(),
     );
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_websockets));
+    let hub_handle = hub.clone();
     let schema = build_schema(AppData {
         hub,
         store: store.clone(),
@@ -140,6 +145,8 @@ fn app_inner(
     .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
     let state = AppState {
         door,
+        hub: hub_handle,
+        max_websockets: config.max_websockets,
         store,
         origins,
         max_body: config.max_body_bytes,
@@ -166,6 +173,7 @@ fn app_inner(
         .route("/graphql/assets/{file}", get(asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -765,6 +773,31 @@ fn log_closed(conn: &Connection, reason: &str) {
         reason,
         "websocket closed"
     );
+}
+
+/// Prometheus' text format; behind the read token when one is set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = state.door.admit(&caller(&headers)) {
+        return reply(refusal.answer());
+    }
+    let (pool_size, pool_idle, pool_max) = state.store.pool_stats();
+    let gauges = crate::metrics::Gauges {
+        pool_size,
+        pool_idle,
+        pool_max,
+        websockets: state
+            .max_websockets
+            .saturating_sub(state.sockets.slots.available_permits()),
+        subscriptions: state.hub.subscriptions(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&gauges),
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

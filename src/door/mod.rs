@@ -182,7 +182,8 @@ impl Door {
         let operation = request.operation_name.clone();
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
-        let answer = async {
+        let tag = request_id.0.clone();
+        let answer = crate::store::tag::scope(&tag, async {
             match self.prepare(request, &caller, transport) {
                 Err(answer) => answer,
                 Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
@@ -193,15 +194,17 @@ impl Door {
                 .answer(),
                 Ok(op) => self.execute(op, request_id.clone()).await,
             }
-        }
+        })
         .instrument(span)
         .await;
+        let (answer, statements) = answer;
         log_line(
             &request_id,
             operation.as_deref(),
             transport,
             &answer,
             started,
+            Some(statements),
         );
         answer
     }
@@ -245,6 +248,7 @@ impl Door {
                                     Transport::WebSocket,
                                     &answer,
                                     started,
+                                    None,
                                 );
                                 return answer.response;
                             }
@@ -254,16 +258,21 @@ impl Door {
                     .boxed()
             }
             prepared => stream::once(async move {
-                let answer = match prepared {
-                    Err(answer) => answer,
-                    Ok(op) => door.execute(op, request_id.clone()).await,
-                };
+                let tag = request_id.0.clone();
+                let (answer, statements) = crate::store::tag::scope(&tag, async {
+                    match prepared {
+                        Err(answer) => answer,
+                        Ok(op) => door.execute(op, request_id.clone()).await,
+                    }
+                })
+                .await;
                 log_line(
                     &request_id,
                     operation.as_deref(),
                     Transport::WebSocket,
                     &answer,
                     started,
+                    Some(statements),
                 );
                 answer.response
             })
@@ -401,8 +410,7 @@ impl Door {
         // the operation's statements still running in the database are cancelled.
         let tag = request_id.0.clone();
         let guard = self.0.store.as_ref().map(|s| CancelOnDrop::new(s, &tag));
-        let execution =
-            crate::store::tag::scope(&tag, self.0.schema.execute(op.request.data(request_id)));
+        let execution = self.0.schema.execute(op.request.data(request_id));
         let response = match self.0.request_timeout {
             None => execution.await,
             // Dropping the execution drops its statements and rolls back its
@@ -495,7 +503,9 @@ fn log_line(
     transport: Transport,
     answer: &Answer,
     started: Instant,
+    statements: Option<u64>,
 ) {
+    let took = started.elapsed();
     let outcome = answer
         .response
         .errors
@@ -514,11 +524,18 @@ fn log_line(
                 ?transport,
                 status = answer.status.as_u16(),
                 outcome,
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                duration_ms = took.as_secs_f64() * 1000.0,
+                statements,
                 "request"
             )
         };
     }
+    let transport_label = match transport {
+        Transport::Post => "post",
+        Transport::Get => "get",
+        Transport::WebSocket => "websocket",
+    };
+    crate::metrics::record_request(operation, transport_label, &outcome, took, statements);
     if outcome == "OK" {
         line!(debug);
     } else {

@@ -54,7 +54,8 @@ impl Store {
 
     /// Like [`Store::open`], with how long to wait on the database.
     pub async fn open_with_timeouts(url: &str, timeouts: Timeouts) -> Result<Store, PrepareError> {
-        let (db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
+        let (mut db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
+        db.set_metric_callback(|_| tag::count_statement());
         Ok(Store {
             url: Some(url.into()),
             ..Store::new(db, mode)
@@ -112,6 +113,26 @@ impl Store {
     /// statements whose cost the client controls: see [`tag::Tagged`]).
     fn reader(&self) -> tag::Tagged<'_, DatabaseConnection> {
         tag::Tagged::on(&self.db)
+    }
+
+    /// The pool: connections open, idle, and the most it opens.
+    pub fn pool_stats(&self) -> (u32, usize, u32) {
+        use sea_orm::DatabaseBackend as B;
+        match self.db.get_database_backend() {
+            B::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            B::MySql => {
+                let p = self.db.get_mysql_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            B::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            _ => (0, 0, 0),
+        }
     }
 
     pub fn mode(&self) -> SchemaMode {

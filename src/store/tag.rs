@@ -7,27 +7,47 @@
 //! PostgreSQL's `pg_stat_activity` or MySQL's process list and cancels them.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement, Value};
 
 use super::Store;
 
-tokio::task_local! {
-    static TAG: Arc<str>;
+/// The operation the current task runs: its tag and the statements it has sent.
+struct Operation {
+    tag: Arc<str>,
+    statements: AtomicU64,
 }
 
-/// Runs `fut` with its statements tagged with `tag` (letters, digits and `-` kept).
-pub async fn scope<F: Future>(tag: &str, fut: F) -> F::Output {
+tokio::task_local! {
+    static OPERATION: Arc<Operation>;
+}
+
+/// Runs `fut` with its statements tagged with `tag` (letters, digits and `-` kept);
+/// returns its output and how many statements it sent (counted by a store opened
+/// with [`Store::open`](super::Store::open)).
+pub async fn scope<F: Future>(tag: &str, fut: F) -> (F::Output, u64) {
     let clean: String = tag
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    TAG.scope(clean.into(), fut).await
+    let op = Arc::new(Operation {
+        tag: clean.into(),
+        statements: AtomicU64::new(0),
+    });
+    let out = OPERATION.scope(op.clone(), fut).await;
+    (out, op.statements.load(Ordering::Relaxed))
 }
 
 fn current() -> Option<Arc<str>> {
-    TAG.try_with(Arc::clone).ok()
+    OPERATION.try_with(|op| op.tag.clone()).ok()
+}
+
+/// Counts one statement for the current operation (SeaORM's metric callback calls
+/// it on the task that ran the statement).
+pub(crate) fn count_statement() {
+    let _ = OPERATION.try_with(|op| op.statements.fetch_add(1, Ordering::Relaxed));
 }
 
 fn marker(tag: &str) -> String {

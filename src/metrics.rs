@@ -1,0 +1,136 @@
+//! `/metrics` in Prometheus' text format, through the `metrics` facade and its
+//! Prometheus exporter (which writes the format). Counters and histograms are
+//! recorded where things happen (the door's request line); the pool, socket and
+//! subscription gauges are read when scraped.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "bsgql_requests_total";
+pub const DURATION: &str = "bsgql_request_duration_seconds";
+pub const STATEMENTS: &str = "bsgql_statements_per_request";
+
+/// The process's recorder: one per process (every router of a test binary shares it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(DURATION.into()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(STATEMENTS.into()),
+                    &[
+                        0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0,
+                    ],
+                )
+            });
+        match builder.map(|b| b.install_recorder()) {
+            Ok(Ok(handle)) => {
+                describe();
+                handle
+            }
+            // Another recorder is installed (a test harness): render an empty one.
+            _ => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS, "GraphQL operations answered, by operation name, transport and outcome (OK or the first error's code)");
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "Time to answer a GraphQL operation"
+    );
+    describe_histogram!(STATEMENTS, "SQL statements one GraphQL operation sent");
+    describe_gauge!(
+        "bsgql_db_pool_connections",
+        "Database connections of the pool: open, idle, in use"
+    );
+    describe_gauge!(
+        "bsgql_db_pool_max_connections",
+        "The most connections the pool opens (more callers wait, up to --db-acquire-timeout)"
+    );
+    describe_gauge!("bsgql_websocket_connections", "WebSocket connections open");
+    describe_gauge!("bsgql_subscriptions", "Subscriptions open");
+}
+
+/// Operation names are the client's to choose: the label keeps the first 100
+/// distinct well-formed names and calls the rest `other`, so a client cannot grow
+/// the metrics without bound.
+fn operation_label(name: Option<&str>) -> String {
+    const MAX_NAMES: usize = 100;
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let Some(name) = name else {
+        return "-".into();
+    };
+    let well_formed = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        return "other".into();
+    }
+    let Ok(mut seen) = SEEN.get_or_init(Default::default).lock() else {
+        return "other".into();
+    };
+    if seen.contains(name) || seen.len() < MAX_NAMES {
+        seen.insert(name.to_owned());
+        name.to_owned()
+    } else {
+        "other".into()
+    }
+}
+
+/// One finished operation: its count, duration and statements.
+pub fn record_request(
+    operation: Option<&str>,
+    transport: &'static str,
+    outcome: &str,
+    took: Duration,
+    statements: Option<u64>,
+) {
+    let op = operation_label(operation);
+    let labels = [
+        ("operation", op.clone()),
+        ("transport", transport.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ];
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(DURATION, &labels).record(took.as_secs_f64());
+    if let Some(n) = statements {
+        metrics::histogram!(STATEMENTS, "operation" => op).record(n as f64);
+    }
+}
+
+/// What is read at scrape time.
+pub struct Gauges {
+    pub pool_size: u32,
+    pub pool_idle: usize,
+    pub pool_max: u32,
+    pub websockets: usize,
+    pub subscriptions: usize,
+}
+
+/// The text format, with the gauges set from `gauges` first.
+pub fn render(gauges: &Gauges) -> String {
+    let h = handle();
+    let in_use = (gauges.pool_size as usize).saturating_sub(gauges.pool_idle);
+    metrics::gauge!("bsgql_db_pool_connections", "state" => "open").set(gauges.pool_size as f64);
+    metrics::gauge!("bsgql_db_pool_connections", "state" => "idle").set(gauges.pool_idle as f64);
+    metrics::gauge!("bsgql_db_pool_connections", "state" => "in_use").set(in_use as f64);
+    metrics::gauge!("bsgql_db_pool_max_connections").set(gauges.pool_max as f64);
+    metrics::gauge!("bsgql_websocket_connections").set(gauges.websockets as f64);
+    metrics::gauge!("bsgql_subscriptions").set(gauges.subscriptions as f64);
+    h.run_upkeep();
+    h.render()
+}
