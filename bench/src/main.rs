@@ -82,6 +82,7 @@ struct Figures {
     statements: Option<f64>,
     cpu_ms: Option<f64>,
     requests_per_unit: Option<f64>,
+    split: Option<Split>,
 }
 
 #[derive(Default)]
@@ -200,6 +201,82 @@ fn proc_stats(pid: u32) -> Option<(f64, f64)> {
     Some((ticks / 100.0, hwm_kb / 1024.0))
 }
 
+/// Busy and total CPU time of the whole machine (seconds, all cores), from /proc/stat.
+fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
+    Some(((total - idle) / 100.0, total / 100.0))
+}
+
+/// CPU seconds of every process named `comm` (the database server's processes).
+fn cpu_of_processes(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .filter_map(|pid| proc_stats(pid).map(|s| s.0))
+        .sum()
+}
+
+/// Where the machine's CPU went during a measurement, as shares of all its cores.
+#[derive(Clone, Debug, Default)]
+struct Split {
+    server: f64,
+    database: f64,
+    client: f64,
+    busy: f64,
+}
+
+struct SplitStart {
+    server: Option<f64>,
+    database: f64,
+    client: Option<f64>,
+    machine: Option<(f64, f64)>,
+    db_comm: &'static str,
+}
+
+impl SplitStart {
+    fn now(server_pid: Option<u32>, db_comm: &'static str) -> Self {
+        SplitStart {
+            server: server_pid.and_then(proc_stats).map(|s| s.0),
+            database: cpu_of_processes(db_comm),
+            client: proc_stats(std::process::id()).map(|s| s.0),
+            machine: machine_cpu(),
+            db_comm,
+        }
+    }
+
+    fn split(&self, server_pid: Option<u32>) -> Option<Split> {
+        let (busy0, total0) = self.machine?;
+        let (busy1, total1) = machine_cpu()?;
+        let total = total1 - total0;
+        if total <= 0.0 {
+            return None;
+        }
+        let server = server_pid.and_then(proc_stats).map(|s| s.0)? - self.server?;
+        let client = proc_stats(std::process::id()).map(|s| s.0)? - self.client?;
+        let database = cpu_of_processes(self.db_comm) - self.database;
+        Some(Split {
+            server: server / total,
+            database: database / total,
+            client: client / total,
+            busy: (busy1 - busy0) / total,
+        })
+    }
+}
+
 /// The sum and count of `bsgql_statements_per_request{operation=op}`.
 async fn statements(client: &reqwest::Client, base: &str, op: char) -> Option<(f64, f64)> {
     let text = client
@@ -290,6 +367,7 @@ where
 
 /// What the seeded database holds, as this server reads it.
 struct Data {
+    postgres: bool,
     max_bsid: i64,
     branches: Vec<String>,
     builders: Vec<i64>,
@@ -317,7 +395,11 @@ async fn gql(
     Ok(v["data"].clone())
 }
 
-async fn read_data(client: &reqwest::Client, url: &str) -> Result<Data, String> {
+async fn read_data(
+    client: &reqwest::Client,
+    url: &str,
+    url_is_postgres: bool,
+) -> Result<Data, String> {
     let d = gql(client, url, "{ buildsets(first: 1, orderBy: [{field: BSID, direction: DESC}]) { nodes { bsid } } builders { builderid } }", json!({})).await?;
     let max_bsid = d["buildsets"]["nodes"][0]["bsid"].as_i64().unwrap_or(0);
     let builders = d["builders"]
@@ -358,6 +440,7 @@ async fn read_data(client: &reqwest::Client, url: &str) -> Result<Data, String> 
         after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
     }
     Ok(Data {
+        postgres: url_is_postgres,
         max_bsid,
         branches,
         builders,
@@ -523,6 +606,8 @@ async fn measure_ours(
     let query = our_query(scenario);
     let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
     let before_st = statements(client, &server.base, scenario).await;
+    let db_comm = if data.postgres { "postgres" } else { "none" };
+    let split_start = SplitStart::now(server.pid(), db_comm);
     let d = data.clone();
     let seq = Arc::new(AtomicUsize::new(0));
     let make = move |n: u64| -> Option<Value> {
@@ -555,6 +640,7 @@ async fn measure_ours(
         }
     };
     let mut f = drive(client, &url, args.seconds, args.connections, make).await;
+    f.split = split_start.split(server.pid());
     let after_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
     if let (Some(a), Some(b)) = (before_cpu, after_cpu) {
         if f.units > 0 {
@@ -819,7 +905,7 @@ async fn run_backend(
         },
         began.elapsed().as_secs_f64()
     ));
-    let data = Arc::new(read_data(client, &url).await?);
+    let data = Arc::new(read_data(client, &url, backend == "postgres").await?);
     for &s in scenarios {
         let f = measure_ours(args, client, &server, &data, s).await;
         eprintln!(
@@ -894,7 +980,7 @@ fn render(args: &Args, report: &Report, command: &str) -> String {
     ));
     for (backend, scenarios) in &report.rows {
         out.push_str(&format!("### {backend}\n\n"));
-        out.push_str("| scenario | this server req/s | p50 ms | p99 ms | statements/req | server CPU ms/req | PostGraphile req/s (ratio) | PostGraphile p99 ms | Buildbot req/s (ratio) | Buildbot p99 ms |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| scenario | this server req/s | p50 ms | p99 ms | statements/req | server CPU ms/req | CPU: server / db / load client / machine busy | PostGraphile req/s (ratio) | PostGraphile p99 ms | Buildbot req/s (ratio) | Buildbot p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (s, systems) in scenarios {
             let Some(ours) = systems.get("ours") else {
                 continue;
@@ -902,7 +988,7 @@ fn render(args: &Args, report: &Report, command: &str) -> String {
             let pg = systems.get("postgraphile");
             let bb = systems.get("buildbot");
             out.push_str(&format!(
-                "| {} | {:.1}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {:.1}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
                 describe(*s),
                 ours.per_s,
                 if ours.errors > 0 {
@@ -914,6 +1000,13 @@ fn render(args: &Args, report: &Report, command: &str) -> String {
                 ours.p99_ms,
                 ours.statements.map_or("–".into(), |v| format!("{v:.1}")),
                 ours.cpu_ms.map_or("–".into(), |v| format!("{v:.2}")),
+                ours.split.as_ref().map_or("–".into(), |c| format!(
+                    "{:.0}% / {:.0}% / {:.0}% / {:.0}%",
+                    c.server * 100.0,
+                    c.database * 100.0,
+                    c.client * 100.0,
+                    c.busy * 100.0
+                )),
                 ratio(ours, pg),
                 pg.map_or("–".into(), |f| format!("{:.2}", f.p99_ms)),
                 ratio(ours, bb),
