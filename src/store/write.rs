@@ -173,34 +173,50 @@ async fn add_buildset_in(
         .await?;
     }
 
-    // One statement per link keeps the link ids (and so the order) as given.
-    for ssid in &ssids {
-        buildset_sourcestamps::Entity::insert(buildset_sourcestamps::ActiveModel {
+    // One multi-row statement per table, whatever the number of stamps and
+    // builders. A single INSERT numbers its rows in the order given, so the link
+    // ids keep the stamps' order.
+    buildset_sourcestamps::Entity::insert_many(ssids.iter().map(|ssid| {
+        buildset_sourcestamps::ActiveModel {
             buildsetid: Set(bsid),
             sourcestampid: Set(*ssid),
             ..Default::default()
-        })
-        .exec(txn)
-        .await?;
-    }
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
 
     let mut brids = Vec::with_capacity(input.builderids.len());
-    for builderid in &input.builderids {
-        let brid = buildrequests::Entity::insert(buildrequests::ActiveModel {
-            buildsetid: Set(bsid),
-            builderid: Set(*builderid),
-            priority: Set(input.priority),
-            complete: Set(Some(0)),
-            results: Set(Some(-1)),
-            submitted_at: Set(submitted_at),
-            complete_at: Set(None),
-            waited_for: Set(Some(i16::from(input.waited_for))),
-            ..Default::default()
-        })
-        .exec(txn)
-        .await?
-        .last_insert_id;
-        brids.push((*builderid, brid));
+    if !input.builderids.is_empty() {
+        buildrequests::Entity::insert_many(input.builderids.iter().map(|builderid| {
+            buildrequests::ActiveModel {
+                buildsetid: Set(bsid),
+                builderid: Set(*builderid),
+                priority: Set(input.priority),
+                complete: Set(Some(0)),
+                results: Set(Some(-1)),
+                submitted_at: Set(submitted_at),
+                complete_at: Set(None),
+                waited_for: Set(Some(i16::from(input.waited_for))),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(txn)
+        .await?;
+        // The builders are distinct (validated), so each has one request here.
+        let ids: std::collections::HashMap<i32, i32> = buildrequests::Entity::find()
+            .select_only()
+            .column(buildrequests::Column::Builderid)
+            .column(buildrequests::Column::Id)
+            .filter(buildrequests::Column::Buildsetid.eq(bsid))
+            .into_tuple::<(i32, i32)>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect();
+        for builderid in &input.builderids {
+            brids.push((*builderid, *ids.get(builderid).ok_or(StoreError::Conflict)?));
+        }
     }
     notify(txn, 'a', bsid).await?;
     Ok(AddedBuildset {
@@ -297,11 +313,21 @@ async fn resolve_sourcestamps(
         ));
     }
 
+    let specs: Vec<&SourceStampSpec> = refs
+        .iter()
+        .filter_map(|r| match r {
+            SourceStampRef::Spec(spec) => Some(spec),
+            SourceStampRef::Id(_) => None,
+        })
+        .collect();
+    let mut created = find_or_create_sourcestamps(txn, &specs, now)
+        .await?
+        .into_iter();
     let mut ssids = Vec::with_capacity(refs.len());
     for r in refs {
         let ssid = match r {
             SourceStampRef::Id(id) => *id,
-            SourceStampRef::Spec(spec) => find_or_create_sourcestamp(txn, spec, now).await?,
+            SourceStampRef::Spec(_) => created.next().ok_or(StoreError::Conflict)?,
         };
         if ssids.contains(&ssid) {
             return Err(StoreError::invalid(
@@ -348,6 +374,148 @@ pub async fn find_or_create_sourcestamp(
     insert_if_absent(txn, "sourcestamps", columns, "ss_hash", &ss_hash, values).await
 }
 
+/// [`find_or_create_sourcestamp`] for several stamps in a constant number of
+/// statements: one multi-row insert that skips the hashes already there, one read
+/// of all their ids (patches, always new, are written first, one each: their ids
+/// are part of the hash). Returns the ids in the order of `specs`.
+pub async fn find_or_create_sourcestamps(
+    txn: &impl ConnectionTrait,
+    specs: &[&SourceStampSpec],
+    now: i32,
+) -> StoreResult<Vec<i32>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut hashes = Vec::with_capacity(specs.len());
+    let mut rows = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let patchid = match &spec.patch {
+            Some(patch) => Some(insert_patch(txn, patch).await?),
+            None => None,
+        };
+        let ss_hash = sourcestamp_hash(
+            spec.branch.as_deref(),
+            spec.revision.as_deref(),
+            &spec.repository,
+            &spec.project,
+            &spec.codebase,
+            patchid,
+        );
+        hashes.push(ss_hash.clone());
+        rows.push(vec![
+            Value::from(ss_hash),
+            spec.branch.clone().into(),
+            spec.revision.clone().into(),
+            patchid.into(),
+            spec.repository.clone().into(),
+            spec.codebase.clone().into(),
+            spec.project.clone().into(),
+            now.into(),
+        ]);
+    }
+    let columns = "ss_hash, branch, revision, patchid, repository, codebase, project, created_at";
+    let ids = insert_all_absent(txn, "sourcestamps", columns, "ss_hash", &hashes, rows).await?;
+    hashes
+        .iter()
+        .map(|h| ids.get(h).copied().ok_or(StoreError::Conflict))
+        .collect()
+}
+
+/// Inserts the rows whose unique `key_column` value is not there yet, in one
+/// statement, and returns the id of every key's row afterwards (one more). The same
+/// per-backend care as [`insert_if_absent`].
+async fn insert_all_absent(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    columns: &str,
+    key_column: &str,
+    keys: &[String],
+    rows: Vec<Vec<Value>>,
+) -> StoreResult<std::collections::HashMap<String, i32>> {
+    let backend = txn.get_database_backend();
+    let row_marks = |n: usize| format!("({})", vec!["?"; n].join(", "));
+    let marks: Vec<String> = rows.iter().map(|r| row_marks(r.len())).collect();
+    let values: Vec<Value> = rows.into_iter().flatten().collect();
+    let key_marks = vec!["?"; keys.len()].join(", ");
+    let keys_as_values = keys.iter().map(|k| Value::from(k.clone()));
+    if backend == DbBackend::MySql {
+        let sql = format!(
+            "INSERT IGNORE INTO {table} ({columns}) VALUES {}",
+            marks.join(", ")
+        );
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        fail_on_warnings_but_duplicates(txn, table).await?;
+        let sql = format!(
+            "SELECT id, {key_column} FROM {table} WHERE {key_column} IN ({key_marks}) LOCK IN SHARE MODE"
+        );
+        return ids_by_key(
+            txn,
+            Statement::from_sql_and_values(backend, sql, keys_as_values),
+        )
+        .await;
+    }
+    let sql = numbered(
+        backend,
+        &format!(
+            "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT ({key_column}) DO NOTHING",
+            marks.join(", ")
+        ),
+    );
+    txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let sql = numbered(
+        backend,
+        &format!("SELECT id, {key_column} FROM {table} WHERE {key_column} IN ({key_marks})"),
+    );
+    ids_by_key(
+        txn,
+        Statement::from_sql_and_values(backend, sql, keys_as_values),
+    )
+    .await
+}
+
+async fn ids_by_key(
+    txn: &impl ConnectionTrait,
+    stmt: Statement,
+) -> StoreResult<std::collections::HashMap<String, i32>> {
+    let mut out = std::collections::HashMap::new();
+    for row in txn.query_all_raw(stmt).await? {
+        out.insert(
+            row.try_get_by_index::<String>(1)?,
+            row.try_get_by_index::<i32>(0)?,
+        );
+    }
+    Ok(out)
+}
+
+/// IGNORE turns every error into a warning, not only the duplicate key it is
+/// there for: a text truncated or a character replaced by `?` would be stored
+/// silently, with a hash of what was given. Input is checked to fit before this,
+/// so any other warning is a bug, and the transaction is dropped.
+async fn fail_on_warnings_but_duplicates(
+    txn: &impl ConnectionTrait,
+    table: &str,
+) -> StoreResult<()> {
+    let backend = txn.get_database_backend();
+    let warnings = txn
+        .query_all_raw(Statement::from_string(backend, "SHOW WARNINGS"))
+        .await?;
+    for w in &warnings {
+        let code = w
+            .try_get::<u32>("", "Code")
+            .or_else(|_| w.try_get::<i64>("", "Code").map(|c| c as u32))
+            .unwrap_or(0);
+        if code != DUPLICATE_KEY {
+            let message = w.try_get::<String>("", "Message").unwrap_or_default();
+            return Err(StoreError::Db(sea_orm::DbErr::Custom(format!(
+                "INSERT IGNORE INTO {table} warned {code}: {message}"
+            ))));
+        }
+    }
+    Ok(())
+}
+
 async fn insert_patch(txn: &impl ConnectionTrait, patch: &NewPatch) -> StoreResult<i32> {
     Ok(patches::Entity::insert(patches::ActiveModel {
         patchlevel: Set(patch.level),
@@ -387,25 +555,7 @@ async fn insert_if_absent(
         let done = txn
             .execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
-        // IGNORE turns every error into a warning, not only the duplicate key it is
-        // here for: a text truncated or a character replaced by `?` would be stored
-        // silently, with a hash of what was given. Input is checked to fit before
-        // this, so any other warning is a bug, and the transaction is dropped.
-        let warnings = txn
-            .query_all_raw(Statement::from_string(backend, "SHOW WARNINGS"))
-            .await?;
-        for w in &warnings {
-            let code = w
-                .try_get::<u32>("", "Code")
-                .or_else(|_| w.try_get::<i64>("", "Code").map(|c| c as u32))
-                .unwrap_or(0);
-            if code != DUPLICATE_KEY {
-                let message = w.try_get::<String>("", "Message").unwrap_or_default();
-                return Err(StoreError::Db(sea_orm::DbErr::Custom(format!(
-                    "INSERT IGNORE INTO {table} warned {code}: {message}"
-                ))));
-            }
-        }
+        fail_on_warnings_but_duplicates(txn, table).await?;
         if done.rows_affected() == 1 {
             return i32::try_from(done.last_insert_id())
                 .map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("id out of range".into())));

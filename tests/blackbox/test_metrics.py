@@ -103,3 +103,38 @@ def test_client_chosen_operation_names_do_not_grow_the_metrics(start):
     names = {dict(labels).get("operation") for (name, labels) in samples if name == "bsgql_requests_total"}
     assert len(names) <= 102, len(names)
     assert value(samples, "bsgql_requests_total", operation="other", transport="post", outcome="OK") >= 30
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_add_buildset_sends_a_constant_number_of_statements(start, backend):
+    """Multi-row inserts: the statements of an addBuildset do not grow with its
+    sourcestamps, builders and properties."""
+    srv = start(backend)
+    builders = [srv.ok('mutation($n: String!) { ensureBuilder(name: $n) { builderid } }', {"n": f"b{i}"})
+                ["ensureBuilder"]["builderid"] for i in range(4)]
+    add = "mutation Add%s($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid brids { builderid buildrequestid } } }"
+
+    def inp(n_stamps, n_builders, n_props, tag):
+        return {"reason": "r",
+                "sourcestamps": [{"stamp": {"branch": f"{tag}-{i}", "repository": "r"}} for i in range(n_stamps)],
+                "builderids": builders[:n_builders],
+                "properties": [{"name": f"p{i}", "value": i, "source": "s"} for i in range(n_props)]}
+
+    def run(name, variables):
+        r = srv.http.post("/graphql", json={"query": add % name, "operationName": f"Add{name}", "variables": variables})
+        body = r.json()
+        assert "errors" not in body, body
+        return body["data"]["addBuildset"]
+
+    run("Warm", {"in": inp(1, 1, 1, "warm")})  # first-use reads (e.g. MySQL's charsets)
+    small = run("Small", {"in": inp(1, 1, 1, "small")})
+    big = run("Big", {"in": inp(6, 4, 8, "big")})
+    assert [b["builderid"] for b in big["brids"]] == builders
+    assert len({b["buildrequestid"] for b in big["brids"]}) == 4
+    samples, _ = scrape(srv)
+    n_small = value(samples, "bsgql_statements_per_request_sum", operation="AddSmall")
+    n_big = value(samples, "bsgql_statements_per_request_sum", operation="AddBig")
+    assert n_small > 0 and n_big == n_small, (n_small, n_big)
+    # The stamps keep the order given.
+    got = srv.ok("query($b: Int!) { buildset(bsid: $b) { sourcestamps { branch } } }", {"b": big["bsid"]})
+    assert [s["branch"] for s in got["buildset"]["sourcestamps"]] == [f"big-{i}" for i in range(6)]
