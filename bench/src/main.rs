@@ -69,6 +69,11 @@ struct Args {
     /// Write the results (Markdown) here too.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Profile the server during each scenario with `perf record -e cpu-clock -g`,
+    /// keeping `DIR/<backend>-<scenario>.data` and printing its hottest symbols
+    /// (`perf script | inferno-flamegraph` makes a flame graph of one).
+    #[arg(long)]
+    perf: Option<PathBuf>,
 }
 
 /// One scenario's measurement.
@@ -639,8 +644,69 @@ async fn measure_ours(
             other => Some(json!({"query": query, "operationName": other.to_string()})),
         }
     };
+    let recording = match (&args.perf, server.pid()) {
+        (Some(dir), Some(pid)) => {
+            let _ = std::fs::create_dir_all(dir);
+            let file = dir.join(format!(
+                "{}-{scenario}.data",
+                if data.postgres { "postgres" } else { "sqlite" }
+            ));
+            Command::new("perf")
+                .args([
+                    "record",
+                    "-e",
+                    "cpu-clock",
+                    "-F",
+                    "499",
+                    "-g",
+                    "-p",
+                    &pid.to_string(),
+                    "-o",
+                ])
+                .arg(&file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+                .map(|child| (child, file))
+        }
+        _ => None,
+    };
     let mut f = drive(client, &url, args.seconds, args.connections, make).await;
     f.split = split_start.split(server.pid());
+    if let Some((mut child, file)) = recording {
+        // perf writes its file on SIGINT.
+        if let Some(id) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &id.to_string()])
+                .status();
+        }
+        let _ = child.wait().await;
+        if let Ok(out) = std::process::Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--percent-limit",
+                "2",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&file)
+            .output()
+        {
+            let text = String::from_utf8_lossy(&out.stdout);
+            eprintln!("  perf, hottest symbols ({}):", file.display());
+            for line in text
+                .lines()
+                .filter(|l| l.contains('%') && !l.starts_with('#'))
+                .take(15)
+            {
+                eprintln!("    {}", line.trim());
+            }
+        }
+    }
     let after_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
     if let (Some(a), Some(b)) = (before_cpu, after_cpu) {
         if f.units > 0 {
