@@ -804,6 +804,91 @@ async fn measure_buildbot(
     backend: &str,
 ) -> Result<(), String> {
     let dir = root().join("bench/buildbot");
+    let secs = args.seconds.to_string();
+    let conns = args.connections.to_string();
+    let rest: Vec<char> = scenarios
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, 'a' | 'b' | 'c' | 'e'))
+        .collect();
+    if !rest.is_empty() {
+        measure_rest(args, client, py, db_url, &rest, report, backend).await?;
+    }
+    if scenarios.iter().any(|s| matches!(s, 'f' | 'g')) {
+        for v in python_lines(
+            py,
+            &[
+                &dir.join("writes.py").to_string_lossy(),
+                db_url,
+                "--seconds",
+                &secs,
+                "--inflight",
+                &conns,
+            ],
+        )? {
+            let s = match v["op"].as_str() {
+                Some("addBuildset") => 'f',
+                Some("completeBuildset") => 'g',
+                _ => continue,
+            };
+            let f = Figures {
+                per_s: v["ops_per_s"].as_f64().unwrap_or(0.0),
+                p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
+                p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+                ..Figures::default()
+            };
+            eprintln!(
+                "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
+                f.per_s, f.p50_ms, f.p99_ms
+            );
+            report
+                .rows
+                .entry(backend.into())
+                .or_default()
+                .entry(s)
+                .or_default()
+                .insert("buildbot", f);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure_all(
+    args: &Args,
+    client: &reqwest::Client,
+    server: &Server,
+    data: &Arc<Data>,
+    which: &[char],
+    report: &mut Report,
+    backend: &str,
+) {
+    for &s in which {
+        let f = measure_ours(args, client, server, data, s).await;
+        eprintln!(
+            "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
+            describe(s), f.per_s, f.p50_ms, f.p99_ms, f.statements, f.cpu_ms, f.errors
+        );
+        report
+            .rows
+            .entry(backend.into())
+            .or_default()
+            .entry(s)
+            .or_default()
+            .insert("ours", f);
+    }
+}
+
+async fn measure_rest(
+    args: &Args,
+    client: &reqwest::Client,
+    py: &Path,
+    db_url: &str,
+    scenarios: &[char],
+    report: &mut Report,
+    backend: &str,
+) -> Result<(), String> {
+    let dir = root().join("bench/buildbot");
     let port = free_port();
     let basedir = std::env::temp_dir().join(format!("bench-master-{}-{port}", std::process::id()));
     let child = Command::new(py)
@@ -882,42 +967,6 @@ async fn measure_buildbot(
             .insert("buildbot", rss);
     }
     drop(child);
-    if scenarios.iter().any(|s| matches!(s, 'f' | 'g')) {
-        for v in python_lines(
-            py,
-            &[
-                &dir.join("writes.py").to_string_lossy(),
-                db_url,
-                "--seconds",
-                &secs,
-                "--inflight",
-                &conns,
-            ],
-        )? {
-            let s = match v["op"].as_str() {
-                Some("addBuildset") => 'f',
-                Some("completeBuildset") => 'g',
-                _ => continue,
-            };
-            let f = Figures {
-                per_s: v["ops_per_s"].as_f64().unwrap_or(0.0),
-                p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
-                p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
-                ..Figures::default()
-            };
-            eprintln!(
-                "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
-                f.per_s, f.p50_ms, f.p99_ms
-            );
-            report
-                .rows
-                .entry(backend.into())
-                .or_default()
-                .entry(s)
-                .or_default()
-                .insert("buildbot", f);
-        }
-    }
     Ok(())
 }
 
@@ -972,20 +1021,27 @@ async fn run_backend(
         began.elapsed().as_secs_f64()
     ));
     let data = Arc::new(read_data(client, &url, backend == "postgres").await?);
-    for &s in scenarios {
-        let f = measure_ours(args, client, &server, &data, s).await;
-        eprintln!(
-            "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
-            describe(s), f.per_s, f.p50_ms, f.p99_ms, f.statements, f.cpu_ms, f.errors
-        );
-        report
-            .rows
-            .entry(backend.into())
-            .or_default()
-            .entry(s)
-            .or_default()
-            .insert("ours", f);
+    // Every system reads the same data: the reads first (this server, then the
+    // baselines), then the writes, which add and complete buildsets.
+    let (reads, writes): (Vec<char>, Vec<char>) = scenarios.iter().partition(|s| **s <= 'e');
+    measure_all(args, client, &server, &data, &reads, report, backend).await;
+    if args.postgraphile && backend == "postgres" {
+        if let Err(e) =
+            measure_postgraphile(args, client, &db_url, &data, &reads, report, backend).await
+        {
+            report.notes.push(format!("PostGraphile on {backend}: {e}"));
+        }
     }
+    let buildbot = if args.buildbot { python.clone() } else { None };
+    if args.buildbot && buildbot.is_none() {
+        report.notes.push("Buildbot: no BUILDBOT_PYTHON".into());
+    }
+    if let Some(py) = &buildbot {
+        if let Err(e) = measure_buildbot(args, client, py, &db_url, &reads, report, backend).await {
+            report.notes.push(format!("Buildbot on {backend}: {e}"));
+        }
+    }
+    measure_all(args, client, &server, &data, &writes, report, backend).await;
     if let Some((_, rss)) = server.pid().and_then(proc_stats) {
         report
             .rss
@@ -994,23 +1050,9 @@ async fn run_backend(
             .insert("ours", rss);
     }
     drop(server);
-    if args.postgraphile && backend == "postgres" {
-        if let Err(e) =
-            measure_postgraphile(args, client, &db_url, &data, scenarios, report, backend).await
-        {
-            report.notes.push(format!("PostGraphile on {backend}: {e}"));
-        }
-    }
-    if args.buildbot {
-        match &python {
-            Some(py) => {
-                if let Err(e) =
-                    measure_buildbot(args, client, py, &db_url, scenarios, report, backend).await
-                {
-                    report.notes.push(format!("Buildbot on {backend}: {e}"));
-                }
-            }
-            None => report.notes.push("Buildbot: no BUILDBOT_PYTHON".into()),
+    if let Some(py) = &buildbot {
+        if let Err(e) = measure_buildbot(args, client, py, &db_url, &writes, report, backend).await {
+            report.notes.push(format!("Buildbot on {backend}: {e}"));
         }
     }
     Ok(())
