@@ -176,6 +176,13 @@ fn app_inner(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            (
+                Duration::from_secs(config.client_timeout),
+                config.max_body_bytes,
+            ),
+            body_deadline,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_secs(config.client_timeout),
@@ -188,6 +195,48 @@ fn app_inner(
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         );
     Ok((router, live))
+}
+
+/// The whole request body within `--client-timeout`: hyper's and tower-http's
+/// deadlines run between two chunks, so a body sent a byte every few seconds would
+/// hold its connection for ever.
+async fn body_deadline(
+    State((deadline, max_body)): State<(Duration, usize)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, max_body.saturating_add(1));
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Ok(Err(e)) if e.to_string().contains("length limit exceeded") => refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BadUserInput,
+            format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
+        ),
+        Ok(Err(_)) => refuse(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "the request body could not be read",
+        ),
+        Err(_) => refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            Code::BadUserInput,
+            format!(
+                "the request body did not arrive within {} s (--client-timeout)",
+                deadline.as_secs()
+            ),
+        ),
+    }
 }
 
 fn reply(answer: Answer) -> Response {
@@ -865,7 +914,12 @@ async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.client_timeout));
-    builder.http2().timer(TokioTimer::new());
+    // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(config.client_timeout)))
+        .keep_alive_timeout(Duration::from_secs(config.client_timeout));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let shutdown = shutdown_signal();
@@ -892,12 +946,23 @@ async fn accept_loop(
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_bytes = Duration::from_secs(config.client_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header deadline starts with the first byte: a connection that
+            // never sends one would hold its slot (of --max-connections) forever.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_bytes, stream.peek(&mut first)).await,
+                Ok(Ok(n)) if n > 0
+            ) {
+                drop(slot);
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);

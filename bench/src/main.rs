@@ -1010,6 +1010,11 @@ async fn run_backend(
             args.count
         );
     }
+    if backend == "postgres" {
+        // Fresh tables have no planner statistics until autovacuum gets to them:
+        // without this, plans (PostGraphile's especially) depend on when it ran.
+        psql(db_url.split('?').next().unwrap_or(&db_url), "ANALYZE")?;
+    }
     report.notes.push(format!(
         "{backend}: {} buildsets seeded through {} in {:.0} s",
         args.count,
@@ -1051,7 +1056,8 @@ async fn run_backend(
     }
     drop(server);
     if let Some(py) = &buildbot {
-        if let Err(e) = measure_buildbot(args, client, py, &db_url, &writes, report, backend).await {
+        if let Err(e) = measure_buildbot(args, client, py, &db_url, &writes, report, backend).await
+        {
             report.notes.push(format!("Buildbot on {backend}: {e}"));
         }
     }

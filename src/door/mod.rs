@@ -80,6 +80,11 @@ impl Refusal {
 
 /// The bounds the door checks before a document reaches async-graphql.
 struct Bounds {
+    /// Longest list of objects in a value: the longest `addBuildset` list or `and` /
+    /// `or` that could pass its own bound.
+    object_list: usize,
+    /// Longest list of scalars (`in`, `builderids`).
+    scalar_list: usize,
     nesting: usize,
     value_nesting: usize,
     selections: usize,
@@ -115,6 +120,8 @@ impl Door {
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
             bounds: Bounds {
+                object_list: limits.max_input_list.max(limits.max_where_conditions),
+                scalar_list: limits.max_input_list.max(limits.max_where_values),
                 nesting: limits.max_nesting,
                 value_nesting: limits.max_value_nesting,
                 selections: limits.max_selections,
@@ -344,6 +351,24 @@ impl Door {
                     bounds.value_nesting
                 ),
                 None,
+            ));
+        }
+        if let Some((field, len, max)) = nesting::list_too_long(
+            &doc,
+            &request.variables,
+            bounds.object_list,
+            bounds.scalar_list,
+        ) {
+            return Err(error_answer(
+                StatusCode::OK,
+                Code::BadUserInput,
+                format!("`{field}` holds a list of {len} items; at most {max} are allowed"),
+                None,
+                &[
+                    ("field", Value::from(field.clone())),
+                    ("limit", Value::from(max)),
+                    ("found", Value::from(len)),
+                ],
             ));
         }
         let selected = selected_operation(&doc, request.operation_name.as_deref());

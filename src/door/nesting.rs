@@ -71,6 +71,124 @@ fn in_selection(set: &SelectionSet, max: usize) -> Option<Name> {
     })
 }
 
+/// The longest list of objects and the longest list of scalars in a value, each
+/// with the name of the field that holds it (`at` for the value itself).
+#[derive(Default)]
+struct Longest {
+    objects: (usize, String),
+    scalars: (usize, String),
+}
+
+impl Longest {
+    fn merge(mut self, other: Longest) -> Longest {
+        if other.objects.0 > self.objects.0 {
+            self.objects = other.objects;
+        }
+        if other.scalars.0 > self.scalars.0 {
+            self.scalars = other.scalars;
+        }
+        self
+    }
+
+    fn list(len: usize, composite: bool, at: &str) -> Longest {
+        let mut l = Longest::default();
+        if composite {
+            l.objects = (len, at.to_owned());
+        } else {
+            l.scalars = (len, at.to_owned());
+        }
+        l
+    }
+}
+
+fn lists(v: &Value, at: &str) -> Longest {
+    match v {
+        Value::List(items) => {
+            let composite = items
+                .iter()
+                .any(|i| matches!(i, Value::Object(_) | Value::List(_)));
+            items
+                .iter()
+                .map(|i| lists(i, at))
+                .fold(Longest::list(items.len(), composite, at), Longest::merge)
+        }
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| lists(v, k))
+            .fold(Longest::default(), Longest::merge),
+        _ => Longest::default(),
+    }
+}
+
+fn literal_lists(v: &async_graphql_value::Value, at: &str) -> Longest {
+    use async_graphql_value::Value as V;
+    match v {
+        V::List(items) => {
+            let composite = items.iter().any(|i| matches!(i, V::Object(_) | V::List(_)));
+            items
+                .iter()
+                .map(|i| literal_lists(i, at))
+                .fold(Longest::list(items.len(), composite, at), Longest::merge)
+        }
+        V::Object(map) => map
+            .iter()
+            .map(|(k, v)| literal_lists(v, k))
+            .fold(Longest::default(), Longest::merge),
+        _ => Longest::default(),
+    }
+}
+
+/// The first argument or variable holding a list longer than its bound: lists of
+/// objects (filters, stamps, properties) `max_objects`, lists of scalars
+/// `max_scalars`; (name, length, bound). Checked before coercion, which builds a
+/// typed value for every item (60,000 `or` branches cost half a gigabyte before
+/// the `where` bound could refuse them). Run after [`value_too_deep`]: the walk
+/// recurses.
+pub fn list_too_long(
+    doc: &ExecutableDocument,
+    variables: &Variables,
+    max_objects: usize,
+    max_scalars: usize,
+) -> Option<(String, usize, usize)> {
+    let over = |l: Longest| {
+        if l.objects.0 > max_objects {
+            Some((l.objects.1, l.objects.0, max_objects))
+        } else if l.scalars.0 > max_scalars {
+            Some((l.scalars.1, l.scalars.0, max_scalars))
+        } else {
+            None
+        }
+    };
+    for (name, v) in variables.iter() {
+        if let Some(found) = over(lists(v, name)) {
+            return Some(found);
+        }
+    }
+    let mut stack: Vec<&SelectionSet> = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+        .collect();
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    for (name, value) in &f.node.arguments {
+                        if let Some(found) = over(literal_lists(&value.node, &name.node)) {
+                            return Some(found);
+                        }
+                    }
+                    stack.push(&f.node.selection_set.node);
+                }
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    None
+}
+
 /// The first argument or variable whose value nests deeper than `max`.
 pub fn value_too_deep(
     doc: &ExecutableDocument,

@@ -233,6 +233,9 @@ impl DateTimeFilter {
     }
 }
 
+/// The longest text a `where` compares.
+pub const MAX_FILTER_TEXT: usize = 1_000;
+
 /// A `where` over a bound: BAD_USER_INPUT naming the field, with the bound and the
 /// size found as `extensions.limit` / `found`.
 pub fn too_large(message: String, found: usize, limit: usize) -> async_graphql::Error {
@@ -284,6 +287,21 @@ impl BuildsetFilter {
     /// bind parameter, which databases bound too: SQLite at 32766).
     pub fn into_bounded_filter(self, max_conditions: usize, max_values: usize) -> Result<Filter> {
         let f = self.into_filter()?;
+        // The filterable text columns hold at most 512 characters; a longer text can
+        // match nothing, and SQLite refuses a LIKE pattern over 50,000 bytes.
+        if let Some(t) = f
+            .texts()
+            .into_iter()
+            .find(|t| t.chars().count() > MAX_FILTER_TEXT)
+        {
+            return Err(bad_input(
+                "where",
+                format!(
+                    "`where` compares a text of {} characters; at most {MAX_FILTER_TEXT} are allowed",
+                    t.chars().count()
+                ),
+            ));
+        }
         if has_nul(&f) {
             return Err(bad_input(
                 "where",

@@ -254,8 +254,11 @@ impl Store {
         complete: Option<bool>,
     ) -> StoreResult<Vec<BuildsetRow>> {
         let rep = self.repertoire().await?;
-        rep.check("branch", branch)?;
-        rep.check("repository", repository)?;
+        for (field, text) in [("branch", branch), ("repository", repository)] {
+            // PostgreSQL refuses a NUL outright; no stored text holds one anyway.
+            types::check_len(field, text, 512)?;
+            rep.check(field, text)?;
+        }
         query::get_recent_buildsets(&self.reader(), count, branch, repository, complete).await
     }
 

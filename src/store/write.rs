@@ -252,7 +252,14 @@ async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> StoreResult<Option
         .filter(buildsets::Column::SubmittedAt.gte(since))
         .filter(buildsets::Column::ExternalIdstring.eq(key));
     if backend == DbBackend::MySql {
-        find = find.lock_exclusive();
+        // MySQL compares text by its collation: `ikA` would find `ika`, `iké` `ike`
+        // and `k ` `k`. A key is an exact string, so compare its bytes.
+        find = find
+            .filter(Expr::cust_with_values(
+                "CAST(external_idstring AS BINARY) = CAST(? AS BINARY)",
+                [key],
+            ))
+            .lock_exclusive();
     }
     let Some(bsid) = find.into_tuple::<i32>().one(txn).await? else {
         return Ok(None);

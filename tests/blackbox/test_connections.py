@@ -96,3 +96,35 @@ def test_sigterm_ends_even_with_a_stalled_client(start):
     srv.proc.wait(15)
     assert time.monotonic() - began < 6, "the drain is bounded by --shutdown-timeout"
     assert srv.proc.returncode == 0, srv.output()
+
+
+def test_a_connection_that_never_sends_is_closed(start):
+    """hyper's header deadline starts with the first byte; a connection that sends
+    none must not hold one of --max-connections for ever."""
+    srv = start("sqlite", "--client-timeout", "2")
+    s = connect(srv)
+    assert closed_within(s, 3), "a silent connection is closed after --client-timeout"
+
+
+def test_a_trickled_body_is_cut_off(start):
+    """A body sent a byte at a time (each chunk within the per-chunk deadline) still
+    has --client-timeout in all."""
+    srv = start("sqlite", "--client-timeout", "2")
+    s = connect(srv)
+    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100\r\n\r\n")
+    began = time.monotonic()
+    reply = b""
+    s.settimeout(1)
+    while time.monotonic() - began < 8 and not reply:
+        try:
+            s.sendall(b" ")
+        except OSError:
+            break
+        try:
+            reply = s.recv(4096)
+        except socket.timeout:
+            pass
+    assert time.monotonic() - began < 5, "a trickled body is not waited for"
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"--client-timeout" in reply

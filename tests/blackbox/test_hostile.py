@@ -122,3 +122,20 @@ def test_expansion_is_bounded_before_execution(start, name, query):
     if name != "fragment cycle":
         assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] in (50, 10000), e
     alive(srv)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_filter_texts_are_bounded_and_nul_refused_alike(start, backend):
+    """SQLite refused a LIKE pattern over 50,000 bytes (INTERNAL, and a subscription
+    with one broke the other subscribers' filters); PostgreSQL refused a NUL in
+    recentBuildsets(branch:) (INTERNAL)."""
+    srv = start(backend)
+    srv.ok('mutation { addBuildset(input: {reason: "r", sourcestamps: [{stamp: {branch: "b"}}], builderids: []}) { bsid } }')
+    q = "query($v: String) { buildsets(where: {branch: {contains: $v}}) { totalCount } }"
+    code, field, e = srv.err(q, {"v": "a" * 60000})
+    assert (code, field) == ("BAD_USER_INPUT", "where"), e
+    assert srv.ok(q, {"v": "b"})["buildsets"]["totalCount"] == 1
+    for arg in ("branch", "repository"):
+        code, field, e = srv.err("query($v: String) { recentBuildsets(count: 3, %s: $v) { bsid } }" % arg, {"v": "a\u0000b"})
+        assert (code, field) == ("BAD_USER_INPUT", arg), e
+    alive(srv)

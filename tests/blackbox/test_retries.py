@@ -58,3 +58,18 @@ def test_completing_twice_answers_with_the_stored_result(start):
     body = srv.post(f"mutation {{ completeBuildset(bsid: {bsid}, results: 0) {{ bsid }} }}")
     ext = body["errors"][0]["extensions"]
     assert ext == {"code": "ALREADY_COMPLETE", "results": 2, "completeAt": "2026-01-02T03:04:05+00:00"}, body
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_idempotency_keys_are_exact_strings(start, backend):
+    """MariaDB compares text by collation: `ikA` found `ika`, `ike` found `iké`."""
+    srv = start(backend)
+    b = srv.ok('mutation { ensureBuilder(name: "k") { builderid } }')["ensureBuilder"]["builderid"]
+    q = "mutation($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid created } }"
+    seen = set()
+    for key in ["ika", "ikA", "ike", "ik\u00e9", "ika "]:
+        got = srv.ok(q, {"in": {"reason": "r", "sourcestamps": [{"stamp": {"branch": "k"}}],
+                                "builderids": [b], "idempotencyKey": key}})["addBuildset"]
+        assert got["created"] is True, (key, got)
+        seen.add(got["bsid"])
+    assert len(seen) == 5
