@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "MAX_INPUT_LIST", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000), global = true)]
     pub max_input_list: u64,
 
+    /// Bytes of property values and patches one operation may read (its answer
+    /// holds them); more is QUERY_TOO_COMPLEX. 0: no bound.
+    #[arg(long, env = "MAX_RESPONSE_BYTES", default_value_t = 32 << 20, global = true)]
+    pub max_response_bytes: u64,
+
     /// Largest request body, in bytes (larger gets HTTP 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -183,6 +188,10 @@ pub struct Config {
     #[arg(long, env = "SUBSCRIPTION_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
     pub subscription_buffer: u64,
 
+    /// Subscriptions the whole server holds at once; one more is UNAVAILABLE.
+    #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub max_subscriptions: u64,
+
     /// Subscriptions one WebSocket connection may hold at once.
     #[arg(
         long,
@@ -219,6 +228,7 @@ impl Config {
             max_where_values: n(self.max_where_values),
             max_subscription_where_values: n(self.max_subscription_where_values),
             max_input_list: n(self.max_input_list),
+            max_response_bytes: self.max_response_bytes,
             ..crate::graphql::Limits::default()
         }
     }

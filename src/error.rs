@@ -78,6 +78,10 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
             bad_input(&name, message.replace(&field, &name))
         }
         StoreError::NotFound(message) => coded(Code::NotFound, message),
+        e @ StoreError::TooLarge { limit } => {
+            coded(Code::QueryTooComplex, format!("{e} (--max-response-bytes)"))
+                .extend_with(|_, x| x.set("limit", limit))
+        }
         e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
         err if err.is_unavailable() => {
             let id = id_of(request);

@@ -30,6 +30,9 @@ pub struct FeedSettings {
     pub buffer: usize,
     /// Subscriptions one connection may hold.
     pub max_per_connection: usize,
+    /// Subscriptions the server holds in all: each keeps its document and filter
+    /// (up to a few hundred KB with a large `where`).
+    pub max_total: usize,
 }
 
 impl Default for FeedSettings {
@@ -39,6 +42,7 @@ impl Default for FeedSettings {
             window: Duration::from_secs(60),
             buffer: 256,
             max_per_connection: 100,
+            max_total: 1_000,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Hub(Arc<Inner>);
 #[derive(Debug)]
 pub enum Refused {
     TooMany(usize),
+    /// The server holds `--max-subscriptions` already.
+    Full(usize),
     ShuttingDown,
 }
 
@@ -247,6 +253,10 @@ impl Hub {
     ) -> Result<Subscription, Refused> {
         if self.0.closed.load(Ordering::Relaxed) {
             return Err(Refused::ShuttingDown);
+        }
+        let max_total = self.0.settings.max_total;
+        if self.subscriptions() >= max_total {
+            return Err(Refused::Full(max_total));
         }
         if let Some(c) = &connection {
             let max = self.0.settings.max_per_connection;

@@ -116,6 +116,7 @@ fn app_inner(
             window: Duration::from_secs(config.event_window),
             buffer: usize::try_from(config.subscription_buffer).unwrap_or(usize::MAX),
             max_per_connection: config.max_subscriptions_per_connection,
+            max_total: usize::try_from(config.max_subscriptions).unwrap_or(usize::MAX),
         },
         shutdown.clone(),
     );

@@ -80,6 +80,8 @@ impl Refusal {
 
 /// The bounds the door checks before a document reaches async-graphql.
 struct Bounds {
+    /// Bytes of property values and patches one operation may read (0: no bound).
+    response_bytes: u64,
     /// Longest list of objects in a value: the longest `addBuildset` list or `and` /
     /// `or` that could pass its own bound.
     object_list: usize,
@@ -120,6 +122,7 @@ impl Door {
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
             bounds: Bounds {
+                response_bytes: limits.max_response_bytes,
                 object_list: limits.max_input_list.max(limits.max_where_conditions),
                 scalar_list: limits.max_input_list.max(limits.max_where_values),
                 nesting: limits.max_nesting,
@@ -190,7 +193,8 @@ impl Door {
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
         let tag = request_id.0.clone();
-        let answer = crate::store::tag::scope(&tag, async {
+        let max_bytes = self.0.bounds.response_bytes;
+        let answer = crate::store::tag::scope(&tag, max_bytes, async {
             match self.prepare(request, &caller, transport) {
                 Err(answer) => answer,
                 Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
@@ -266,7 +270,8 @@ impl Door {
             }
             prepared => stream::once(async move {
                 let tag = request_id.0.clone();
-                let (answer, statements) = crate::store::tag::scope(&tag, async {
+                let max_bytes = door.0.bounds.response_bytes;
+                let (answer, statements) = crate::store::tag::scope(&tag, max_bytes, async {
                     match prepared {
                         Err(answer) => answer,
                         Ok(op) => door.execute(op, request_id.clone()).await,

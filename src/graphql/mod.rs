@@ -47,6 +47,8 @@ pub struct Limits {
     pub max_subscription_where_values: usize,
     /// Entries in each list of an `addBuildset` (sourcestamps, properties, builderids).
     pub max_input_list: usize,
+    /// Bytes of property values and patches one operation may read (0: no bound).
+    pub max_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +66,7 @@ impl Default for Limits {
             max_where_values: 10_000,
             max_subscription_where_values: 1_000,
             max_input_list: 1_000,
+            max_response_bytes: 32 << 20,
         }
     }
 }

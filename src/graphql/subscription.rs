@@ -56,6 +56,13 @@ async fn follow(
                 });
                 e
             }
+            Refused::Full(max) => {
+                let e = coded(
+                    Code::Unavailable,
+                    format!("this server holds {max} subscriptions already (--max-subscriptions): try again later"),
+                );
+                async_graphql::ErrorExtensions::extend_with(e, |_, x| x.set("limit", max))
+            }
             Refused::ShuttingDown => coded(Code::Unavailable, "the server is shutting down"),
         })
 }

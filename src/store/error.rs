@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The operation has read more text (property values, patches) than its bound.
+    #[error("the answer would hold more than {limit} bytes of property values and patches; ask for fewer buildsets or fewer fields")]
+    TooLarge { limit: u64 },
     /// The buildset was already complete.
     #[error("buildset {0} is already complete")]
     AlreadyComplete(i32),

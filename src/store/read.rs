@@ -103,9 +103,9 @@ pub async fn sourcestamps_by_ids(
 }
 
 pub async fn patches_by_ids(db: &impl ConnectionTrait, ids: &[i32]) -> StoreResult<Vec<PatchRow>> {
-    Ok(rows::all(
-        where_in::<patches::Entity>(db, patches::Column::Id, ids).await?,
-    ))
+    let found = where_in::<patches::Entity>(db, patches::Column::Id, ids).await?;
+    super::tag::charge(found.iter().map(|p| p.patch_base64.len()).sum())?;
+    Ok(rows::all(found))
 }
 
 /// The properties of each buildset as `(bsid, property)`, sorted by bsid then name;
@@ -117,6 +117,7 @@ pub async fn properties_of_buildsets(
     let rows =
         where_in::<buildset_properties::Entity>(db, buildset_properties::Column::Buildsetid, bsids)
             .await?;
+    super::tag::charge(rows.iter().map(|r| r.property_value.len()).sum())?;
     let mut props: Vec<(i32, Property)> = rows
         .into_iter()
         .filter_map(|row| {

@@ -18,6 +18,9 @@ use super::Store;
 struct Operation {
     tag: Arc<str>,
     statements: AtomicU64,
+    /// Bytes of text (property values, patches) read so far, and the bound.
+    bytes: AtomicU64,
+    max_bytes: u64,
 }
 
 tokio::task_local! {
@@ -27,7 +30,7 @@ tokio::task_local! {
 /// Runs `fut` with its statements tagged with `tag` (letters, digits and `-` kept);
 /// returns its output and how many statements it sent (counted by a store opened
 /// with [`Store::open`](super::Store::open)).
-pub async fn scope<F: Future>(tag: &str, fut: F) -> (F::Output, u64) {
+pub async fn scope<F: Future>(tag: &str, max_bytes: u64, fut: F) -> (F::Output, u64) {
     let clean: String = tag
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -35,6 +38,8 @@ pub async fn scope<F: Future>(tag: &str, fut: F) -> (F::Output, u64) {
     let op = Arc::new(Operation {
         tag: clean.into(),
         statements: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        max_bytes,
     });
     let out = OPERATION.scope(op.clone(), fut).await;
     (out, op.statements.load(Ordering::Relaxed))
@@ -42,6 +47,20 @@ pub async fn scope<F: Future>(tag: &str, fut: F) -> (F::Output, u64) {
 
 fn current() -> Option<Arc<str>> {
     OPERATION.try_with(|op| op.tag.clone()).ok()
+}
+
+/// Counts `bytes` of text the current operation read; past its bound (0: none) the
+/// operation fails rather than build an answer of that size (a page of large
+/// property values, asked for under ten aliases, made an 840 MB answer).
+pub(crate) fn charge(bytes: usize) -> Result<(), super::StoreError> {
+    let over = OPERATION.try_with(|op| {
+        let total = op.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        (op.max_bytes > 0 && total > op.max_bytes).then_some(op.max_bytes)
+    });
+    match over {
+        Ok(Some(limit)) => Err(super::StoreError::TooLarge { limit }),
+        _ => Ok(()),
+    }
 }
 
 /// Counts one statement for the current operation (SeaORM's metric callback calls

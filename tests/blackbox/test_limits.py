@@ -124,3 +124,20 @@ def test_an_out_of_range_int_names_its_argument(start, query, variables, field):
     srv = start("sqlite")
     code, got, e = srv.err(query, variables)
     assert (code, got) == ("BAD_USER_INPUT", field), e
+
+
+def test_an_answer_is_bounded_by_the_text_it_reads(start):
+    """Complexity counts fields, not bytes: a page of large property values asked for
+    under ten aliases made an 840 MB answer. An operation may read at most
+    --max-response-bytes of property values and patches."""
+    srv = start("sqlite", "--max-response-bytes", "2000000")
+    big = "v" * 60000
+    for _ in range(5):
+        add_buildset(srv, [{"name": f"p{i}", "value": big, "source": "s"} for i in range(4)])
+    one = "buildsets(first: 5) { nodes { properties { value } } }"
+    # 5 buildsets x 4 values x 60 kB = 1.2 MB: within the bound.
+    assert len(srv.ok("{ %s }" % one)["buildsets"]["nodes"]) == 5
+    code, _, e = srv.err("{ a: %s b: %s }" % (one, one))
+    assert code == "QUERY_TOO_COMPLEX", e
+    assert e["extensions"]["limit"] == 2000000 and "--max-response-bytes" in e["message"], e
+    assert srv.ok("{ __typename }") == {"__typename": "Query"}

@@ -509,6 +509,34 @@ def test_caps_on_subscriptions_and_sockets(start):
     asyncio.run(go())
 
 
+def test_the_server_wide_subscription_cap(start):
+    """Each subscription keeps its document and filter (a few hundred KB with a large
+    `where`): the server holds at most --max-subscriptions, across all sockets."""
+    srv = start("sqlite", "--max-subscriptions", "3")
+
+    async def go():
+        a, b = await init(await connect(srv)), await init(await connect(srv))
+        inbox_b = Inbox(b)
+        await subscribe(a, "a0", "subscription { buildsetAdded { bsid } }")
+        await subscribe(a, "a1", "subscription { buildsetAdded { bsid } }")
+        await subscribe(b, "b0", "subscription { buildsetCompleted { bsid } }")
+        await asyncio.sleep(0.5)
+        await subscribe(b, "b1", "subscription { buildsetAdded { bsid } }")
+        err = await inbox_b.first_error("b1")
+        assert err["extensions"]["code"] == "UNAVAILABLE", err
+        assert err["extensions"]["limit"] == 3 and "--max-subscriptions" in err["message"]
+        await a.close()
+        await asyncio.sleep(0.5)
+        await subscribe(b, "b2", "subscription { buildsetAdded { bsid } }")
+        await asyncio.sleep(0.3)
+        await in_thread(add, srv, "cap")
+        [ev] = await inbox_b.wait("b2", 1)
+        assert ev["buildsetAdded"]["bsid"] >= 1
+        await b.close()
+
+    asyncio.run(go())
+
+
 def test_subscriptions_over_http_are_refused_with_a_code(start):
     srv = start("sqlite")
     r = srv.post_raw("subscription { buildsetAdded { bsid } }")
