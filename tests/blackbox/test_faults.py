@@ -150,7 +150,7 @@ def test_the_database_going_away_fails_fast_and_the_server_recovers(start, backe
             assert r.status_code == 503 and took < 7, (mode, r.status_code, took)
             # Back: the same server serves again, and the failed mutation left nothing.
             relay.set("open")
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 45
             while True:
                 body = srv.post(COUNT)
                 if "errors" not in body:
@@ -194,9 +194,9 @@ def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(star
         bsid = got["bsid"]
 
         relay.set("open")
-        deadline = time.monotonic() + 20
-        while "errors" in srv.post(COUNT):
-            assert time.monotonic() < deadline
+        deadline = time.monotonic() + 45
+        while "errors" in (body := srv.post(COUNT)):
+            assert time.monotonic() < deadline, (body, srv.output()[-2000:])
             time.sleep(0.2)
         relay.cut_after_next_commit()
         body = srv.post("mutation($b: Int!) { completeBuildset(bsid: $b, results: 2) { bsid complete results sourcestamps { branch } } }",
@@ -205,9 +205,9 @@ def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(star
         assert body == {"data": {"completeBuildset": {"bsid": bsid, "complete": True, "results": 2,
                                                       "sourcestamps": [{"branch": "f"}]}}}, body
         relay.set("open")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 45
         while "errors" in (counted := srv.post(COUNT)):
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, (counted, srv.output()[-2000:])
             time.sleep(0.2)
         # Written once, and complete.
         assert counted["data"]["buildsets"]["totalCount"] == 1
