@@ -90,6 +90,26 @@ struct Figures {
     split: Option<Split>,
 }
 
+impl Report {
+    fn record(&mut self, backend: &str, scenario: char, system: &'static str, f: Figures) {
+        self.rows
+            .entry(backend.into())
+            .or_default()
+            .entry(scenario)
+            .or_default()
+            .insert(system, f);
+    }
+
+    fn peak(&mut self, backend: &str, system: &'static str, pid: Option<u32>) {
+        if let Some((_, rss)) = pid.and_then(proc_stats) {
+            self.rss
+                .entry(backend.into())
+                .or_default()
+                .insert(system, rss);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Report {
     /// backend -> scenario -> system -> figures
@@ -775,21 +795,9 @@ async fn measure_postgraphile(
             "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
             f.per_s, f.p50_ms, f.p99_ms, f.errors
         );
-        report
-            .rows
-            .entry(backend.into())
-            .or_default()
-            .entry(s)
-            .or_default()
-            .insert("postgraphile", f);
+        report.record(backend, s, "postgraphile", f);
     }
-    if let Some((_, rss)) = pid.and_then(proc_stats) {
-        report
-            .rss
-            .entry(backend.into())
-            .or_default()
-            .insert("postgraphile", rss);
-    }
+    report.peak(backend, "postgraphile", pid);
     drop(child);
     Ok(())
 }
@@ -841,13 +849,7 @@ async fn measure_buildbot(
                 "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
                 f.per_s, f.p50_ms, f.p99_ms
             );
-            report
-                .rows
-                .entry(backend.into())
-                .or_default()
-                .entry(s)
-                .or_default()
-                .insert("buildbot", f);
+            report.record(backend, s, "buildbot", f);
         }
     }
     Ok(())
@@ -869,13 +871,7 @@ async fn measure_all(
             "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
             describe(s), f.per_s, f.p50_ms, f.p99_ms, f.statements, f.cpu_ms, f.errors
         );
-        report
-            .rows
-            .entry(backend.into())
-            .or_default()
-            .entry(s)
-            .or_default()
-            .insert("ours", f);
+        report.record(backend, s, "ours", f);
     }
 }
 
@@ -951,21 +947,9 @@ async fn measure_rest(
             "  buildbot REST {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
             f.per_s, f.p50_ms, f.p99_ms
         );
-        report
-            .rows
-            .entry(backend.into())
-            .or_default()
-            .entry(s)
-            .or_default()
-            .insert("buildbot", f);
+        report.record(backend, s, "buildbot", f);
     }
-    if let Some((_, rss)) = pid.and_then(proc_stats) {
-        report
-            .rss
-            .entry(backend.into())
-            .or_default()
-            .insert("buildbot", rss);
-    }
+    report.peak(backend, "buildbot", pid);
     drop(child);
     Ok(())
 }
@@ -1047,13 +1031,7 @@ async fn run_backend(
         }
     }
     measure_all(args, client, &server, &data, &writes, report, backend).await;
-    if let Some((_, rss)) = server.pid().and_then(proc_stats) {
-        report
-            .rss
-            .entry(backend.into())
-            .or_default()
-            .insert("ours", rss);
-    }
+    report.peak(backend, "ours", server.pid());
     drop(server);
     if let Some(py) = &buildbot {
         if let Err(e) = measure_buildbot(args, client, py, &db_url, &writes, report, backend).await

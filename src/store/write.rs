@@ -347,42 +347,9 @@ async fn resolve_sourcestamps(
     Ok(ssids)
 }
 
-/// Finds a sourcestamp by its hash or creates it (with its patch, which is always new,
-/// as in Buildbot). Safe against concurrent creators of the same description: the
-/// loser of the unique-key race reads the winner's row.
-pub async fn find_or_create_sourcestamp(
-    txn: &impl ConnectionTrait,
-    spec: &SourceStampSpec,
-    now: i32,
-) -> StoreResult<i32> {
-    let patchid = match &spec.patch {
-        Some(patch) => Some(insert_patch(txn, patch).await?),
-        None => None,
-    };
-    let ss_hash = sourcestamp_hash(
-        spec.branch.as_deref(),
-        spec.revision.as_deref(),
-        &spec.repository,
-        &spec.project,
-        &spec.codebase,
-        patchid,
-    );
-    let values: Vec<Value> = vec![
-        ss_hash.clone().into(),
-        spec.branch.clone().into(),
-        spec.revision.clone().into(),
-        patchid.into(),
-        spec.repository.clone().into(),
-        spec.codebase.clone().into(),
-        spec.project.clone().into(),
-        now.into(),
-    ];
-    let columns = "ss_hash, branch, revision, patchid, repository, codebase, project, created_at";
-    insert_if_absent(txn, "sourcestamps", columns, "ss_hash", &ss_hash, values).await
-}
-
-/// [`find_or_create_sourcestamp`] for several stamps in a constant number of
-/// statements: one multi-row insert that skips the hashes already there, one read
+/// Finds each sourcestamp by its hash or creates it (with its patch, which is always
+/// new, as in Buildbot), safe against concurrent creators of the same description,
+/// in a constant number of statements: one multi-row insert that skips the hashes already there, one read
 /// of all their ids (patches, always new, are written first, one each: their ids
 /// are part of the hash). Returns the ids in the order of `specs`.
 pub async fn find_or_create_sourcestamps(
