@@ -93,8 +93,53 @@ struct Bounds {
     root_fields: usize,
 }
 
+/// A query text that passed the checks depending on its text alone, parsed. Kept so
+/// that the usual client, one query text sent again and again with new variables, is
+/// not parsed and scanned again.
+struct Checked {
+    doc: ExecutableDocument,
+    kind: Option<OperationType>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    query: String,
+    operation: Option<String>,
+}
+
+/// [`Key`] borrowed from a request: a lookup allocates nothing. It hashes as `Key`
+/// does (`&str` hashes as `String`).
+#[derive(Hash)]
+struct KeyRef<'a> {
+    query: &'a str,
+    operation: Option<&'a str>,
+}
+
+impl quick_cache::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.query == key.query && self.operation == key.operation.as_deref()
+    }
+}
+
+/// A parsed document takes several times its text; the weight errs on the large side.
+#[derive(Clone)]
+struct TextWeight;
+
+impl quick_cache::Weighter<Key, Arc<Checked>> for TextWeight {
+    fn weight(&self, key: &Key, _: &Arc<Checked>) -> u64 {
+        (key.query.len() as u64).saturating_mul(8) + 256
+    }
+}
+
+/// About 4 MiB of query text, whatever the mix: a few hundred distinct queries
+/// of a web UI fit many times over; a client sending a new text every time only
+/// churns it.
+const KNOWN_WEIGHT: u64 = 32 << 20;
+
 struct Inner {
     schema: ApiSchema,
+    /// Query texts already checked and parsed.
+    known: quick_cache::sync::Cache<Key, Arc<Checked>, TextWeight>,
     /// For cancelling the statements of an abandoned operation.
     store: Option<crate::store::Store>,
     measure: limits::Measure,
@@ -118,6 +163,7 @@ impl Door {
         store: Option<crate::store::Store>,
     ) -> Self {
         Door(Arc::new(Inner {
+            known: quick_cache::sync::Cache::with_weighter(1024, KNOWN_WEIGHT, TextWeight),
             store,
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
@@ -316,38 +362,28 @@ impl Door {
                 None,
             ));
         }
-        let bounds = &self.0.bounds;
-        if let Some(pos) = nesting::text_too_deep(&request.query, bounds.nesting) {
-            return Err(bad_input(
-                "query",
-                format!(
-                    "the document nests deeper than {} levels of brackets (--max-nesting)",
-                    bounds.nesting
-                ),
-                Some(pos),
-            ));
-        }
-        if let Some(pos) = wide::in_graphql(&request.query) {
-            return Err(bad_input(
-                "query",
-                "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
-                Some(pos),
-            ));
-        }
-        let doc = match async_graphql::parser::parse_query(&request.query) {
-            Ok(doc) => doc,
-            Err(e) => {
-                let mut err = ServerError::from(e);
-                err.extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", Value::from(Code::BadUserInput.as_str()));
-                return Err(Answer {
-                    status: StatusCode::OK,
-                    response: Response::from_errors(vec![err]),
-                });
+        let key = KeyRef {
+            query: &request.query,
+            operation: request.operation_name.as_deref(),
+        };
+        let checked = match self.0.known.get(&key) {
+            Some(checked) => checked,
+            None => {
+                let checked = Arc::new(self.check_text(&request.query, key.operation)?);
+                self.0.known.insert(
+                    Key {
+                        query: request.query.clone(),
+                        operation: request.operation_name.clone(),
+                    },
+                    checked.clone(),
+                );
+                checked
             }
         };
-        if let Some(field) = nesting::value_too_deep(&doc, &request.variables, bounds.value_nesting)
+        let bounds = &self.0.bounds;
+        let doc = &checked.doc;
+        let kind = checked.kind;
+        if let Some(field) = nesting::value_too_deep(doc, &request.variables, bounds.value_nesting)
         {
             return Err(bad_input(
                 &field,
@@ -359,7 +395,7 @@ impl Door {
             ));
         }
         if let Some((field, len, max)) = nesting::list_too_long(
-            &doc,
+            doc,
             &request.variables,
             bounds.object_list,
             bounds.scalar_list,
@@ -376,7 +412,68 @@ impl Door {
                 ],
             ));
         }
-        let selected = selected_operation(&doc, request.operation_name.as_deref());
+        if kind == Some(OperationType::Mutation) {
+            if transport == Transport::Get {
+                return Err(Refusal::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Code::BadUserInput,
+                    "mutations must be sent with POST",
+                )
+                .answer());
+            }
+            if let Err(refusal) = self.admit_write(caller) {
+                return Err(refusal.answer());
+            }
+        }
+        request.set_parsed_query(doc.clone());
+        let shape = Arc::new(Shape {
+            checked,
+            operation: request.operation_name.clone(),
+            variables: request.variables.clone(),
+        });
+        Ok(Prepared {
+            request,
+            shape,
+            kind,
+        })
+    }
+
+    /// The checks that depend on the query text and operation name alone, and the
+    /// parse: their outcome is kept in `known` for the next request with that text.
+    #[allow(clippy::result_large_err)]
+    fn check_text(&self, query: &str, operation: Option<&str>) -> Result<Checked, Answer> {
+        let bounds = &self.0.bounds;
+        if let Some(pos) = nesting::text_too_deep(query, bounds.nesting) {
+            return Err(bad_input(
+                "query",
+                format!(
+                    "the document nests deeper than {} levels of brackets (--max-nesting)",
+                    bounds.nesting
+                ),
+                Some(pos),
+            ));
+        }
+        if let Some(pos) = wide::in_graphql(query) {
+            return Err(bad_input(
+                "query",
+                "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
+                Some(pos),
+            ));
+        }
+        let doc = match async_graphql::parser::parse_query(query) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let mut err = ServerError::from(e);
+                err.extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", Value::from(Code::BadUserInput.as_str()));
+                return Err(Answer {
+                    status: StatusCode::OK,
+                    response: Response::from_errors(vec![err]),
+                });
+            }
+        };
+        let selected = selected_operation(&doc, operation);
         if let Some((what, limit, found)) = selected.and_then(|op| {
             nesting::too_many_selections(
                 &doc,
@@ -409,30 +506,7 @@ impl Door {
                 ));
             }
         }
-        if kind == Some(OperationType::Mutation) {
-            if transport == Transport::Get {
-                return Err(Refusal::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    Code::BadUserInput,
-                    "mutations must be sent with POST",
-                )
-                .answer());
-            }
-            if let Err(refusal) = self.admit_write(caller) {
-                return Err(refusal.answer());
-            }
-        }
-        request.set_parsed_query(doc.clone());
-        let shape = Arc::new(Shape {
-            doc,
-            operation: request.operation_name.clone(),
-            variables: request.variables.clone(),
-        });
-        Ok(Prepared {
-            request,
-            shape,
-            kind,
-        })
+        Ok(Checked { doc, kind })
     }
 
     async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
@@ -488,20 +562,24 @@ impl Door {
                 if let Some(field) = err
                     .locations
                     .first()
-                    .and_then(|pos| nesting::argument_at(&shape.doc, *pos))
+                    .and_then(|pos| nesting::argument_at(&shape.checked.doc, *pos))
                 {
                     ext.set("field", Value::from(field));
                 }
             }
         }
-        in_query_order(&mut response.data, &shape.doc, shape.operation.as_deref());
+        in_query_order(
+            &mut response.data,
+            &shape.checked.doc,
+            shape.operation.as_deref(),
+        );
         response
     }
 }
 
 /// What a response is shaped by: the parsed document, the operation and variables.
 struct Shape {
-    doc: ExecutableDocument,
+    checked: Arc<Checked>,
     operation: Option<String>,
     variables: async_graphql::Variables,
 }
@@ -512,7 +590,7 @@ impl Shape {
     fn twin(&self) -> Request {
         let mut again = Request::new(String::new()).variables(self.variables.clone());
         again.operation_name = self.operation.clone();
-        again.set_parsed_query(self.doc.clone());
+        again.set_parsed_query(self.checked.doc.clone());
         again
     }
 }

@@ -51,11 +51,17 @@ impl<'a> Plan<'a> {
         Plan { keys, children }
     }
 
-    fn position(&self, key: &str) -> usize {
-        self.keys
-            .iter()
-            .position(|(k, _)| k.as_str() == key)
-            .unwrap_or(usize::MAX)
+    /// Where `key` goes; `hint` is where it usually is (its index in the object), so
+    /// that an object already in order costs one comparison a key.
+    fn position(&self, key: &str, hint: usize) -> usize {
+        match self.keys.get(hint) {
+            Some((k, _)) if k.as_str() == key => hint,
+            _ => self
+                .keys
+                .iter()
+                .position(|(k, _)| k.as_str() == key)
+                .unwrap_or(usize::MAX),
+        }
     }
 
     fn apply(&mut self, doc: &'a ExecutableDocument, value: &mut Value) {
@@ -66,12 +72,16 @@ impl<'a> Plan<'a> {
                 }
             }
             Value::Object(map) => {
-                let in_order = map.keys().map(|k| self.position(k)).is_sorted();
+                let in_order = map
+                    .keys()
+                    .enumerate()
+                    .map(|(j, k)| self.position(k, j))
+                    .is_sorted();
                 if !in_order {
-                    map.sort_by_cached_key(|k, _| self.position(k));
+                    map.sort_by_cached_key(|k, _| self.position(k, 0));
                 }
-                for (key, child) in map.iter_mut() {
-                    let i = self.position(key);
+                for (j, (key, child)) in map.iter_mut().enumerate() {
+                    let i = self.position(key, j);
                     let Some((_, sets)) = self.keys.get(i) else {
                         continue;
                     };

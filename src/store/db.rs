@@ -150,10 +150,18 @@ pub async fn connect_with(
     url: &str,
     adjust: impl FnOnce(&mut ConnectOptions),
 ) -> Result<DatabaseConnection, DbErr> {
+    if url.starts_with("sqlite:") {
+        super::sqlite_alloc::install();
+    }
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
+        // sqlx pings a connection on every checkout by default: one more round trip
+        // per statement, and on a small machine each round trip is two context
+        // switches. A connection idle for a second is still checked (one the database
+        // dropped is replaced); a busy one has just proven itself.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .map_sqlx_sqlite_opts(|o| {
             // WAL lets readers run beside the single writer; the busy timeout makes a
             // second writer wait instead of failing; LIKE matches case as PostgreSQL does.
