@@ -10,6 +10,7 @@ pub mod json;
 pub mod query;
 pub mod read;
 pub mod rows;
+mod sqlite_alloc;
 pub mod tag;
 mod types;
 pub mod write;
@@ -187,15 +188,31 @@ impl Store {
         relations: &Relations,
     ) -> StoreResult<BuildsetView> {
         let turn = self.turn().await;
-        let view = write::complete_buildset_loading(
-            &self.db,
-            self.mode,
-            bsid,
-            results,
-            complete_at,
-            relations,
-        )
-        .await;
+        let alone = if *relations == Relations::default() {
+            write::complete_buildset_returning(&self.db, bsid, results, complete_at).await
+        } else {
+            Ok(None)
+        };
+        let view = match alone {
+            Ok(Some(row)) => Ok(BuildsetView {
+                row,
+                stamps: None,
+                props: None,
+                requests: None,
+            }),
+            Ok(None) => {
+                write::complete_buildset_loading(
+                    &self.db,
+                    self.mode,
+                    bsid,
+                    results,
+                    complete_at,
+                    relations,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         drop(turn);
         let view = view?;
         self.signal.hint(bsid);
