@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
 
+use super::fast::Each;
 use super::scalars::DateTime;
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
@@ -448,8 +449,8 @@ impl BuildsetConnection {
         &self.edges
     }
     /// The buildsets of this page.
-    async fn nodes(&self) -> Vec<&BuildsetView> {
-        self.edges.iter().map(|e| &e.node).collect()
+    async fn nodes(&self) -> Each<'_, BuildsetView> {
+        Each::Refs(self.edges.iter().map(|e| &e.node).collect())
     }
     /// Where this page is.
     async fn page_info(&self) -> &PageInfo {

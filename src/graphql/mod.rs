@@ -3,6 +3,7 @@
 pub(crate) mod codes;
 pub use codes::with_codes;
 mod cursor;
+pub mod fast;
 pub mod filter;
 mod mutation;
 pub mod order;

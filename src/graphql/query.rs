@@ -1,6 +1,7 @@
 use async_graphql::{Context, Object, Result, ID};
 
 use super::cursor;
+use super::fast::{Each, One};
 use super::filter::{
     page_size, BuildsetConnection, BuildsetEdge, BuildsetFilter, BuildsetOrder, PageInfo,
 };
@@ -81,9 +82,16 @@ impl QueryRoot {
     }
 
     /// One buildset by its id, or null.
-    async fn buildset(&self, ctx: &Context<'_>, bsid: i32) -> Result<Option<BuildsetView>> {
+    async fn buildset(
+        &self,
+        ctx: &Context<'_>,
+        bsid: i32,
+    ) -> Result<Option<One<'static, BuildsetView>>> {
         let row = app(ctx)?.store.buildset(bsid).await.gql(ctx)?;
-        Ok(buildsets_for(ctx, row.into_iter().collect()).await?.pop())
+        Ok(buildsets_for(ctx, row.into_iter().collect())
+            .await?
+            .pop()
+            .map(One::Owned))
     }
 
     /// Buildsets, filtered, ordered and paged (Relay cursor connection). `first` /
@@ -186,7 +194,7 @@ impl QueryRoot {
         branch: Option<String>,
         repository: Option<String>,
         complete: Option<bool>,
-    ) -> Result<Vec<BuildsetView>> {
+    ) -> Result<Each<'static, BuildsetView>> {
         let app = app(ctx)?;
         let count = page_size("count", Some(count), app.limits.max_page)?.unwrap_or_default();
         let rows = app
@@ -194,7 +202,7 @@ impl QueryRoot {
             .recent(count, branch.as_deref(), repository.as_deref(), complete)
             .await
             .gql(ctx)?;
-        buildsets_for(ctx, rows).await
+        buildsets_for(ctx, rows).await.map(Each::Owned)
     }
 
     /// The properties of a buildset, sorted by name; empty for an unknown buildset.
