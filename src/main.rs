@@ -8,6 +8,15 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // The bundled SQLite allocates through the C library, on each connection's own
+    // thread; glibc gives every such thread an arena of its own and seldom returns
+    // them (measured: 103 MiB peak at 32 concurrent pages on SQLite, 86 MiB with
+    // two arenas). Called before any other thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets one of glibc's tunables.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     // Input nesting is bounded (src/door/nesting.rs); a roomier stack than tokio's
     // 2 MiB default keeps the recursive parts far from its end even so.
     match tokio::runtime::Builder::new_multi_thread()

@@ -150,9 +150,6 @@ pub async fn connect_with(
     url: &str,
     adjust: impl FnOnce(&mut ConnectOptions),
 ) -> Result<DatabaseConnection, DbErr> {
-    if url.starts_with("sqlite:") {
-        super::sqlite_alloc::install();
-    }
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
@@ -170,6 +167,7 @@ pub async fn connect_with(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("case_sensitive_like", "ON")
+                .pragma("cache_size", "-1024")
                 // A page's relation level is a few hundred rows: let the SQLite worker
                 // thread hand them over without waiting for the reader every 50 rows.
                 .row_buffer_size(1024)

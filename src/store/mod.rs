@@ -10,7 +10,6 @@ pub mod json;
 pub mod query;
 pub mod read;
 pub mod rows;
-mod sqlite_alloc;
 pub mod tag;
 mod types;
 pub mod write;
