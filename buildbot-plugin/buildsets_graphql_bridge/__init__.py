@@ -187,10 +187,15 @@ class Bridge(service.BuildbotService):
                 yield self.master.db.state.setState(self.objectid, "last_brid", self._floor)
         if not (yield self._leads()):
             return
-        rows = yield self.master.db.pool.do(self._requests_above, self._floor)
-        now = time.monotonic()
+        # The hints are taken before the read: each names a buildset whose commit
+        # came before it, so the read sees its requests. A hint taken after the read
+        # could name a buildset committed after it, and be used up without effect
+        # (the request then waited out the grace, and a worker freed meanwhile let
+        # Buildbot claim it unannounced).
         hinted = self._hinted
         self._hinted = set()
+        rows = yield self.master.db.pool.do(self._requests_above, self._floor)
+        now = time.monotonic()
         to_announce = {}
         for brid, bsid, complete, claimed in rows:
             if brid in self._decided:

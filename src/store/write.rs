@@ -12,7 +12,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, Value,
+    TransactionOptions, TransactionTrait, UpdateMany, Value,
 };
 use sha1::Digest as _;
 
@@ -714,12 +714,7 @@ pub async fn complete_buildset_returning(
                 .one(db)
                 .await?
         }
-        DbBackend::Sqlite => buildsets::Entity::update_many()
-            .col_expr(buildsets::Column::Complete, Expr::value(1i16))
-            .col_expr(buildsets::Column::Results, Expr::value(results as i16))
-            .col_expr(buildsets::Column::CompleteAt, Expr::value(complete_at))
-            .filter(buildsets::Column::Id.eq(bsid))
-            .filter(buildsets::Column::Complete.ne(1i16))
+        DbBackend::Sqlite => completion(bsid, results, complete_at)
             .exec_with_returning(db)
             .await?
             .into_iter()
@@ -735,6 +730,16 @@ pub async fn complete_buildset_returning(
             Some(_) => Err(StoreError::AlreadyComplete(bsid)),
         },
     }
+}
+
+/// The UPDATE that completes `bsid` unless it is complete already.
+fn completion(bsid: i32, results: i32, complete_at: i32) -> UpdateMany<buildsets::Entity> {
+    buildsets::Entity::update_many()
+        .col_expr(buildsets::Column::Complete, Expr::value(1i16))
+        .col_expr(buildsets::Column::Results, Expr::value(results as i16))
+        .col_expr(buildsets::Column::CompleteAt, Expr::value(complete_at))
+        .filter(buildsets::Column::Id.eq(bsid))
+        .filter(buildsets::Column::Complete.ne(1i16))
 }
 
 fn check_results(results: i32) -> StoreResult<()> {
@@ -756,12 +761,7 @@ async fn complete_buildset_in(
 ) -> StoreResult<BuildsetRow> {
     check_results(results)?;
     let complete_at = complete_at.unwrap_or_else(super::now);
-    let updated = buildsets::Entity::update_many()
-        .col_expr(buildsets::Column::Complete, Expr::value(1i16))
-        .col_expr(buildsets::Column::Results, Expr::value(results as i16))
-        .col_expr(buildsets::Column::CompleteAt, Expr::value(complete_at))
-        .filter(buildsets::Column::Id.eq(bsid))
-        .filter(buildsets::Column::Complete.ne(1i16))
+    let updated = completion(bsid, results, complete_at)
         .exec(db)
         .await?
         .rows_affected;
