@@ -2,7 +2,8 @@
 //!
 //! async-graphql resolves every field of every object as a boxed future, run
 //! concurrently and merged into a map; on a page of a hundred buildsets with their
-//! stamps that machinery, not the data, was most of the server's time. Everything a
+//! stamps that machinery was about a fifth of the server's CPU (4.2-4.8 ms a page
+//! without it, 5.2-6.0 ms with it, same binary and data). Everything a
 //! page shows is loaded before its objects are resolved (`plan`, `store::graph`), so
 //! there is nothing to wait for: [`Each`] and [`One`] answer a list or an object
 //! field by field in a plain loop, each scalar straight from [`Plain::scalar`], every
@@ -10,7 +11,7 @@
 //!
 //! Only selections made of plain fields take this path: one with a fragment, a
 //! directive or a repeated response key goes through async-graphql's own (which
-//! merges and skips as the spec says). `tests/blackbox/test_fast.rs` checks that both
+//! merges and skips as the spec says). `tests/blackbox/test_fast.py` checks that both
 //! paths answer every field alike.
 
 use std::borrow::Cow;

@@ -187,31 +187,30 @@ impl Store {
         relations: &Relations,
     ) -> StoreResult<BuildsetView> {
         let turn = self.turn().await;
-        let alone = if *relations == Relations::default() {
-            write::complete_buildset_returning(&self.db, bsid, results, complete_at).await
-        } else {
-            Ok(None)
-        };
-        let view = match alone {
-            Ok(Some(row)) => Ok(BuildsetView {
-                row,
-                stamps: None,
-                props: None,
-                requests: None,
-            }),
-            Ok(None) => {
-                write::complete_buildset_loading(
-                    &self.db,
-                    self.mode,
-                    bsid,
-                    results,
-                    complete_at,
-                    relations,
-                )
-                .await
+        let view = async {
+            if *relations == Relations::default() {
+                if let Some(row) =
+                    write::complete_buildset_returning(&self.db, bsid, results, complete_at).await?
+                {
+                    return Ok(BuildsetView {
+                        row,
+                        stamps: None,
+                        props: None,
+                        requests: None,
+                    });
+                }
             }
-            Err(e) => Err(e),
-        };
+            write::complete_buildset_loading(
+                &self.db,
+                self.mode,
+                bsid,
+                results,
+                complete_at,
+                relations,
+            )
+            .await
+        }
+        .await;
         drop(turn);
         let view = view?;
         self.signal.hint(bsid);

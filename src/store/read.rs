@@ -82,30 +82,14 @@ pub async fn sourcestamps_of_buildsets(
         .all(db)
         .await?;
     let ids = distinct(links.iter().map(|l| l.1).collect());
-    // Each stamp with the number of links still to take it: the last one takes the
-    // row itself, and only a stamp shared by several buildsets is copied.
-    let mut stamps: HashMap<i32, (usize, SourceStampRow)> = sourcestamps_by_ids(db, &ids)
+    let stamps: HashMap<i32, SourceStampRow> = sourcestamps_by_ids(db, &ids)
         .await?
         .into_iter()
-        .map(|s| (s.ssid, (0, s)))
+        .map(|s| (s.ssid, s))
         .collect();
-    for (_, ssid) in &links {
-        if let Some((uses, _)) = stamps.get_mut(ssid) {
-            *uses += 1;
-        }
-    }
     Ok(links
         .into_iter()
-        .filter_map(|(bsid, ssid)| {
-            let (uses, row) = stamps.get_mut(&ssid)?;
-            *uses -= 1;
-            let row = if *uses == 0 {
-                stamps.remove(&ssid)?.1
-            } else {
-                row.clone()
-            };
-            Some((bsid, row))
-        })
+        .filter_map(|(bsid, ssid)| stamps.get(&ssid).map(|s| (bsid, s.clone())))
         .collect())
 }
 
