@@ -144,6 +144,11 @@ impl<C: ConnectionTrait + Sync> Loader<C> {
                 if !relations.stamps || ids.is_empty() {
                     return Ok(None);
                 }
+                if let Some(views) =
+                    read::stamp_views_of_few_buildsets(db, &ids, relations.patches).await?
+                {
+                    return Ok(Some(group(views)));
+                }
                 let links = read::sourcestamps_of_buildsets(db, &ids).await?;
                 let (owners, stamps): (Vec<i32>, Vec<SourceStampRow>) = links.into_iter().unzip();
                 let stamps = self.stamp_graph(stamps, relations.patches).await?;
