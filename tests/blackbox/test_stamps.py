@@ -1,5 +1,5 @@
 """A buildset's sourcestamps and their patches read the same whichever way they are
-loaded: up to 8 buildsets in one join (links, stamps, patches), a larger set by the
+loaded: up to 100 buildsets in one join (links, stamps, patches), a larger set by the
 separate indexed lookups. Each answer is checked against what was added, in the
 order given, with stamps shared between buildsets and patches on some of them."""
 
@@ -45,6 +45,15 @@ def test_stamps_and_patches_read_alike_for_few_and_many_buildsets(start, backend
         inp = {"reason": f"r{i}", "builderids": [b], "sourcestamps": [{"stamp": s} for s in stamps]}
         bsid = srv.ok(ADD, {"in": inp})["addBuildset"]["bsid"]
         made[bsid] = [expected_stamp(s) for s in stamps]
+    # Enough plain ones to page past the join's bound of 100.
+    for i in range(14, 102):
+        spec = {"branch": f"plain-{i}", "revision": f"{i:03d}".ljust(40, "e"),
+                "repository": "https://x/plain.git"}
+        if i % 7 == 0:
+            spec["patch"] = {"body": f"plain {i}\n", "level": 1, "author": "p", "comment": f"c{i}"}
+        bsid = srv.ok(ADD, {"in": {"reason": f"p{i}", "builderids": [b],
+                                  "sourcestamps": [{"stamp": spec}]}})["addBuildset"]["bsid"]
+        made[bsid] = [expected_stamp(spec)]
 
     def check(nodes):
         assert nodes, "no buildsets"
@@ -55,10 +64,10 @@ def test_stamps_and_patches_read_alike_for_few_and_many_buildsets(start, backend
     for bsid in made:
         one = srv.ok(f"query($b: Int!) {{ buildset(bsid: $b) {{ bsid {STAMPS} }} }}", {"b": bsid})
         check([one["buildset"]])
-    # Pages of 1, 5 and 8 (joined) and of 9 and 14 (separate lookups), and a page
-    # whose stamps are asked without patches.
+    # Pages of 1, 14 and 100 (joined) and of 101 and 102 (separate lookups), and a
+    # page whose stamps are asked without patches.
     page = "query($n: Int!) { buildsets(first: $n, orderBy: [{field: BSID, direction: ASC}]) { nodes { bsid %s } } }"
-    for n in [1, 5, 8, 9, 14]:
+    for n in [1, 14, 100, 101, 102]:
         nodes = srv.ok(page % STAMPS, {"n": n})["buildsets"]["nodes"]
         assert len(nodes) == n
         check(nodes)
@@ -70,7 +79,8 @@ def test_stamps_and_patches_read_alike_for_few_and_many_buildsets(start, backend
     reqs = srv.ok("{ buildsets(first: 14) { nodes { buildrequests { buildset { bsid %s } } } } }" % STAMPS)
     check([r["buildset"] for n in reqs["buildsets"]["nodes"] for r in n["buildrequests"]])
 
-    # What the join saves: one buildset with its stamps and patches is two statements.
+    # What the join saves: one buildset with its stamps and patches is two statements,
+    # and so is a page of 100; a page of 101 is four (links, stamps, patches apart).
     for _ in range(3):
         srv.http.post("/graphql", json={
             "query": f"query One($b: Int!) {{ buildset(bsid: $b) {{ bsid {STAMPS} }} }}",
@@ -78,3 +88,10 @@ def test_stamps_and_patches_read_alike_for_few_and_many_buildsets(start, backend
     samples, _ = scrape(srv)
     assert value(samples, "bsgql_statements_per_request_count", operation="One") == 3
     assert value(samples, "bsgql_statements_per_request_sum", operation="One") == 6
+    for name, n in [("Hundred", 100), ("HundredOne", 101)]:
+        r = srv.http.post("/graphql", json={"query": ("query %s($n: Int!) " % name) + page[len("query($n: Int!) "):] % STAMPS,
+                                            "operationName": name, "variables": {"n": n}})
+        assert len(r.json()["data"]["buildsets"]["nodes"]) == n
+    samples, _ = scrape(srv)
+    assert value(samples, "bsgql_statements_per_request_sum", operation="Hundred") == 2
+    assert value(samples, "bsgql_statements_per_request_sum", operation="HundredOne") == 4
