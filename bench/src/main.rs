@@ -48,6 +48,16 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Rounds of the reads: in each, this server and PostGraphile take turns on every
+    /// scenario, and the round with the median req/s is reported (this machine's
+    /// speed drifts by tens of percent within minutes; back-to-back turns see the
+    /// same drift).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds of load, not counted, before each read scenario (PostGraphile's
+    /// JIT, both servers' caches).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
     /// Scenarios to run (a-g).
     #[arg(long, default_value = "a,b,c,d,e,f,g")]
     scenarios: String,
@@ -81,6 +91,9 @@ struct Args {
 struct Figures {
     units: u64,
     errors: u64,
+    /// The first failed answer (or transport error), cut short, so that a run with
+    /// errors says what they were.
+    first_error: Option<String>,
     per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -344,6 +357,7 @@ where
     let make = Arc::new(make);
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
@@ -351,22 +365,30 @@ where
     for _ in 0..connections {
         let (client, url, make) = (client.clone(), url.to_owned(), make.clone());
         let (latencies, errors, counter) = (latencies.clone(), errors.clone(), counter.clone());
+        let first_error = first_error.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while Instant::now() < until {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = make(n) else { break };
                 let t = Instant::now();
-                let ok = match client.post(&url).json(&body).send().await {
-                    Ok(r) => match r.json::<Value>().await {
-                        Ok(v) => v.get("errors").is_none() && !v["data"].is_null(),
-                        Err(_) => false,
+                let failure = match client.post(&url).json(&body).send().await {
+                    Ok(r) => match r.bytes().await {
+                        Ok(b) => match serde_json::from_slice::<Answer>(&b) {
+                            Ok(a) if a.errors.is_none() && a.data.is_some() => None,
+                            _ => Some(String::from_utf8_lossy(&b[..b.len().min(400)]).into_owned()),
+                        },
+                        Err(e) => Some(e.to_string()),
                     },
-                    Err(_) => false,
+                    Err(e) => Some(e.to_string()),
                 };
                 mine.push(t.elapsed().as_secs_f64() * 1000.0);
-                if !ok {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(why) = failure {
+                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        if let Ok(mut first) = first_error.lock() {
+                            *first = Some(why);
+                        }
+                    }
                 }
             }
             if let Ok(mut all) = latencies.lock() {
@@ -383,11 +405,23 @@ where
     Figures {
         units: all.len() as u64,
         errors: errors.load(Ordering::Relaxed),
+        first_error: first_error.lock().ok().and_then(|mut f| f.take()),
         per_s: all.len() as f64 / took,
         p50_ms: percentile(&all, 0.5),
         p99_ms: percentile(&all, 0.99),
         ..Figures::default()
     }
+}
+
+/// What the load client checks of every answer: valid JSON, with data and without
+/// errors. It skips over the values instead of building them (a 100-buildset page
+/// built as a `Value` cost the client a fifth of the machine, CPU the servers
+/// under test then did not get; wrk, which the first figures came from, parses
+/// nothing).
+#[derive(serde::Deserialize)]
+struct Answer {
+    data: Option<serde::de::IgnoredAny>,
+    errors: Option<serde::de::IgnoredAny>,
 }
 
 /// What the seeded database holds, as this server reads it.
@@ -628,6 +662,20 @@ impl Server {
     }
 }
 
+/// The `n`th request of read scenario `scenario` to this server.
+fn read_body(query: &str, scenario: char, d: &Data, n: u64) -> Value {
+    let mut r = Lcg(n.wrapping_mul(7919) + 13);
+    match scenario {
+        'a' => {
+            json!({"query": query, "operationName": "a", "variables": {"id": 1 + r.below(d.max_bsid.max(1) as u64) as i64}})
+        }
+        'e' => {
+            json!({"query": query, "operationName": "e", "variables": {"branch": d.branches.get(r.below(d.branches.len() as u64) as usize).cloned().unwrap_or_default()}})
+        }
+        other => json!({"query": query, "operationName": other.to_string()}),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn measure_ours(
     args: &Args,
@@ -638,6 +686,14 @@ async fn measure_ours(
 ) -> Figures {
     let url = format!("{}/graphql", server.base);
     let query = our_query(scenario);
+    if scenario <= 'e' && args.warmup > 0 {
+        let q = query.clone();
+        let d = data.clone();
+        drive(client, &url, args.warmup, args.connections, move |n| {
+            Some(read_body(&q, scenario, &d, n))
+        })
+        .await;
+    }
     let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
     let before_st = statements(client, &server.base, scenario).await;
     let db_comm = if data.postgres { "postgres" } else { "none" };
@@ -647,12 +703,7 @@ async fn measure_ours(
     let make = move |n: u64| -> Option<Value> {
         let mut r = Lcg(n.wrapping_mul(7919) + 13);
         match scenario {
-            'a' => Some(
-                json!({"query": query, "operationName": "a", "variables": {"id": 1 + r.below(d.max_bsid.max(1) as u64) as i64}}),
-            ),
-            'e' => Some(
-                json!({"query": query, "operationName": "e", "variables": {"branch": d.branches.get(r.below(d.branches.len() as u64) as usize).cloned().unwrap_or_default()}}),
-            ),
+            'a'..='e' => Some(read_body(&query, scenario, &d, n)),
             'f' => {
                 let two: Vec<i64> = d.builders.iter().take(2).copied().collect();
                 Some(
@@ -670,7 +721,7 @@ async fn measure_ours(
                     .get(i)
                     .map(|b| json!({"query": query, "operationName": "g", "variables": {"b": b}}))
             }
-            other => Some(json!({"query": query, "operationName": other.to_string()})),
+            _ => None,
         }
     };
     let recording = match (&args.perf, server.pid()) {
@@ -752,40 +803,58 @@ async fn measure_ours(
     f
 }
 
-async fn measure_postgraphile(
-    args: &Args,
-    client: &reqwest::Client,
-    db_url: &str,
-    data: &Arc<Data>,
-    scenarios: &[char],
-    report: &mut Report,
-    backend: &str,
-) -> Result<(), String> {
-    let dir = root().join("bench/postgraphile");
-    let queries: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("queries.json")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let port = free_port();
-    let child = Command::new(dir.join("run.sh"))
-        .args([
-            port.to_string(),
-            db_url.split('?').next().unwrap_or(db_url).to_owned(),
-        ])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("postgraphile: {e}"))?;
-    let url = format!("http://127.0.0.1:{port}/graphql");
-    wait_ready(client, &url, "PostGraphile", 180).await?;
-    let pid = child.id();
-    for &s in scenarios.iter().filter(|s| ('a'..='d').contains(*s)) {
-        let Some(q) = queries.get(s.to_string()) else {
-            continue;
-        };
+/// PostGraphile serving the seeded PostgreSQL database, read-only.
+struct PostGraphile {
+    child: Child,
+    url: String,
+    queries: Value,
+}
+
+impl PostGraphile {
+    async fn start(client: &reqwest::Client, db_url: &str) -> Result<Self, String> {
+        let dir = root().join("bench/postgraphile");
+        let queries: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("queries.json")).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let port = free_port();
+        let child = Command::new(dir.join("run.sh"))
+            .args([
+                port.to_string(),
+                db_url.split('?').next().unwrap_or(db_url).to_owned(),
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("postgraphile: {e}"))?;
+        let url = format!("http://127.0.0.1:{port}/graphql");
+        wait_ready(client, &url, "PostGraphile", 180).await?;
+        Ok(PostGraphile {
+            child,
+            url,
+            queries,
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    fn serves(&self, s: char) -> bool {
+        ('a'..='d').contains(&s) && self.queries.get(s.to_string()).is_some()
+    }
+
+    /// One scenario, after the warm-up.
+    async fn measure(
+        &self,
+        args: &Args,
+        client: &reqwest::Client,
+        data: &Arc<Data>,
+        s: char,
+    ) -> Figures {
+        let q = &self.queries[s.to_string()];
         let (query, vars) = (q["query"].clone(), q["variables"].clone());
         let d = data.clone();
-        let before = pid.and_then(proc_stats).map(|s| s.0);
         let make = move |n: u64| {
             let mut vars = vars.clone();
             if s == 'a' {
@@ -794,7 +863,24 @@ async fn measure_postgraphile(
             }
             Some(json!({"query": query, "variables": vars}))
         };
-        let mut f = drive(client, &url, args.seconds, args.connections, make).await;
+        let make = Arc::new(make);
+        if args.warmup > 0 {
+            let m = make.clone();
+            drive(client, &self.url, args.warmup, args.connections, move |n| {
+                m(n)
+            })
+            .await;
+        }
+        let pid = self.pid();
+        let before = pid.and_then(proc_stats).map(|s| s.0);
+        let mut f = drive(
+            client,
+            &self.url,
+            args.seconds,
+            args.connections,
+            move |n| make(n),
+        )
+        .await;
         if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
             if f.units > 0 {
                 f.cpu_ms = Some((b - a) * 1000.0 / f.units as f64);
@@ -804,11 +890,18 @@ async fn measure_postgraphile(
             "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
             f.per_s, f.p50_ms, f.p99_ms, f.errors
         );
-        report.record(backend, s, "postgraphile", f);
+        if let Some(why) = &f.first_error {
+            eprintln!("    first error: {why}");
+        }
+        f
     }
-    report.peak(backend, "postgraphile", pid);
-    drop(child);
-    Ok(())
+}
+
+/// The figures of the round with the median req/s.
+fn median_round(mut rounds: Vec<Figures>) -> Option<Figures> {
+    rounds.sort_by(|a, b| a.per_s.total_cmp(&b.per_s));
+    let mid = rounds.len().checked_sub(1)? / 2;
+    rounds.into_iter().nth(mid)
 }
 
 async fn measure_buildbot(
@@ -875,13 +968,34 @@ async fn measure_all(
     backend: &str,
 ) {
     for &s in which {
-        let f = measure_ours(args, client, server, data, s).await;
-        eprintln!(
-            "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
-            describe(s), f.per_s, f.p50_ms, f.p99_ms, f.statements, f.cpu_ms, f.errors
-        );
+        let f = measure_one(args, client, server, data, s, backend).await;
         report.record(backend, s, "ours", f);
     }
+}
+
+async fn measure_one(
+    args: &Args,
+    client: &reqwest::Client,
+    server: &Server,
+    data: &Arc<Data>,
+    s: char,
+    backend: &str,
+) -> Figures {
+    let f = measure_ours(args, client, server, data, s).await;
+    eprintln!(
+        "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
+        describe(s),
+        f.per_s,
+        f.p50_ms,
+        f.p99_ms,
+        f.statements,
+        f.cpu_ms,
+        f.errors
+    );
+    if let Some(why) = &f.first_error {
+        eprintln!("    first error: {why}");
+    }
+    f
 }
 
 async fn measure_rest(
@@ -1022,13 +1136,48 @@ async fn run_backend(
     // Every system reads the same data: the reads first (this server, then the
     // baselines), then the writes, which add and complete buildsets.
     let (reads, writes): (Vec<char>, Vec<char>) = scenarios.iter().partition(|s| **s <= 'e');
-    measure_all(args, client, &server, &data, &reads, report, backend).await;
+    let mut theirs = None;
     if args.postgraphile && backend == "postgres" {
-        if let Err(e) =
-            measure_postgraphile(args, client, &db_url, &data, &reads, report, backend).await
-        {
-            report.notes.push(format!("PostGraphile on {backend}: {e}"));
+        match PostGraphile::start(client, &db_url).await {
+            Ok(pg) => theirs = Some(pg),
+            Err(e) => report.notes.push(format!("PostGraphile on {backend}: {e}")),
         }
+        if !through_buildbot && reads.contains(&'d') {
+            // d reads builds: only Buildbot's schema has that table (this server reads
+            // it when it is there), so PostGraphile has no relation to query.
+            report.notes.push(
+                "PostGraphile d: not run (seeded through addBuildset: no builds table)".into(),
+            );
+        }
+    }
+    let mut rounds: BTreeMap<(char, &'static str), Vec<Figures>> = BTreeMap::new();
+    for round in 1..=args.rounds.max(1) {
+        if args.rounds > 1 {
+            eprintln!("{backend}: reads, round {round} of {}", args.rounds);
+        }
+        for &s in &reads {
+            let f = measure_one(args, client, &server, &data, s, backend).await;
+            let ours = f.per_s;
+            rounds.entry((s, "ours")).or_default().push(f);
+            if let Some(pg) = theirs
+                .as_ref()
+                .filter(|pg| pg.serves(s) && (through_buildbot || s != 'd'))
+            {
+                let f = pg.measure(args, client, &data, s).await;
+                if f.per_s > 0.0 {
+                    eprintln!("  round {round} {s}: {:.2}x PostGraphile", ours / f.per_s);
+                }
+                rounds.entry((s, "postgraphile")).or_default().push(f);
+            }
+        }
+    }
+    for ((s, system), figures) in rounds {
+        if let Some(f) = median_round(figures) {
+            report.record(backend, s, system, f);
+        }
+    }
+    if let Some(pg) = theirs {
+        report.peak(backend, "postgraphile", pg.pid());
     }
     let buildbot = if args.buildbot { python.clone() } else { None };
     if args.buildbot && buildbot.is_none() {
@@ -1076,8 +1225,8 @@ fn render(args: &Args, report: &Report, command: &str) -> String {
         })
         .unwrap_or(0.0);
     out.push_str(&format!(
-        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario, N = {}.\n\n",
-        args.connections, args.seconds, args.count
+        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario after {} s of warm-up, N = {}. Reads: the median of {} rounds, this server and PostGraphile taking turns on each scenario.\n\n",
+        args.connections, args.seconds, args.warmup, args.count, args.rounds.max(1)
     ));
     for (backend, scenarios) in &report.rows {
         out.push_str(&format!("### {backend}\n\n"));
@@ -1139,6 +1288,8 @@ async fn main() {
         args.buildbot = false;
         args.postgraphile = false;
         args.seed_through_api = true;
+        args.rounds = 1;
+        args.warmup = 0;
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let bin = args.server.clone().unwrap_or_else(|| {
