@@ -38,6 +38,12 @@ impl Related<super::buildset_properties::Entity> for Entity {
     }
 }
 
+impl Related<super::buildset_sourcestamps::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Sourcestamps.def()
+    }
+}
+
 impl Related<super::buildrequests::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Buildrequests.def()

@@ -87,10 +87,12 @@ impl QueryRoot {
         ctx: &Context<'_>,
         bsid: i32,
     ) -> Result<Option<One<'static, BuildsetView>>> {
-        let row = app(ctx)?.store.buildset(bsid).await.gql(ctx)?;
-        Ok(buildsets_for(ctx, row.into_iter().collect())
-            .await?
-            .pop()
+        let rel = relations(Selected::Buildset, &ctx.look_ahead());
+        Ok(app(ctx)?
+            .store
+            .buildset_view(bsid, &rel)
+            .await
+            .gql(ctx)?
             .map(One::Owned))
     }
 

@@ -97,6 +97,48 @@ impl Store {
         Box::pin(async move { self.loader().buildset_graph(rows, relations).await })
     }
 
+    /// One buildset with what `relations` asks. Its stamps (and their patches) come
+    /// in the same statement as its row: a buildset with its stamps is one
+    /// statement instead of two.
+    pub async fn buildset_view(
+        &self,
+        bsid: i32,
+        relations: &Relations,
+    ) -> StoreResult<Option<BuildsetView>> {
+        let loader = self.loader();
+        if !relations.stamps {
+            let Some(row) = read::get_buildset(&self.db, bsid).await? else {
+                return Ok(None);
+            };
+            return Ok(loader.buildset_graph(vec![row], relations).await?.pop());
+        }
+        let Some((row, stamps)) =
+            read::buildset_with_stamps(&loader.db, bsid, relations.patches).await?
+        else {
+            return Ok(None);
+        };
+        let rest = Relations {
+            stamps: false,
+            patches: false,
+            ..relations.clone()
+        };
+        let mut view = if rest.props || rest.requests {
+            let Some(view) = loader.buildset_graph(vec![row], &rest).await?.pop() else {
+                return Ok(None);
+            };
+            view
+        } else {
+            BuildsetView {
+                row,
+                stamps: None,
+                props: None,
+                requests: None,
+            }
+        };
+        view.stamps = Some(stamps);
+        Ok(Some(view))
+    }
+
     /// Build requests with their builders and buildsets, as `relations` asks.
     pub async fn request_graph(
         &self,

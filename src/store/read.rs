@@ -166,6 +166,60 @@ pub async fn stamp_views_of_few_buildsets(
     ))
 }
 
+/// One buildset with its sourcestamps (in the order given at add time) and their
+/// patches when asked, in one statement: what `buildset(bsid:)` shows most often.
+pub async fn buildset_with_stamps(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+    with_patches: bool,
+) -> StoreResult<Option<(BuildsetRow, Vec<StampView>)>> {
+    let joined = buildsets::Entity::find_by_id(bsid)
+        .find_also_related(buildset_sourcestamps::Entity)
+        .and_also_related(sourcestamps::Entity)
+        .order_by_asc(buildset_sourcestamps::Column::Id);
+    if !with_patches {
+        let rows = joined.all(db).await?;
+        let Some(row) = rows.first().map(|(b, _, _)| BuildsetRow::from(b.clone())) else {
+            return Ok(None);
+        };
+        let stamps = rows
+            .into_iter()
+            .filter_map(|(_, _, stamp)| {
+                stamp.map(|s| StampView {
+                    row: s.into(),
+                    patch: None,
+                })
+            })
+            .collect();
+        return Ok(Some((row, stamps)));
+    }
+    let rows = joined
+        .find_also(sourcestamps::Entity, patches::Entity)
+        .all(db)
+        .await?;
+    super::tag::charge(
+        rows.iter()
+            .filter_map(|(_, _, _, p)| p.as_ref().map(|p| p.patch_base64.len()))
+            .sum(),
+    )?;
+    let Some(row) = rows
+        .first()
+        .map(|(b, _, _, _)| BuildsetRow::from(b.clone()))
+    else {
+        return Ok(None);
+    };
+    let stamps = rows
+        .into_iter()
+        .filter_map(|(_, _, stamp, patch)| {
+            Some(StampView {
+                row: stamp?.into(),
+                patch: Some(patch.map(PatchRow::from)),
+            })
+        })
+        .collect();
+    Ok(Some((row, stamps)))
+}
+
 pub async fn sourcestamps_by_ids(
     db: &impl ConnectionTrait,
     ids: &[i32],
