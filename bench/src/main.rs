@@ -101,6 +101,9 @@ struct Figures {
     cpu_ms: Option<f64>,
     requests_per_unit: Option<f64>,
     split: Option<Split>,
+    /// A baseline's rounds: this server's req/s over the baseline's in each round,
+    /// both measured back to back.
+    paired: Vec<f64>,
 }
 
 impl Report {
@@ -1151,6 +1154,7 @@ async fn run_backend(
         }
     }
     let mut rounds: BTreeMap<(char, &'static str), Vec<Figures>> = BTreeMap::new();
+    let mut paired: BTreeMap<char, Vec<f64>> = BTreeMap::new();
     for round in 1..=args.rounds.max(1) {
         if args.rounds > 1 {
             eprintln!("{backend}: reads, round {round} of {}", args.rounds);
@@ -1166,13 +1170,17 @@ async fn run_backend(
                 let f = pg.measure(args, client, &data, s).await;
                 if f.per_s > 0.0 {
                     eprintln!("  round {round} {s}: {:.2}x PostGraphile", ours / f.per_s);
+                    paired.entry(s).or_default().push(ours / f.per_s);
                 }
                 rounds.entry((s, "postgraphile")).or_default().push(f);
             }
         }
     }
     for ((s, system), figures) in rounds {
-        if let Some(f) = median_round(figures) {
+        if let Some(mut f) = median_round(figures) {
+            if system == "postgraphile" {
+                f.paired = paired.remove(&s).unwrap_or_default();
+            }
             report.record(backend, s, system, f);
         }
     }
@@ -1200,8 +1208,25 @@ async fn run_backend(
     Ok(())
 }
 
+/// A baseline's req/s and this server's ratio to it: with rounds, the median of the
+/// per-round ratios and their range; else the quotient of the two figures.
 fn ratio(ours: &Figures, other: Option<&Figures>) -> String {
     match other {
+        Some(o) if o.paired.len() > 1 => {
+            let mut r = o.paired.clone();
+            r.sort_by(|a, b| a.total_cmp(b));
+            let median = if r.len() % 2 == 1 {
+                r[r.len() / 2]
+            } else {
+                (r[r.len() / 2 - 1] + r[r.len() / 2]) / 2.0
+            };
+            format!(
+                "{:.1} ({median:.2}×; rounds {:.2}–{:.2}×)",
+                o.per_s,
+                r[0],
+                r[r.len() - 1]
+            )
+        }
         Some(o) if o.per_s > 0.0 => format!("{:.1} ({:.2}×)", o.per_s, ours.per_s / o.per_s),
         _ => "–".into(),
     }
@@ -1225,7 +1250,7 @@ fn render(args: &Args, report: &Report, command: &str) -> String {
         })
         .unwrap_or(0.0);
     out.push_str(&format!(
-        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario after {} s of warm-up, N = {}. Reads: the median of {} rounds, this server and PostGraphile taking turns on each scenario.\n\n",
+        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario after {} s of warm-up, N = {}. Reads: the median of {} rounds, this server and PostGraphile taking turns on each scenario; the ratio to PostGraphile is the median of the per-round ratios.\n\n",
         args.connections, args.seconds, args.warmup, args.count, args.rounds.max(1)
     ));
     for (backend, scenarios) in &report.rows {
