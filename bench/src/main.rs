@@ -106,6 +106,14 @@ struct Figures {
     paired: Vec<f64>,
 }
 
+impl Figures {
+    fn print_first_error(&self) {
+        if let Some(why) = &self.first_error {
+            eprintln!("    first error: {why}");
+        }
+    }
+}
+
 impl Report {
     fn record(&mut self, backend: &str, scenario: char, system: &'static str, f: Figures) {
         self.rows
@@ -352,12 +360,11 @@ async fn drive<F>(
     url: &str,
     seconds: u64,
     connections: usize,
-    make: F,
+    make: Arc<F>,
 ) -> Figures
 where
     F: Fn(u64) -> Option<Value> + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
@@ -689,18 +696,6 @@ async fn measure_ours(
 ) -> Figures {
     let url = format!("{}/graphql", server.base);
     let query = our_query(scenario);
-    if scenario <= 'e' && args.warmup > 0 {
-        let q = query.clone();
-        let d = data.clone();
-        drive(client, &url, args.warmup, args.connections, move |n| {
-            Some(read_body(&q, scenario, &d, n))
-        })
-        .await;
-    }
-    let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
-    let before_st = statements(client, &server.base, scenario).await;
-    let db_comm = if data.postgres { "postgres" } else { "none" };
-    let split_start = SplitStart::now(server.pid(), db_comm);
     let d = data.clone();
     let seq = Arc::new(AtomicUsize::new(0));
     let make = move |n: u64| -> Option<Value> {
@@ -727,6 +722,14 @@ async fn measure_ours(
             _ => None,
         }
     };
+    let make = Arc::new(make);
+    if scenario <= 'e' && args.warmup > 0 {
+        drive(client, &url, args.warmup, args.connections, make.clone()).await;
+    }
+    let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
+    let before_st = statements(client, &server.base, scenario).await;
+    let db_comm = if data.postgres { "postgres" } else { "none" };
+    let split_start = SplitStart::now(server.pid(), db_comm);
     let recording = match (&args.perf, server.pid()) {
         (Some(dir), Some(pid)) => {
             let _ = std::fs::create_dir_all(dir);
@@ -803,6 +806,18 @@ async fn measure_ours(
             f.statements = Some((s1 - s0) / (c1 - c0));
         }
     }
+    eprintln!(
+        "{} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
+        if data.postgres { "postgres" } else { "sqlite" },
+        describe(scenario),
+        f.per_s,
+        f.p50_ms,
+        f.p99_ms,
+        f.statements,
+        f.cpu_ms,
+        f.errors
+    );
+    f.print_first_error();
     f
 }
 
@@ -868,22 +883,18 @@ impl PostGraphile {
         };
         let make = Arc::new(make);
         if args.warmup > 0 {
-            let m = make.clone();
-            drive(client, &self.url, args.warmup, args.connections, move |n| {
-                m(n)
-            })
+            drive(
+                client,
+                &self.url,
+                args.warmup,
+                args.connections,
+                make.clone(),
+            )
             .await;
         }
         let pid = self.pid();
         let before = pid.and_then(proc_stats).map(|s| s.0);
-        let mut f = drive(
-            client,
-            &self.url,
-            args.seconds,
-            args.connections,
-            move |n| make(n),
-        )
-        .await;
+        let mut f = drive(client, &self.url, args.seconds, args.connections, make).await;
         if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
             if f.units > 0 {
                 f.cpu_ms = Some((b - a) * 1000.0 / f.units as f64);
@@ -893,9 +904,7 @@ impl PostGraphile {
             "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
             f.per_s, f.p50_ms, f.p99_ms, f.errors
         );
-        if let Some(why) = &f.first_error {
-            eprintln!("    first error: {why}");
-        }
+        f.print_first_error();
         f
     }
 }
@@ -971,34 +980,9 @@ async fn measure_all(
     backend: &str,
 ) {
     for &s in which {
-        let f = measure_one(args, client, server, data, s, backend).await;
+        let f = measure_ours(args, client, server, data, s).await;
         report.record(backend, s, "ours", f);
     }
-}
-
-async fn measure_one(
-    args: &Args,
-    client: &reqwest::Client,
-    server: &Server,
-    data: &Arc<Data>,
-    s: char,
-    backend: &str,
-) -> Figures {
-    let f = measure_ours(args, client, server, data, s).await;
-    eprintln!(
-        "{backend} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
-        describe(s),
-        f.per_s,
-        f.p50_ms,
-        f.p99_ms,
-        f.statements,
-        f.cpu_ms,
-        f.errors
-    );
-    if let Some(why) = &f.first_error {
-        eprintln!("    first error: {why}");
-    }
-    f
 }
 
 async fn measure_rest(
@@ -1139,7 +1123,7 @@ async fn run_backend(
     // Every system reads the same data: the reads first (this server, then the
     // baselines), then the writes, which add and complete buildsets.
     let (reads, writes): (Vec<char>, Vec<char>) = scenarios.iter().partition(|s| **s <= 'e');
-    let mut theirs = None;
+    let (mut theirs, mut theirs_skip) = (None, None);
     if args.postgraphile && backend == "postgres" {
         match PostGraphile::start(client, &db_url).await {
             Ok(pg) => theirs = Some(pg),
@@ -1148,6 +1132,7 @@ async fn run_backend(
         if !through_buildbot && reads.contains(&'d') {
             // d reads builds: only Buildbot's schema has that table (this server reads
             // it when it is there), so PostGraphile has no relation to query.
+            theirs_skip = Some('d');
             report.notes.push(
                 "PostGraphile d: not run (seeded through addBuildset: no builds table)".into(),
             );
@@ -1160,12 +1145,12 @@ async fn run_backend(
             eprintln!("{backend}: reads, round {round} of {}", args.rounds);
         }
         for &s in &reads {
-            let f = measure_one(args, client, &server, &data, s, backend).await;
+            let f = measure_ours(args, client, &server, &data, s).await;
             let ours = f.per_s;
             rounds.entry((s, "ours")).or_default().push(f);
             if let Some(pg) = theirs
                 .as_ref()
-                .filter(|pg| pg.serves(s) && (through_buildbot || s != 'd'))
+                .filter(|pg| pg.serves(s) && theirs_skip != Some(s))
             {
                 let f = pg.measure(args, client, &data, s).await;
                 if f.per_s > 0.0 {

@@ -106,37 +106,29 @@ impl Store {
         relations: &Relations,
     ) -> StoreResult<Option<BuildsetView>> {
         let loader = self.loader();
-        if !relations.stamps {
-            let Some(row) = read::get_buildset(&self.db, bsid).await? else {
-                return Ok(None);
-            };
-            return Ok(loader.buildset_graph(vec![row], relations).await?.pop());
-        }
-        let Some((row, stamps)) =
-            read::buildset_with_stamps(&loader.db, bsid, relations.patches).await?
-        else {
+        let found = if relations.stamps {
+            read::buildset_with_stamps(&loader.db, bsid, relations.patches)
+                .await?
+                .map(|(row, stamps)| (row, Some(stamps)))
+        } else {
+            read::get_buildset(&loader.db, bsid)
+                .await?
+                .map(|row| (row, None))
+        };
+        let Some((row, stamps)) = found else {
             return Ok(None);
         };
+        // The rest as for any set of buildsets (no statement for what is not asked).
         let rest = Relations {
             stamps: false,
             patches: false,
             ..relations.clone()
         };
-        let mut view = if rest.props || rest.requests {
-            let Some(view) = loader.buildset_graph(vec![row], &rest).await?.pop() else {
-                return Ok(None);
-            };
-            view
-        } else {
-            BuildsetView {
-                row,
-                stamps: None,
-                props: None,
-                requests: None,
-            }
-        };
-        view.stamps = Some(stamps);
-        Ok(Some(view))
+        let mut view = loader.buildset_graph(vec![row], &rest).await?.pop();
+        if let Some(view) = view.as_mut() {
+            view.stamps = stamps;
+        }
+        Ok(view)
     }
 
     /// Build requests with their builders and buildsets, as `relations` asks.

@@ -177,47 +177,42 @@ pub async fn buildset_with_stamps(
         .find_also_related(buildset_sourcestamps::Entity)
         .and_also_related(sourcestamps::Entity)
         .order_by_asc(buildset_sourcestamps::Column::Id);
-    if !with_patches {
+    // (buildset, stamp, patch), the patch `None` when not asked, as in StampView.
+    let rows: Vec<(
+        buildsets::Model,
+        Option<sourcestamps::Model>,
+        Option<Option<patches::Model>>,
+    )> = if with_patches {
+        let rows = joined
+            .find_also(sourcestamps::Entity, patches::Entity)
+            .all(db)
+            .await?;
+        super::tag::charge(
+            rows.iter()
+                .filter_map(|(_, _, _, p)| p.as_ref().map(|p| p.patch_base64.len()))
+                .sum(),
+        )?;
+        rows.into_iter()
+            .map(|(b, _, s, p)| (b, s, Some(p)))
+            .collect()
+    } else {
         let rows = joined.all(db).await?;
-        let Some(row) = rows.first().map(|(b, _, _)| BuildsetRow::from(b.clone())) else {
-            return Ok(None);
-        };
-        let stamps = rows
-            .into_iter()
-            .filter_map(|(_, _, stamp)| {
-                stamp.map(|s| StampView {
-                    row: s.into(),
-                    patch: None,
-                })
-            })
-            .collect();
-        return Ok(Some((row, stamps)));
-    }
-    let rows = joined
-        .find_also(sourcestamps::Entity, patches::Entity)
-        .all(db)
-        .await?;
-    super::tag::charge(
-        rows.iter()
-            .filter_map(|(_, _, _, p)| p.as_ref().map(|p| p.patch_base64.len()))
-            .sum(),
-    )?;
-    let Some(row) = rows
-        .first()
-        .map(|(b, _, _, _)| BuildsetRow::from(b.clone()))
-    else {
+        rows.into_iter().map(|(b, _, s)| (b, s, None)).collect()
+    };
+    let mut rows = rows.into_iter();
+    let Some((buildset, stamp, patch)) = rows.next() else {
         return Ok(None);
     };
-    let stamps = rows
-        .into_iter()
-        .filter_map(|(_, _, stamp, patch)| {
+    let stamps = std::iter::once((stamp, patch))
+        .chain(rows.map(|(_, s, p)| (s, p)))
+        .filter_map(|(stamp, patch)| {
             Some(StampView {
                 row: stamp?.into(),
-                patch: Some(patch.map(PatchRow::from)),
+                patch: patch.map(|p| p.map(PatchRow::from)),
             })
         })
         .collect();
-    Ok(Some((row, stamps)))
+    Ok(Some((buildset.into(), stamps)))
 }
 
 pub async fn sourcestamps_by_ids(
