@@ -69,6 +69,9 @@ pub fn coded(code: Code, message: impl Into<String>) -> Error {
     Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
 }
 
+/// The `retryAfter` (seconds) of an error for a write the storage could not take.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 /// Maps a store error for the client; a database error is logged under the request
 /// id and reported as INTERNAL without its text.
 pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
@@ -83,6 +86,18 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
                 .extend_with(|_, x| x.set("limit", limit))
         }
         e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
+        err if err.is_storage_fault() => {
+            let id = id_of(request);
+            tracing::warn!(request_id = %id, error = %err, "the database cannot write: out of storage or an I/O error");
+            coded(
+                Code::Unavailable,
+                format!("the database cannot store this now (disk full or an I/O error); nothing was written: try again in a few seconds (request id {id})"),
+            )
+            .extend_with(|_, x| {
+                x.set("retryAfter", STORAGE_RETRY_AFTER_SECS);
+                x.set("requestId", id.as_str());
+            })
+        }
         err if err.is_unavailable() => {
             let id = id_of(request);
             tracing::warn!(request_id = %id, error = %err, "database unavailable");

@@ -27,6 +27,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // Past a file size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default
+    // is to kill the process; ignored, the write fails with EFBIG instead, and a write
+    // that could not be stored is refused (UNAVAILABLE) like one on a full disk.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread exists.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // SQLite counts every allocation of every connection under one global mutex
     // for sqlite3_status(), which nothing here reads; its docs recommend turning
     // that off. Must come before SQLite initialises (no connection exists yet).
@@ -53,11 +61,16 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
+    let filter = never_secrets(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+    );
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // On a full disk the log cannot be written either; tracing would then report
+        // that on stderr with eprintln!, which panics the request's task.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.config.log_format {
         LogFormat::Text => logs.init(),
@@ -80,4 +93,20 @@ async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The protocol libraries' own traces carry what the client sent, a WebSocket
+/// `connection_init` (bearer token included) or HTTP/2 frames: whatever `RUST_LOG`
+/// asks, they log no more than `info`.
+fn never_secrets(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    [
+        "tungstenite",
+        "tokio_tungstenite",
+        "h2",
+        "hyper",
+        "hyper_util",
+    ]
+    .into_iter()
+    .filter_map(|target| format!("{target}=info").parse().ok())
+    .fold(filter, |f, d| f.add_directive(d))
 }

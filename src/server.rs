@@ -193,9 +193,16 @@ fn app_inner(
         // answer, logged where it is decided; tower-http would log it as an ERROR.
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(request_span)
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         );
     Ok((router, live))
+}
+
+/// A request's log span: its method and path, never its query string (where a client
+/// may have put a token by mistake) nor its headers.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// The whole request body within `--client-timeout`: hyper's and tower-http's
@@ -851,6 +858,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.writes_failing() {
+        tracing::warn!("not ready: writes are failing for want of storage");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(
+                header::RETRY_AFTER,
+                crate::error::STORAGE_RETRY_AFTER_SECS.to_string(),
+            )],
+            "writes are failing: the database is out of storage or has an I/O error",
+        )
+            .into_response();
+    }
     match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),

@@ -51,6 +51,39 @@ impl StoreError {
         }
     }
 
+    /// True when the database could not write for want of storage: disk or table
+    /// full, an I/O error. Not the client's fault, and it passes once space is freed.
+    pub fn is_storage_fault(&self) -> bool {
+        let StoreError::Db(
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+            | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)),
+        ) = self
+        else {
+            return false;
+        };
+        let Some(db) = e.as_database_error() else {
+            return false;
+        };
+        if let Some(m) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+            // ER_DISK_FULL, ER_RECORD_FILE_FULL, ER_ERROR_ON_WRITE, ER_OUTOFMEMORY.
+            return matches!(m.number(), 1021 | 1114 | 1026 | 1037 | 1041);
+        }
+        let code = db.code().unwrap_or_default();
+        if db
+            .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+            .is_some()
+        {
+            // SQLite's primary codes (the low byte of an extended one): IOERR, FULL.
+            return code
+                .parse::<i32>()
+                .is_ok_and(|c| matches!(c & 0xff, 10 | 13));
+        }
+        // PostgreSQL: class 53 (insufficient resources: disk full, out of memory),
+        // 58030 io_error.
+        code.starts_with("53") || code == "58030"
+    }
+
     /// True for the transient failures of concurrent writers (deadlock, serialization
     /// failure, SQLite busy), after which the whole transaction can simply run again.
     pub fn is_retryable(&self) -> bool {

@@ -44,6 +44,55 @@ pub struct Store {
     writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// What the text columns can hold: read once from MySQL's catalog.
     repertoire: std::sync::Arc<tokio::sync::OnceCell<Repertoire>>,
+    /// When a write last failed for want of storage (disk full, I/O error).
+    storage: std::sync::Arc<StorageHealth>,
+}
+
+/// How long after a write failed for want of storage the store still reports it
+/// (unless a write has succeeded since): readiness probes run every few seconds.
+const STORAGE_FAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The last storage fault of this store's writes, as a time since `start`.
+#[derive(Debug)]
+struct StorageHealth {
+    start: std::time::Instant,
+    /// Milliseconds after `start`, plus one; 0: none since the last good write.
+    failed_at: std::sync::atomic::AtomicU64,
+}
+
+impl Default for StorageHealth {
+    fn default() -> Self {
+        StorageHealth {
+            start: std::time::Instant::now(),
+            failed_at: Default::default(),
+        }
+    }
+}
+
+impl StorageHealth {
+    fn observe<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        use std::sync::atomic::Ordering;
+        match &result {
+            Ok(_) => self.failed_at.store(0, Ordering::Relaxed),
+            Err(e) if e.is_storage_fault() => {
+                let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.failed_at
+                    .store(ms.saturating_add(1), Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn failing(&self) -> bool {
+        let at = self.failed_at.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0
+            && self
+                .start
+                .elapsed()
+                .saturating_sub(std::time::Duration::from_millis(at - 1))
+                < STORAGE_FAULT_WINDOW
+    }
 }
 
 impl Store {
@@ -73,6 +122,7 @@ impl Store {
             signal: Default::default(),
             writer,
             repertoire: Default::default(),
+            storage: Default::default(),
         }
     }
 
@@ -149,6 +199,12 @@ impl Store {
         Ok(self.db.ping().await?)
     }
 
+    /// True while writes fail for want of storage: a write failed so within the last
+    /// ten seconds and none has succeeded since.
+    pub fn writes_failing(&self) -> bool {
+        self.storage.failing()
+    }
+
     /// This process's turn to write (SQLite only; other databases lock rows).
     async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.writer {
@@ -170,7 +226,7 @@ impl Store {
         let turn = self.turn().await;
         let added = write::add_buildset_loading(&self.db, self.mode, input, Some(relations)).await;
         drop(turn);
-        let (added, view) = added?;
+        let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
         let view = view.ok_or_else(|| {
             StoreError::NotFound(format!("buildset {} could not be read back", added.bsid))
@@ -212,7 +268,7 @@ impl Store {
         }
         .await;
         drop(turn);
-        let view = view?;
+        let view = self.storage.observe(view)?;
         self.signal.hint(bsid);
         Ok(view)
     }
@@ -226,7 +282,8 @@ impl Store {
         rep.check("name", Some(name))?;
         rep.check("description", description)?;
         let _turn = self.turn().await;
-        write::ensure_builder(&self.db, name, description).await
+        self.storage
+            .observe(write::ensure_builder(&self.db, name, description).await)
     }
 
     pub async fn buildset(&self, bsid: i32) -> StoreResult<Option<BuildsetRow>> {
