@@ -81,6 +81,19 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Host name requests may carry in `Host` besides IP literals, `localhost`,
+    /// `*.localhost` and this machine's name (repeatable, or comma-separated):
+    /// `api.example.org`, or `.example.org` for it and every name under it; `*` turns
+    /// the check off (behind a proxy that checks Host itself). Other names are refused
+    /// (403): a DNS rebinding would otherwise let any web page reach this server.
+    #[arg(
+        long = "allowed-host",
+        env = "ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Log format on stderr: `text` (for people) or `json` (one object a line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

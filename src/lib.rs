@@ -4,6 +4,7 @@ pub mod config;
 pub mod door;
 pub mod error;
 pub mod graphql;
+pub mod hosts;
 pub mod live;
 pub mod metrics;
 pub mod server;

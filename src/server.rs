@@ -189,6 +189,13 @@ fn app_inner(
             Duration::from_secs(config.client_timeout),
         ))
         .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::hosts::AllowedHosts::new(
+                &config.allowed_hosts,
+                crate::hosts::own_name(),
+            )),
+            check_host,
+        ))
         // A 503 (a full socket cap, /readyz with the database down) is an expected
         // answer, logged where it is decided; tower-http would log it as an ERROR.
         .layer(
@@ -197,6 +204,38 @@ fn app_inner(
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         );
     Ok((router, live))
+}
+
+/// Refuses a request whose `Host` (HTTP/2: `:authority`) names a host the server
+/// was not told about, before anything else looks at it: see [`crate::hosts`].
+async fn check_host(
+    State(hosts): State<Arc<crate::hosts::AllowedHosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"))
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        // HTTP/1.0 without Host: no browser sends that, so no rebinding either.
+        None => next.run(request).await,
+        Some(host) if hosts.allows(host) => next.run(request).await,
+        Some(host) => {
+            let shown: String = host.chars().take(100).collect();
+            tracing::warn!(host = %shown.escape_debug(), path = %request.uri().path(), "refused a request for a host this server was not told about");
+            refuse(
+                StatusCode::FORBIDDEN,
+                Code::Forbidden,
+                format!(
+                    "requests for the host `{}` are refused (DNS rebinding protection): start the server with --allowed-host {} to serve it",
+                    shown.escape_debug(),
+                    shown.split(':').next().unwrap_or_default().escape_debug()
+                ),
+            )
+        }
+    }
 }
 
 /// A request's log span: its method and path, never its query string (where a client

@@ -27,7 +27,7 @@ def closed_within(sock, seconds):
 def test_slow_headers_are_cut_off(start):
     srv = start("sqlite", "--client-timeout", "2")
     s = connect(srv)
-    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\n")  # and then nothing more
+    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing more
     assert closed_within(s, 3), "a client that never finishes its headers is closed"
     assert srv.ok("{ __typename }") == {"__typename": "Query"}
 
@@ -35,7 +35,7 @@ def test_slow_headers_are_cut_off(start):
 def test_slow_bodies_are_cut_off(start):
     srv = start("sqlite", "--client-timeout", "2")
     s = connect(srv)
-    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: 100\r\n\r\n{\"query\"")
     began = time.monotonic()
     reply = b""
@@ -59,7 +59,7 @@ def test_idle_keep_alive_connections_are_closed(start):
     srv = start("sqlite", "--client-timeout", "2")
     s = connect(srv)
     body = b'{"query": "{ __typename }"}'
-    request = (b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    request = (b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     for _ in range(2):  # the connection is kept alive between requests
         s.sendall(request)
@@ -88,7 +88,7 @@ def test_connections_are_capped(start):
 def test_sigterm_ends_even_with_a_stalled_client(start):
     srv = start("sqlite", "--shutdown-timeout", "2", "--client-timeout", "30")
     s = connect(srv)
-    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: 1000\r\n\r\n{\"query\": ")  # a request half sent
     time.sleep(0.3)
     began = time.monotonic()
@@ -111,7 +111,7 @@ def test_a_trickled_body_is_cut_off(start):
     has --client-timeout in all."""
     srv = start("sqlite", "--client-timeout", "2")
     s = connect(srv)
-    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: 100\r\n\r\n")
     began = time.monotonic()
     reply = b""

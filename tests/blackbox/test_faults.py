@@ -270,7 +270,7 @@ def test_a_query_whose_client_went_away_is_cancelled(start, backend):
     try:
         body = b'{"query": "{ buildsets(first: 5) { totalCount nodes { bsid } } }"}'
         client = socket.create_connection(("127.0.0.1", srv.port))
-        client.sendall(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        client.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         deadline = time.monotonic() + 10
         while active_tagged(backend, url) == 0:
