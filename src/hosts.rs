@@ -50,7 +50,7 @@ impl AllowedHosts {
         if name.parse::<IpAddr>().is_ok() || name == "localhost" {
             return true;
         }
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
             || self
                 .suffixes
                 .iter()
