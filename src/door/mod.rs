@@ -473,6 +473,34 @@ impl Door {
                 });
             }
         };
+        // async-graphql's validation visits every operation and fragment of the
+        // document with its spreads inlined, selected or not: the whole document is
+        // bounded before it gets there.
+        match nesting::document_expansion(&doc, bounds.selections) {
+            nesting::Expansion::Cycle(name) => {
+                return Err(bad_input(
+                    "query",
+                    format!("Cannot spread fragment \"{name}\" within itself: fragments must not form cycles"),
+                    doc.fragments.get(name.as_str()).map(|f| f.pos),
+                ));
+            }
+            nesting::Expansion::Size(found) if found > bounds.selections => {
+                return Err(error_answer(
+                    StatusCode::OK,
+                    Code::QueryTooComplex,
+                    format!(
+                        "the document has more than {} selections once its fragments are expanded, counting every operation and fragment in it, selected or not (--max-selections)",
+                        bounds.selections
+                    ),
+                    None,
+                    &[
+                        ("limit", Value::from(bounds.selections)),
+                        ("found", Value::from(found)),
+                    ],
+                ));
+            }
+            nesting::Expansion::Size(_) => {}
+        }
         let selected = selected_operation(&doc, operation);
         if let Some((what, limit, found)) = selected.and_then(|op| {
             nesting::too_many_selections(

@@ -139,3 +139,50 @@ def test_filter_texts_are_bounded_and_nul_refused_alike(start, backend):
         code, field, e = srv.err("query($v: String) { recentBuildsets(count: 3, %s: $v) { bsid } }" % arg, {"v": "a\u0000b"})
         assert (code, field) == ("BAD_USER_INPUT", arg), e
     alive(srv)
+
+
+def bomb4(levels):
+    """4^levels spreads in about 100 bytes a level."""
+    q = "fragment F0 on Query { __typename }"
+    for i in range(1, levels + 1):
+        q += f" fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} ...F{i - 1} ...F{i - 1} }}"
+    return q
+
+
+@pytest.mark.parametrize("name, query, operation", [
+    ("a bomb in an operation not selected", "query Q { ...F11 } query R { __typename } " + bomb4(11), "R"),
+    ("a bomb with a name that matches no operation", "query Q { ...F11 } query R { __typename } " + bomb4(11), "S"),
+    ("a bomb in an unused fragment", "query R { __typename } " + bomb4(11), "R"),
+    ("a cycle outside the selected operation",
+     "query R { __typename } query Q { ...A } fragment A on Query { ...B } fragment B on Query { ...A }", "R"),
+    ("an unused fragment that spreads itself", "query R { __typename } fragment A on Query { ...A }", "R"),
+    # (--max-selections 1000 below: a GET URL holds about 64 kB.)
+    ("many small operations", " ".join(f"query Q{i} {{ {' '.join(['__typename'] * 50)} }}" for i in range(30)), "Q0"),
+])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_the_whole_document_is_bounded_not_only_the_selected_operation(start, name, query, operation, method):
+    """Validation visits every operation and fragment of a document with its spreads
+    inlined: 4^11 spreads outside the selected operation cost seconds of CPU, and a
+    cycle anywhere would recurse without end."""
+    import json as _json
+    import time
+    limit = 1000 if name == "many small operations" else 10000
+    srv = start("sqlite", "--max-selections", str(limit))
+    began = time.monotonic()
+    if method == "POST":
+        r = srv.http.post("/graphql", content=_json.dumps({"query": query, "operationName": operation}),
+                          headers={"content-type": "application/json"})
+    else:
+        r = srv.http.get("/graphql", params={"query": query, "operationName": operation})
+    took = time.monotonic() - began
+    body = _json.loads(r.text)
+    assert body.get("errors") and not body.get("data"), body
+    e = body["errors"][0]
+    if "cycle" in name or "spreads itself" in name:
+        assert e["extensions"]["code"] == "BAD_USER_INPUT" and "within itself" in e["message"], e
+    else:
+        assert e["extensions"]["code"] == "QUERY_TOO_COMPLEX", e
+        assert e["extensions"]["limit"] == limit and e["extensions"]["found"] == limit + 1, e
+    # Refused at the cost of reading the text, not of expanding it (was 3 s and more).
+    assert took < 1.0, f"{name}: {took:.2f} s"
+    alive(srv)
