@@ -122,6 +122,10 @@ pub struct Config {
     #[arg(long, env = "MAX_NESTING", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=256), global = true)]
     pub max_nesting: u64,
 
+    /// Most lexical tokens in a document (names, numbers, strings, punctuators), counted before it is parsed (parsing allocates per token).
+    #[arg(long, env = "MAX_TOKENS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000), global = true)]
+    pub max_tokens: u64,
+
     /// Deepest nesting of lists and objects in one argument or variable (a property value included: deeper could not be read back).
     #[arg(long, env = "MAX_VALUE_NESTING", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100), global = true)]
     pub max_value_nesting: u64,
@@ -236,6 +240,7 @@ impl Config {
             max_selections: n(self.max_selections),
             max_root_fields: n(self.max_root_fields),
             max_nesting: n(self.max_nesting),
+            max_tokens: n(self.max_tokens),
             max_value_nesting: n(self.max_value_nesting),
             max_where_conditions: n(self.max_where_conditions),
             max_where_values: n(self.max_where_values),

@@ -5,6 +5,7 @@
 mod limits;
 pub mod nesting;
 mod text;
+mod weight;
 pub mod wide;
 
 use std::sync::Arc;
@@ -88,6 +89,7 @@ struct Bounds {
     /// Longest list of scalars (`in`, `builderids`).
     scalar_list: usize,
     nesting: usize,
+    tokens: usize,
     value_nesting: usize,
     selections: usize,
     root_fields: usize,
@@ -99,6 +101,8 @@ struct Bounds {
 struct Checked {
     doc: ExecutableDocument,
     kind: Option<OperationType>,
+    /// What its cache entry keeps alive, key included ([`weight::cached_bytes`]).
+    weight: u64,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -121,20 +125,26 @@ impl quick_cache::Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// A parsed document takes several times its text; the weight errs on the large side.
+/// An entry weighs the bytes it keeps alive: its key's texts and its parsed
+/// document, estimated from the document's nodes (a dense document parses to tens
+/// of bytes per byte of text).
 #[derive(Clone)]
 struct TextWeight;
 
 impl quick_cache::Weighter<Key, Arc<Checked>> for TextWeight {
-    fn weight(&self, key: &Key, _: &Arc<Checked>) -> u64 {
-        (key.query.len() as u64).saturating_mul(8) + 256
+    fn weight(&self, _: &Key, checked: &Arc<Checked>) -> u64 {
+        checked.weight
     }
 }
 
-/// About 4 MiB of query text, whatever the mix: a few hundred distinct queries
-/// of a web UI fit many times over; a client sending a new text every time only
-/// churns it.
+/// 32 MiB of parsed documents and their keys, whatever the mix: a few hundred
+/// distinct queries of a web UI fit many times over; a client sending a new text
+/// every time only churns it.
 const KNOWN_WEIGHT: u64 = 32 << 20;
+
+/// A document heavier than this is parsed for its request but not kept: one would
+/// push out hundreds of the usual ones.
+const KNOWN_LARGEST: u64 = KNOWN_WEIGHT / 64;
 
 struct Inner {
     schema: ApiSchema,
@@ -172,6 +182,7 @@ impl Door {
                 object_list: limits.max_input_list.max(limits.max_where_conditions),
                 scalar_list: limits.max_input_list.max(limits.max_where_values),
                 nesting: limits.max_nesting,
+                tokens: limits.max_tokens,
                 value_nesting: limits.max_value_nesting,
                 selections: limits.max_selections,
                 root_fields: limits.max_root_fields,
@@ -370,13 +381,15 @@ impl Door {
             Some(checked) => checked,
             None => {
                 let checked = Arc::new(self.check_text(&request.query, key.operation)?);
-                self.0.known.insert(
-                    Key {
-                        query: request.query.clone(),
-                        operation: request.operation_name.clone(),
-                    },
-                    checked.clone(),
-                );
+                if checked.weight <= KNOWN_LARGEST {
+                    self.0.known.insert(
+                        Key {
+                            query: request.query.clone(),
+                            operation: request.operation_name.clone(),
+                        },
+                        checked.clone(),
+                    );
+                }
                 checked
             }
         };
@@ -451,6 +464,19 @@ impl Door {
                     bounds.nesting
                 ),
                 Some(pos),
+            ));
+        }
+        let tokens = nesting::token_count(query, bounds.tokens);
+        if tokens > bounds.tokens {
+            return Err(error_answer(
+                StatusCode::OK,
+                Code::QueryTooComplex,
+                format!(
+                    "the document holds more than {} tokens (--max-tokens); pass long lists as variables",
+                    bounds.tokens
+                ),
+                None,
+                &[("limit", Value::from(bounds.tokens)), ("found", Value::from(tokens))],
             ));
         }
         if let Some(pos) = wide::in_graphql(query) {
@@ -534,7 +560,8 @@ impl Door {
                 ));
             }
         }
-        Ok(Checked { doc, kind })
+        let weight = weight::cached_bytes(query, operation, &doc);
+        Ok(Checked { doc, kind, weight })
     }
 
     async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {

@@ -38,6 +38,8 @@ pub struct Limits {
     pub max_root_fields: usize,
     /// Brackets (`{`, `[`, `(`) nested in the document text, checked before parsing.
     pub max_nesting: usize,
+    /// Lexical tokens in the document text, checked before parsing.
+    pub max_tokens: usize,
     /// Lists and objects nested in one argument or variable value.
     pub max_value_nesting: usize,
     /// Conditions in one `where`.
@@ -62,6 +64,7 @@ impl Default for Limits {
             max_selections: 10_000,
             max_root_fields: 50,
             max_nesting: 128,
+            max_tokens: 50_000,
             max_value_nesting: 64,
             max_where_conditions: 100,
             max_where_values: 10_000,
