@@ -25,7 +25,7 @@ pub fn cached_bytes(query: &str, operation: Option<&str>, doc: &ExecutableDocume
     let mut sets: Vec<&SelectionSet> = Vec::new();
     for (name, op) in doc.operations.iter() {
         bytes += size_of::<(Name, Positioned<OperationDefinition>)>() + 16;
-        bytes += name.map_or(0, |n| name_bytes(n));
+        bytes += name.map_or(0, name_bytes);
         bytes += operation_bytes(&op.node);
         sets.push(&op.node.selection_set.node);
     }
