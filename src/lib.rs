@@ -1,6 +1,7 @@
 //! buildsets-graphql: a GraphQL API for Buildbot buildsets, on Buildbot's own schema.
 
 pub mod config;
+pub mod conn;
 pub mod door;
 pub mod error;
 pub mod graphql;

@@ -45,6 +45,8 @@ struct AppState {
     max_websockets: usize,
     origins: Origins,
     max_body: usize,
+    /// The largest answer's texts (--max-response-bytes): the largest event.
+    max_event_bytes: u64,
     sockets: Sockets,
 }
 
@@ -151,6 +153,11 @@ fn app_inner(
         store,
         origins,
         max_body: config.max_body_bytes,
+        max_event_bytes: if config.max_response_bytes == 0 {
+            32 << 20
+        } else {
+            config.max_response_bytes.min(1 << 30)
+        },
         sockets: Sockets {
             slots: slots.clone(),
             keepalive: (config.ws_keepalive > 0).then(|| Duration::from_secs(config.ws_keepalive)),
@@ -579,6 +586,19 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
+        // What waits for a peer that does not read: one message (an event is at
+        // most --max-response-bytes of texts) and our buffer. Beyond it the pongs
+        // a ping flood asks for are coalesced into one (they queued without bound:
+        // 124 MB of pings unread made 246 MB), and the write-stall deadline closes
+        // the socket.
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(
+            WS_WRITE_BUFFER
+                + usize::try_from(state.max_event_bytes)
+                    .unwrap_or(usize::MAX / 4)
+                    .max(max)
+                + (64 << 10),
+        )
         .on_upgrade(move |socket| async move {
             serve_socket(socket, state.door, protocol, state.sockets).await;
             drop(slot);
@@ -954,6 +974,12 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Bytes a WebSocket gathers before it writes them out (tungstenite's default).
+const WS_WRITE_BUFFER: usize = 128 << 10;
+
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 32;
+
 /// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
 /// deadline for the request headers (a client sending them a byte a second is cut
 /// off), a cap on open connections, and a bound on the drain at shutdown.
@@ -965,8 +991,8 @@ async fn accept_loop(
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
+
+    let shutdown_rx = shutdown_tx.subscribe();
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -974,12 +1000,19 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.client_timeout));
     // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
+    // Its streams are bounded, and with them the bodies it can make us buffer (each
+    // at most --max-body-bytes): 190 unfinished 1 MB bodies on one connection held
+    // 214 MB.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(config.client_timeout)))
-        .keep_alive_timeout(Duration::from_secs(config.client_timeout));
-    let graceful = GracefulShutdown::new();
+        .keep_alive_timeout(Duration::from_secs(config.client_timeout))
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(256 << 10)
+        .initial_connection_window_size(1 << 20)
+        .max_send_buf_size(256 << 10)
+        .max_header_list_size(64 << 10);
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -1004,9 +1037,25 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let first_bytes = Duration::from_secs(config.client_timeout);
+        let activity = crate::conn::Activity::new();
+        let service = {
+            let (router, activity) = (router.clone(), activity.clone());
+            hyper::service::service_fn(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    let in_flight = activity.begin();
+                    let answer = tower::ServiceExt::oneshot(router.clone(), request);
+                    async move {
+                        let response = answer.await;
+                        drop(in_flight);
+                        response
+                    }
+                },
+            )
+        };
+        let builder = builder.clone();
+        let mut shutdown = shutdown_rx.clone();
+        let timeout = Duration::from_secs(config.client_timeout);
+        let first_bytes = timeout;
         tokio::spawn(async move {
             // hyper's header deadline starts with the first byte: a connection that
             // never sends one would hold its slot (of --max-connections) forever.
@@ -1018,11 +1067,29 @@ async fn accept_loop(
                 drop(slot);
                 return;
             }
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let io = TokioIo::new(crate::conn::StallGuard::new(stream, timeout));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = conn.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    // At shutdown, and when nothing has been in flight for the client
+                    // timeout: finish what is in flight, then close.
+                    _ = shutdown.wait_for(|down| *down), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = activity.idle_for(timeout), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
             }
             drop(slot);
         });
@@ -1031,7 +1098,8 @@ async fn accept_loop(
     // Subscriptions end and sockets close (1001) once their buffered events are out.
     let _ = shutdown_tx.send(true);
     let deadline = Duration::from_secs(config.shutdown_timeout);
-    if tokio::time::timeout(deadline, graceful.shutdown())
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(deadline, slots.acquire_many(all))
         .await
         .is_err()
     {
