@@ -209,6 +209,16 @@ pub struct Config {
     #[arg(long, env = "MAX_SUBSCRIPTIONS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
     pub max_subscriptions: u64,
 
+    /// Bytes the open subscriptions' parsed documents may hold in all (weighed as the
+    /// parse cache weighs them); one more is UNAVAILABLE.
+    #[arg(long, env = "MAX_SUBSCRIPTION_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1 << 16..=1 << 34), global = true)]
+    pub max_subscription_bytes: u64,
+
+    /// Most fields one subscription selects once its fragments are expanded (aliases
+    /// count): every event is answered once for each distinct subscription.
+    #[arg(long, env = "MAX_SUBSCRIPTION_SELECTIONS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub max_subscription_selections: u64,
+
     /// Subscriptions one WebSocket connection may hold at once.
     #[arg(
         long,
@@ -241,6 +251,7 @@ impl Config {
             max_root_fields: n(self.max_root_fields),
             max_nesting: n(self.max_nesting),
             max_tokens: n(self.max_tokens),
+            max_subscription_selections: n(self.max_subscription_selections),
             max_value_nesting: n(self.max_value_nesting),
             max_where_conditions: n(self.max_where_conditions),
             max_where_values: n(self.max_where_values),

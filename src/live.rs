@@ -33,6 +33,9 @@ pub struct FeedSettings {
     /// Subscriptions the server holds in all: each keeps its document and filter
     /// (up to a few hundred KB with a large `where`).
     pub max_total: usize,
+    /// Bytes the open subscriptions' documents may hold in all (each weighs its
+    /// parsed document, as the parse cache weighs it).
+    pub max_weight: u64,
 }
 
 impl Default for FeedSettings {
@@ -43,6 +46,7 @@ impl Default for FeedSettings {
             buffer: 256,
             max_per_connection: 100,
             max_total: 1_000,
+            max_weight: 64 << 20,
         }
     }
 }
@@ -133,6 +137,8 @@ struct Subscriber {
     want: Arc<Want>,
     tx: mpsc::Sender<Arc<BuildsetView>>,
     connection: Option<Arc<Connection>>,
+    /// Its share of `max_weight`.
+    weight: u64,
 }
 
 struct Inner {
@@ -142,6 +148,8 @@ struct Inner {
     /// sends the database nothing, and set again before a first subscription starts.
     tracker: tokio::sync::Mutex<Tracker>,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
+    /// The open subscriptions' weights, summed.
+    weight: AtomicU64,
     next: AtomicU64,
     closed: AtomicBool,
 }
@@ -156,6 +164,8 @@ pub enum Refused {
     TooMany(usize),
     /// The server holds `--max-subscriptions` already.
     Full(usize),
+    /// The open subscriptions' documents weigh `--max-subscription-bytes` already.
+    Heavy(u64),
     ShuttingDown,
 }
 
@@ -168,6 +178,7 @@ impl Hub {
             settings,
             tracker: tokio::sync::Mutex::new(Tracker::new(settings.window)),
             subscribers: Mutex::new(HashMap::new()),
+            weight: AtomicU64::new(0),
             next: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         }));
@@ -231,6 +242,7 @@ impl Hub {
         if let Ok(mut subs) = self.0.subscribers.lock() {
             subs.clear();
         }
+        self.0.weight.store(0, Ordering::Release);
     }
 
     /// Subscriptions open now.
@@ -250,6 +262,7 @@ impl Hub {
         filter: Option<Filter>,
         relations: Relations,
         connection: Option<Arc<Connection>>,
+        weight: u64,
     ) -> Result<Subscription, Refused> {
         if self.0.closed.load(Ordering::Relaxed) {
             return Err(Refused::ShuttingDown);
@@ -258,10 +271,22 @@ impl Hub {
         if self.subscriptions() >= max_total {
             return Err(Refused::Full(max_total));
         }
+        let max_weight = self.0.settings.max_weight;
+        if self
+            .0
+            .weight
+            .fetch_add(weight, Ordering::AcqRel)
+            .saturating_add(weight)
+            > max_weight
+        {
+            self.0.weight.fetch_sub(weight, Ordering::AcqRel);
+            return Err(Refused::Heavy(max_weight));
+        }
         if let Some(c) = &connection {
             let max = self.0.settings.max_per_connection;
             if c.open.fetch_add(1, Ordering::Relaxed) >= max {
                 c.open.fetch_sub(1, Ordering::Relaxed);
+                self.0.weight.fetch_sub(weight, Ordering::AcqRel);
                 return Err(Refused::TooMany(max));
             }
             c.subscribed.fetch_add(1, Ordering::Relaxed);
@@ -279,6 +304,7 @@ impl Hub {
                     }),
                     tx,
                     connection: connection.clone(),
+                    weight,
                 },
             );
         }
@@ -302,7 +328,9 @@ impl Hub {
 
     fn unsubscribe(&self, id: u64) {
         if let Ok(mut subs) = self.0.subscribers.lock() {
-            subs.remove(&id);
+            if let Some(sub) = subs.remove(&id) {
+                self.0.weight.fetch_sub(sub.weight, Ordering::AcqRel);
+            }
         }
     }
 
@@ -398,6 +426,7 @@ impl Hub {
         }
         for id in slow {
             if let Some(sub) = subs.remove(&id) {
+                self.0.weight.fetch_sub(sub.weight, Ordering::AcqRel);
                 tracing::info!(
                     connection = sub.connection.as_ref().map(|c| c.id),
                     buffer = self.0.settings.buffer,

@@ -119,6 +119,7 @@ fn app_inner(
             buffer: usize::try_from(config.subscription_buffer).unwrap_or(usize::MAX),
             max_per_connection: config.max_subscriptions_per_connection,
             max_total: usize::try_from(config.max_subscriptions).unwrap_or(usize::MAX),
+            max_weight: config.max_subscription_bytes,
         },
         shutdown.clone(),
     );
@@ -128,6 +129,7 @@ fn app_inner(
         hub,
         store: store.clone(),
         limits: config.limits(),
+        answers: Default::default(),
     });
     let door = Door::new(
         schema,

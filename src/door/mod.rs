@@ -8,6 +8,7 @@ mod text;
 mod weight;
 pub mod wide;
 
+use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,6 +91,7 @@ struct Bounds {
     scalar_list: usize,
     nesting: usize,
     tokens: usize,
+    subscription_selections: usize,
     value_nesting: usize,
     selections: usize,
     root_fields: usize,
@@ -183,6 +185,7 @@ impl Door {
                 scalar_list: limits.max_input_list.max(limits.max_where_values),
                 nesting: limits.max_nesting,
                 tokens: limits.max_tokens,
+                subscription_selections: limits.max_subscription_selections,
                 value_nesting: limits.max_value_nesting,
                 selections: limits.max_selections,
                 root_fields: limits.max_root_fields,
@@ -289,11 +292,17 @@ impl Door {
         let operation = request.operation_name.clone();
         let started = Instant::now();
         let door = self.clone();
+        let key = SelectionKey::of(
+            &request.query,
+            request.operation_name.as_deref(),
+            &request.variables,
+        );
         match self.prepare(request, &caller, Transport::WebSocket) {
             Ok(op) if op.kind == Some(OperationType::Subscription) => {
                 let shape = op.shape;
+                let cost = SubscriptionCost(shape.checked.weight);
                 let stream = self.0.schema.execute_stream_with_session_data(
-                    op.request.data(request_id.clone()),
+                    op.request.data(request_id.clone()).data(key).data(cost),
                     session.unwrap_or_default(),
                 );
                 let mut first = true;
@@ -551,6 +560,18 @@ impl Door {
         }
         let kind = selected.map(|op| op.ty);
         if let Some(op) = selected.filter(|op| op.ty == OperationType::Subscription) {
+            let max = bounds.subscription_selections;
+            if let Some((_, limit, found)) =
+                nesting::too_many_selections(&doc, &op.selection_set.node, usize::MAX, max)
+            {
+                return Err(error_answer(
+                    StatusCode::OK,
+                    Code::QueryTooComplex,
+                    format!("the subscription selects more than {limit} fields once its fragments are expanded (--max-subscription-selections): every event is answered for it"),
+                    None,
+                    &[("limit", Value::from(limit)), ("found", Value::from(found))],
+                ));
+            }
             let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.selections);
             if roots != 1 {
                 return Err(bad_input(

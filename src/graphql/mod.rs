@@ -10,7 +10,7 @@ pub mod order;
 pub mod plan;
 mod query;
 pub mod scalars;
-mod subscription;
+pub mod subscription;
 pub mod types;
 
 use crate::error::{from_store, RequestId};
@@ -40,6 +40,8 @@ pub struct Limits {
     pub max_nesting: usize,
     /// Lexical tokens in the document text, checked before parsing.
     pub max_tokens: usize,
+    /// Fields one subscription selects once fragments are expanded (aliases count).
+    pub max_subscription_selections: usize,
     /// Lists and objects nested in one argument or variable value.
     pub max_value_nesting: usize,
     /// Conditions in one `where`.
@@ -65,6 +67,7 @@ impl Default for Limits {
             max_root_fields: 50,
             max_nesting: 128,
             max_tokens: 50_000,
+            max_subscription_selections: 500,
             max_value_nesting: 64,
             max_where_conditions: 100,
             max_where_values: 10_000,
@@ -81,6 +84,8 @@ pub struct AppData {
     /// Live updates (subscriptions).
     pub hub: crate::live::Hub,
     pub limits: Limits,
+    /// Events answered once per distinct subscription operation.
+    pub answers: std::sync::Arc<subscription::EventAnswers>,
 }
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> Result<&'a AppData> {

@@ -1,7 +1,15 @@
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use async_graphql::{Context, Result, Subscription};
-use futures_util::Stream;
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, OutputType, Positioned, Result, ServerResult, Subscription,
+    Value, Variables,
+};
+use futures_util::{Stream, StreamExt};
 
 use super::filter::{too_large, BuildsetFilter};
 use super::plan::{relations, Selected};
@@ -9,6 +17,97 @@ use super::{app, StoreResultExt};
 use crate::error::{coded, Code};
 use crate::live::{Connection, Kind, Refused};
 use crate::store::BuildsetView;
+
+/// Which subscription operation a stream runs: its text, operation name and
+/// variables, hashed (with a key of this process, so that no client can make two
+/// differ and collide). Subscriptions with the same key select the same fields of the
+/// same events, so each event is answered once for all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SelectionKey(u64);
+
+impl SelectionKey {
+    pub fn of(query: &str, operation: Option<&str>, variables: &Variables) -> SelectionKey {
+        static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+        let vars = serde_json::to_string(variables).unwrap_or_default();
+        SelectionKey(
+            KEYS.get_or_init(Default::default)
+                .hash_one((query, operation, vars)),
+        )
+    }
+}
+
+/// What an open subscription weighs against `--max-subscription-bytes`.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscriptionCost(pub u64);
+
+/// The answers given for each event, per selection: the first subscriber of a key
+/// answers an event, the others take its answer. An answer lives as long as its event
+/// does (while some subscriber has it waiting), and no longer.
+#[derive(Default)]
+pub struct EventAnswers(Mutex<HashMap<(usize, SelectionKey), (Weak<BuildsetView>, Value)>>);
+
+/// Entries past which answers of events no one holds any more are swept out.
+const ANSWERS_SWEEP: usize = 1024;
+
+impl EventAnswers {
+    fn get(&self, event: &Arc<BuildsetView>, key: SelectionKey) -> Option<Value> {
+        let answers = self.0.lock().ok()?;
+        let (held, value) = answers.get(&(Arc::as_ptr(event) as usize, key))?;
+        // The address of a dropped event may have been reused by a new one.
+        (held.as_ptr() == Arc::as_ptr(event)).then(|| value.clone())
+    }
+
+    fn put(&self, event: &Arc<BuildsetView>, key: SelectionKey, value: Value) {
+        if let Ok(mut answers) = self.0.lock() {
+            if answers.len() >= ANSWERS_SWEEP {
+                answers.retain(|_, (held, _)| held.strong_count() > 0);
+            }
+            answers.insert(
+                (Arc::as_ptr(event) as usize, key),
+                (Arc::downgrade(event), value),
+            );
+        }
+    }
+}
+
+/// One event of a subscription, answered through [`EventAnswers`].
+pub struct Event(Arc<BuildsetView>);
+
+impl OutputType for Event {
+    fn type_name() -> Cow<'static, str> {
+        <BuildsetView as OutputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <BuildsetView as OutputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <BuildsetView as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let shared = ctx
+            .data_opt::<SelectionKey>()
+            .copied()
+            .zip(ctx.data_opt::<super::AppData>().map(|a| &a.answers));
+        let Some((key, answers)) = shared else {
+            return OutputType::resolve(&*self.0, ctx, field).await;
+        };
+        if let Some(answer) = answers.get(&self.0, key) {
+            metrics::counter!("bsgql_subscription_answers_total", "how" => "shared").increment(1);
+            return Ok(answer);
+        }
+        metrics::counter!("bsgql_subscription_answers_total", "how" => "computed").increment(1);
+        let answer = OutputType::resolve(&*self.0, ctx, field).await?;
+        answers.put(&self.0, key, answer.clone());
+        Ok(answer)
+    }
+}
 
 /// Buildsets as they are added and completed, by this server, another one on the
 /// same database, Buildbot itself or plain SQL (over WebSocket, graphql-transport-ws).
@@ -18,7 +117,7 @@ async fn follow(
     ctx: &Context<'_>,
     kind: Kind,
     filter: Option<BuildsetFilter>,
-) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+) -> Result<impl Stream<Item = Event>> {
     let limits = &app(ctx)?.limits;
     let filter = filter
         .map(|f| f.into_bounded_filter(limits.max_where_conditions, limits.max_where_values))
@@ -41,10 +140,12 @@ async fn follow(
     }
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
     let connection = ctx.data_opt::<Arc<Connection>>().cloned();
+    let weight = ctx.data_opt::<SubscriptionCost>().map_or(0, |c| c.0);
     app(ctx)?
         .hub
-        .subscribe(kind, filter, rel, connection)
+        .subscribe(kind, filter, rel, connection, weight)
         .await
+        .map(|events| events.map(Event))
         .map_err(|r| match r {
             Refused::TooMany(max) => {
                 let mut e = coded(
@@ -60,6 +161,13 @@ async fn follow(
                 let e = coded(
                     Code::Unavailable,
                     format!("this server holds {max} subscriptions already (--max-subscriptions): try again later"),
+                );
+                async_graphql::ErrorExtensions::extend_with(e, |_, x| x.set("limit", max))
+            }
+            Refused::Heavy(max) => {
+                let e = coded(
+                    Code::Unavailable,
+                    format!("the open subscriptions hold {max} bytes of documents already (--max-subscription-bytes): try again later, or subscribe with a smaller selection"),
                 );
                 async_graphql::ErrorExtensions::extend_with(e, |_, x| x.set("limit", max))
             }
@@ -80,7 +188,7 @@ impl SubscriptionRoot {
         #[graphql(name = "where", desc = "Conditions the buildsets must meet.")] filter: Option<
             BuildsetFilter,
         >,
-    ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+    ) -> Result<impl Stream<Item = Event>> {
         follow(ctx, Kind::Added, filter).await
     }
 
@@ -95,7 +203,7 @@ impl SubscriptionRoot {
         #[graphql(name = "where", desc = "Conditions the buildsets must meet.")] filter: Option<
             BuildsetFilter,
         >,
-    ) -> Result<impl Stream<Item = Arc<BuildsetView>>> {
+    ) -> Result<impl Stream<Item = Event>> {
         follow(ctx, Kind::Completed(bsid), filter).await
     }
 }

@@ -39,7 +39,8 @@ def test_long_operation_names_are_not_kept(start):
         r = post(srv.http, {"query": "{ __typename }", "operationName": f"{i:04d}" + "N" * 1_000_000})
         assert r.status_code in (200, 400), r.status_code
     grown = rss_mib(srv.proc.pid) - before
-    assert grown < SLACK_MIB + 8, f"RSS grew {grown:.1f} MiB for 60 distinct 1 MB operation names"
+    # Each request still carries its 1 MB body (and the allocator keeps some): 73 MiB before.
+    assert grown < 32, f"RSS grew {grown:.1f} MiB for 60 distinct 1 MB operation names"
 
 
 def test_a_dense_document_is_refused_before_it_is_parsed(start):
