@@ -44,7 +44,10 @@ pub struct SubscriptionCost(pub u64);
 /// answers an event, the others take its answer. An answer lives as long as its event
 /// does (while some subscriber has it waiting), and no longer.
 #[derive(Default)]
-pub struct EventAnswers(Mutex<HashMap<(usize, SelectionKey), (Weak<BuildsetView>, Value)>>);
+pub struct EventAnswers(Mutex<HashMap<(usize, SelectionKey), Answer>>);
+
+/// An event (held weakly: the answer must not keep it alive) and its answer.
+type Answer = (Weak<BuildsetView>, Value);
 
 /// Entries past which answers of events no one holds any more are swept out.
 const ANSWERS_SWEEP: usize = 1024;
