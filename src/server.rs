@@ -193,6 +193,10 @@ fn app_inner(
             ),
             body_deadline,
         ))
+        // A compressed body is decoded as it is read, so the body bound above counts
+        // decoded bytes (a gzip bomb stops at --max-body-bytes with 413).
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(known_coding))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_secs(config.client_timeout),
@@ -243,6 +247,56 @@ async fn check_host(
                     shown.split(':').next().unwrap_or_default().escape_debug()
                 ),
             )
+        }
+    }
+}
+
+/// The request body codings that are decoded; any other is refused (415) rather
+/// than read as if it were plain.
+const CODINGS: [&str; 4] = ["identity", "gzip", "deflate", "br"];
+
+/// Refuses a body in a coding that is not decoded, naming those that are; the names
+/// are case-insensitive (RFC 9110), the decoder's are lowercase.
+async fn known_coding(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let lower = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.bytes().any(|b| b.is_ascii_uppercase()))
+        .and_then(|v| HeaderValue::from_str(&v.to_ascii_lowercase()).ok());
+    if let Some(lower) = lower {
+        request
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, lower);
+    }
+    let unknown = request
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("\u{fffd}").split(','))
+        .map(str::trim)
+        .find(|c| !c.is_empty() && !CODINGS.iter().any(|k| k.eq_ignore_ascii_case(c)))
+        .map(|c| c.chars().take(40).collect::<String>());
+    match unknown {
+        None => next.run(request).await,
+        Some(coding) => {
+            let mut response = refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::BadUserInput,
+                format!(
+                    "the request body's Content-Encoding `{}` is not supported: send it plain, or as {}",
+                    coding.escape_debug(),
+                    CODINGS[1..].join(", ")
+                ),
+            );
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("gzip, deflate, br"),
+            );
+            response
         }
     }
 }

@@ -5,6 +5,7 @@
 mod limits;
 pub mod nesting;
 mod text;
+mod typename;
 mod weight;
 pub mod wide;
 
@@ -105,6 +106,8 @@ struct Checked {
     kind: Option<OperationType>,
     /// What its cache entry keeps alive, key included ([`weight::cached_bytes`]).
     weight: u64,
+    /// Whether [`typename::KEEP`] fields were added, to be removed from answers.
+    kept: bool,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -495,7 +498,7 @@ impl Door {
                 Some(pos),
             ));
         }
-        let doc = match async_graphql::parser::parse_query(query) {
+        let mut doc = match async_graphql::parser::parse_query(query) {
             Ok(doc) => doc,
             Err(e) => {
                 let mut err = ServerError::from(e);
@@ -581,8 +584,18 @@ impl Door {
                 ));
             }
         }
+        if let Some((message, pos)) = typename::check(&doc) {
+            return Err(bad_input("query", message, Some(pos)));
+        }
+        typename::wrap_directives(&mut doc);
+        let kept = typename::keep_conditional_sets(&mut doc);
         let weight = weight::cached_bytes(query, operation, &doc);
-        Ok(Checked { doc, kind, weight })
+        Ok(Checked {
+            doc,
+            kind,
+            weight,
+            kept,
+        })
     }
 
     async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
@@ -643,6 +656,9 @@ impl Door {
                     ext.set("field", Value::from(field));
                 }
             }
+        }
+        if shape.checked.kept {
+            typename::strip(&mut response.data);
         }
         in_query_order(
             &mut response.data,
