@@ -146,14 +146,22 @@ async fn sigterm_lets_an_in_flight_mutation_finish() {
     };
     post("mutation { ensureBuilder(name: \"d\") { builderid } }".into()).await;
 
-    // Hold SQLite's write lock so that the next mutation waits inside the server.
+    // Hold SQLite's write lock so that the next mutation waits inside the server. A
+    // transaction object, not a bare BEGIN: a pooled connection handed back inside
+    // a transaction is closed (its state is in doubt), which would end the lock.
     let locker = buildsets_graphql::store::connect_with(&url, |o| {
         o.max_connections(1);
     })
     .await
     .unwrap();
-    use sea_orm::ConnectionTrait;
-    locker.execute_unprepared("BEGIN IMMEDIATE").await.unwrap();
+    use sea_orm::TransactionTrait;
+    let lock = locker
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let add = tokio::spawn(post(
         "mutation { addBuildset(input: {sourcestamps: [{stamp: {}}], reason: \"late\", builderids: [1]}) { bsid } }".into(),
     ));
@@ -168,7 +176,7 @@ async fn sigterm_lets_an_in_flight_mutation_finish() {
         child.try_wait().unwrap().is_none(),
         "the server waits for the request in flight"
     );
-    locker.execute_unprepared("COMMIT").await.unwrap();
+    lock.commit().await.unwrap();
 
     let body = add.await.unwrap();
     assert_eq!(body["data"]["addBuildset"]["bsid"], 1, "{body}");
