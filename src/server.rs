@@ -45,8 +45,6 @@ struct AppState {
     max_websockets: usize,
     origins: Origins,
     max_body: usize,
-    /// The largest answer's texts (--max-response-bytes): the largest event.
-    max_event_bytes: u64,
     sockets: Sockets,
 }
 
@@ -155,11 +153,6 @@ fn app_inner(
         store,
         origins,
         max_body: config.max_body_bytes,
-        max_event_bytes: if config.max_response_bytes == 0 {
-            32 << 20
-        } else {
-            config.max_response_bytes.min(1 << 30)
-        },
         sockets: Sockets {
             slots: slots.clone(),
             keepalive: (config.ws_keepalive > 0).then(|| Duration::from_secs(config.ws_keepalive)),
@@ -642,19 +635,13 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        // What waits for a peer that does not read: one message (an event is at
-        // most --max-response-bytes of texts) and our buffer. Beyond it the pongs
-        // a ping flood asks for are coalesced into one (they queued without bound:
-        // 124 MB of pings unread made 246 MB), and the write-stall deadline closes
-        // the socket.
+        // What waits for a peer that does not read: our buffer and one message.
+        // Beyond it the pongs a ping flood asks for are coalesced into one (they
+        // queued without bound: 124 MB of pings unread made 246 MB), and the
+        // write-stall deadline closes the socket. An event larger than this cannot
+        // be sent: the socket closes.
         .write_buffer_size(WS_WRITE_BUFFER)
-        .max_write_buffer_size(
-            WS_WRITE_BUFFER
-                + usize::try_from(state.max_event_bytes)
-                    .unwrap_or(usize::MAX / 4)
-                    .max(max)
-                + (64 << 10),
-        )
+        .max_write_buffer_size(WS_WRITE_BUFFER + WS_LARGEST_OUT.max(max))
         .on_upgrade(move |socket| async move {
             serve_socket(socket, state.door, protocol, state.sockets).await;
             drop(slot);
@@ -1032,6 +1019,9 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
 
 /// Bytes a WebSocket gathers before it writes them out (tungstenite's default).
 const WS_WRITE_BUFFER: usize = 128 << 10;
+
+/// The largest message a WebSocket sends (or --max-body-bytes, if larger).
+const WS_LARGEST_OUT: usize = 4 << 20;
 
 /// Streams one HTTP/2 connection may have open at once.
 const H2_MAX_STREAMS: u32 = 32;
