@@ -36,6 +36,10 @@ impl SelectionKey {
     }
 }
 
+/// What one condition of a subscription's `where` weighs against
+/// `--max-subscription-bytes`.
+pub const CONDITION_WEIGHT: u64 = 64 << 10;
+
 /// What an open subscription weighs against `--max-subscription-bytes`.
 #[derive(Clone, Copy, Debug)]
 pub struct SubscriptionCost(pub u64);
@@ -94,19 +98,31 @@ impl OutputType for Event {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
+        let app = ctx.data_opt::<super::AppData>();
+        // An event's answer is bounded as a query's is (--max-response-bytes).
+        let max_bytes = app.map_or(0, |a| a.limits.max_response_bytes);
+        let answer_it = || async {
+            crate::store::tag::scope(
+                "event",
+                max_bytes,
+                OutputType::resolve(&*self.0, ctx, field),
+            )
+            .await
+            .0
+        };
         let shared = ctx
             .data_opt::<SelectionKey>()
             .copied()
-            .zip(ctx.data_opt::<super::AppData>().map(|a| &a.answers));
+            .zip(app.map(|a| &a.answers));
         let Some((key, answers)) = shared else {
-            return OutputType::resolve(&*self.0, ctx, field).await;
+            return answer_it().await;
         };
         if let Some(answer) = answers.get(&self.0, key) {
             metrics::counter!("bsgql_subscription_answers_total", "how" => "shared").increment(1);
             return Ok(answer);
         }
         metrics::counter!("bsgql_subscription_answers_total", "how" => "computed").increment(1);
-        let answer = OutputType::resolve(&*self.0, ctx, field).await?;
+        let answer = answer_it().await?;
         answers.put(&self.0, key, answer.clone());
         Ok(answer)
     }
@@ -143,7 +159,16 @@ async fn follow(
     }
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
     let connection = ctx.data_opt::<Arc<Connection>>().cloned();
-    let weight = ctx.data_opt::<SubscriptionCost>().map_or(0, |c| c.0);
+    // Every event runs every open subscription's `where` again in SQL: conditions
+    // on sourcestamps and build requests cost about 1.6 ms each per event on
+    // SQLite, so 1,000 subscriptions of 99 conditions cost 158 s of CPU per write.
+    // Each condition weighs against --max-subscription-bytes as a large document
+    // does: the default holds about 1,000 conditions in all.
+    let conditions = filter.as_ref().map_or(0, |f| f.size().0) as u64;
+    let weight = ctx
+        .data_opt::<SubscriptionCost>()
+        .map_or(0, |c| c.0)
+        .saturating_add(conditions.saturating_mul(CONDITION_WEIGHT));
     app(ctx)?
         .hub
         .subscribe(kind, filter, rel, connection, weight)

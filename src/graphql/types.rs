@@ -152,17 +152,18 @@ impl BuildsetView {
     /// Ids of its sourcestamps, in the order given when it was added.
     #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
     async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
-        Ok(self.stamps(ctx)?.iter().map(|s| s.row.ssid).collect())
+        let stamps = listed(ctx, self.stamps(ctx)?)?;
+        Ok(stamps.iter().map(|s| s.row.ssid).collect())
     }
     /// Its sourcestamps, in the order given when it was added.
     #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
     async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<Each<'_, StampView>> {
-        self.stamps(ctx).map(Each::Slice)
+        listed(ctx, self.stamps(ctx)?).map(Each::Slice)
     }
     /// Its properties, sorted by name.
     #[graphql(complexity = "weighted(PROPERTIES_WEIGHT, child_complexity)")]
     async fn properties(&self, ctx: &Context<'_>) -> Result<Each<'_, Property>> {
-        self.props(ctx).map(Each::Slice)
+        listed(ctx, self.props(ctx)?).map(Each::Slice)
     }
     /// One property by name, or null.
     async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<&Property>> {
@@ -172,10 +173,19 @@ impl BuildsetView {
     #[graphql(complexity = "weighted(REQUESTS_WEIGHT, child_complexity)")]
     async fn buildrequests(&self, ctx: &Context<'_>) -> Result<Each<'_, RequestView>> {
         match &self.requests {
-            Some(r) => Ok(Each::Slice(r)),
+            Some(r) => listed(ctx, r).map(Each::Slice),
             None => not_loaded(ctx, "build requests"),
         }
     }
+}
+
+/// A nested list as it goes into the answer, charged to the operation's bound
+/// (--max-response-bytes): the loaders read each row once, but a selection that
+/// goes back up (`buildrequests { buildset { buildrequests } }`) repeats them in
+/// the answer, a thousandfold per level for a buildset of 1,000 requests.
+fn listed<'a, T>(ctx: &Context<'_>, items: &'a [T]) -> Result<&'a [T]> {
+    super::StoreResultExt::gql(crate::store::tag::charge_items(items.len()), ctx)?;
+    Ok(items)
 }
 
 impl BuildsetView {
@@ -356,7 +366,7 @@ impl RequestView {
     #[graphql(complexity = "weighted(BUILDS_WEIGHT, child_complexity)")]
     async fn builds(&self, ctx: &Context<'_>) -> Result<Option<Each<'_, BuildRow>>> {
         match &self.builds {
-            Some(b) => Ok(Some(Each::Slice(b))),
+            Some(b) => listed(ctx, b).map(|b| Some(Each::Slice(b))),
             None if super::app(ctx)?.store.mode() == SchemaMode::Standalone => Ok(None),
             None => not_loaded(ctx, "builds"),
         }

@@ -10,7 +10,7 @@ pub enum StoreError {
     #[error("{0}")]
     NotFound(String),
     /// The operation has read more text (property values, patches) than its bound.
-    #[error("the answer would hold more than {limit} bytes of property values and patches; ask for fewer buildsets or fewer fields")]
+    #[error("the answer would hold more than {limit} bytes (property values, patches, and 64 for each object of a nested list); ask for fewer buildsets or fewer fields")]
     TooLarge { limit: u64 },
     /// The buildset was already complete.
     #[error("buildset {0} is already complete")]

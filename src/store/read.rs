@@ -239,7 +239,11 @@ pub async fn properties_of_buildsets(
     let rows =
         where_in::<buildset_properties::Entity>(db, buildset_properties::Column::Buildsetid, bsids)
             .await?;
-    super::tag::charge(rows.iter().map(|r| r.property_value.len()).sum())?;
+    super::tag::charge(
+        rows.iter()
+            .map(|r| json::decoded_weight(&r.property_value))
+            .sum(),
+    )?;
     let mut props: Vec<(i32, Property)> = rows
         .into_iter()
         .filter_map(|row| {

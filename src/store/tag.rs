@@ -63,6 +63,15 @@ pub(crate) fn charge(bytes: usize) -> Result<(), super::StoreError> {
     }
 }
 
+/// What one object of a nested list weighs against the operation's bound: about
+/// what it takes in the answer being built.
+const ITEM_BYTES: usize = 64;
+
+/// Counts `items` objects of a nested list the current operation puts in its answer.
+pub fn charge_items(items: usize) -> Result<(), super::StoreError> {
+    charge(items.saturating_mul(ITEM_BYTES))
+}
+
 /// Counts one statement for the current operation (SeaORM's metric callback calls
 /// it on the task that ran the statement).
 pub(crate) fn count_statement() {
