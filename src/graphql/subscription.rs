@@ -45,35 +45,39 @@ pub const CONDITION_WEIGHT: u64 = 64 << 10;
 pub struct SubscriptionCost(pub u64);
 
 /// The answers given for each event, per selection: the first subscriber of a key
-/// answers an event, the others take its answer. An answer lives as long as its event
-/// does (while some subscriber has it waiting), and no longer.
+/// answers an event while the others wait for it, then take its answer. An answer
+/// lives as long as its event does (while some subscriber has it waiting).
 #[derive(Default)]
 pub struct EventAnswers(Mutex<HashMap<(usize, SelectionKey), Answer>>);
 
-/// An event (held weakly: the answer must not keep it alive) and its answer.
-type Answer = (Weak<BuildsetView>, Value);
+/// An event (held weakly: the answer must not keep it alive) and its answer, once
+/// given.
+type Answer = (Weak<BuildsetView>, Arc<tokio::sync::OnceCell<Value>>);
 
 /// Entries past which answers of events no one holds any more are swept out.
 const ANSWERS_SWEEP: usize = 1024;
 
 impl EventAnswers {
-    fn get(&self, event: &Arc<BuildsetView>, key: SelectionKey) -> Option<Value> {
-        let answers = self.0.lock().ok()?;
-        let (held, value) = answers.get(&(Arc::as_ptr(event) as usize, key))?;
-        // The address of a dropped event may have been reused by a new one.
-        (held.as_ptr() == Arc::as_ptr(event)).then(|| value.clone())
-    }
-
-    fn put(&self, event: &Arc<BuildsetView>, key: SelectionKey, value: Value) {
-        if let Ok(mut answers) = self.0.lock() {
-            if answers.len() >= ANSWERS_SWEEP {
-                answers.retain(|_, (held, _)| held.strong_count() > 0);
+    /// The cell for this event's answer to this selection.
+    fn cell(
+        &self,
+        event: &Arc<BuildsetView>,
+        key: SelectionKey,
+    ) -> Option<Arc<tokio::sync::OnceCell<Value>>> {
+        let mut answers = self.0.lock().ok()?;
+        let at = (Arc::as_ptr(event) as usize, key);
+        if let Some((held, cell)) = answers.get(&at) {
+            // The address of a dropped event may have been reused by a new one.
+            if held.as_ptr() == Arc::as_ptr(event) && held.strong_count() > 0 {
+                return Some(cell.clone());
             }
-            answers.insert(
-                (Arc::as_ptr(event) as usize, key),
-                (Arc::downgrade(event), value),
-            );
         }
+        if answers.len() >= ANSWERS_SWEEP {
+            answers.retain(|_, (held, _)| held.strong_count() > 0);
+        }
+        let cell = Arc::new(tokio::sync::OnceCell::new());
+        answers.insert(at, (Arc::downgrade(event), cell.clone()));
+        Some(cell)
     }
 }
 
@@ -114,16 +118,19 @@ impl OutputType for Event {
             .data_opt::<SelectionKey>()
             .copied()
             .zip(app.map(|a| &a.answers));
-        let Some((key, answers)) = shared else {
+        let Some(cell) = shared.and_then(|(key, answers)| answers.cell(&self.0, key)) else {
             return answer_it().await;
         };
-        if let Some(answer) = answers.get(&self.0, key) {
-            metrics::counter!("bsgql_subscription_answers_total", "how" => "shared").increment(1);
-            return Ok(answer);
-        }
-        metrics::counter!("bsgql_subscription_answers_total", "how" => "computed").increment(1);
-        let answer = answer_it().await?;
-        answers.put(&self.0, key, answer.clone());
+        let mut computed = false;
+        let answer = cell
+            .get_or_try_init(|| {
+                computed = true;
+                answer_it()
+            })
+            .await?
+            .clone();
+        let how = if computed { "computed" } else { "shared" };
+        metrics::counter!("bsgql_subscription_answers_total", "how" => how).increment(1);
         Ok(answer)
     }
 }
