@@ -173,18 +173,17 @@ pub async fn connect_with(
                 .row_buffer_size(1024)
         });
     use sea_orm::sqlx::Connection as _;
-    // A connection goes back to the pool only when its transaction state is known
-    // to be clean: after a failed statement SQLite may have rolled the transaction
-    // back by itself (SQLITE_FULL, SQLITE_IOERR) while sqlx still counts one open, and
-    // the next "transaction" on that connection would run as a savepoint of nothing
-    // and never commit. Such a connection is closed and replaced.
-    opts.map_sqlx_sqlite_pool_opts(|o| o.after_release(|conn, _| Box::pin(sqlite_clean(conn))))
-        .map_sqlx_postgres_pool_opts(|o| {
-            o.after_release(|conn, _| Box::pin(clean_depth(conn.is_in_transaction())))
-        })
-        .map_sqlx_mysql_pool_opts(|o| {
-            o.after_release(|conn, _| Box::pin(clean_depth(conn.is_in_transaction())))
-        });
+    // A connection goes back to the pool only when sqlx counts no open transaction
+    // on it: after a failed statement SQLite may have rolled the transaction back by
+    // itself (SQLITE_FULL, SQLITE_IOERR), so sqlx's ROLLBACK fails and its count
+    // stays at one, and the next "transaction" on that connection would run as a
+    // savepoint of nothing and never commit. A failed COMMIT leaves the count
+    // behind the same way on every backend. Such a connection is closed and replaced.
+    opts.map_sqlx_sqlite_pool_opts(|o| {
+        o.after_release(|c, _| Box::pin(clean(c.is_in_transaction())))
+    })
+    .map_sqlx_postgres_pool_opts(|o| o.after_release(|c, _| Box::pin(clean(c.is_in_transaction()))))
+    .map_sqlx_mysql_pool_opts(|o| o.after_release(|c, _| Box::pin(clean(c.is_in_transaction()))));
     if url.starts_with("sqlite:") && !is_sqlite_memory(url) {
         // SeaORM gives SQLite a single connection unless told otherwise, which would
         // queue every reader behind every other; WAL lets readers run side by side
@@ -195,43 +194,16 @@ pub async fn connect_with(
     Database::connect(opts).await
 }
 
-/// Whether a released SQLite connection may serve again: sqlx counts no open
-/// transaction and SQLite itself is in autocommit mode. Taking the handle waits for
-/// the commands queued before it (a rollback started on drop) to run first.
-async fn sqlite_clean(
-    conn: &mut sea_orm::sqlx::SqliteConnection,
-) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::Connection as _;
-    let autocommit = {
-        let mut handle = conn.lock_handle().await?;
-        // SAFETY: the handle is locked for us, and sqlite3_get_autocommit only reads
-        // the connection's flag.
-        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0 }
-    };
-    let counted = conn.is_in_transaction();
-    if !autocommit || counted {
-        doubtful(autocommit, counted);
-        return Ok(false);
+/// Whether a released connection may serve again: not when sqlx still counts a
+/// transaction on it (its state is in doubt).
+async fn clean(in_transaction: bool) -> Result<bool, sea_orm::sqlx::Error> {
+    if in_transaction {
+        metrics::counter!("bsgql_db_connections_discarded_total").increment(1);
+        tracing::warn!(
+            "closing a database connection whose transaction state is in doubt (after a failed statement)"
+        );
     }
-    Ok(true)
-}
-
-/// Whether a released PostgreSQL or MySQL connection may serve again: sqlx counts no
-/// open transaction (a COMMIT or ROLLBACK that failed leaves its count behind).
-async fn clean_depth(counted: bool) -> Result<bool, sea_orm::sqlx::Error> {
-    if counted {
-        doubtful(true, counted);
-    }
-    Ok(!counted)
-}
-
-fn doubtful(autocommit: bool, counted: bool) {
-    metrics::counter!("bsgql_db_connections_discarded_total").increment(1);
-    tracing::warn!(
-        database_in_transaction = !autocommit,
-        driver_in_transaction = counted,
-        "closing a database connection whose transaction state is in doubt (after a failed statement)"
-    );
+    Ok(!in_transaction)
 }
 
 /// An in-memory SQLite database exists once per connection, so it must keep one.
