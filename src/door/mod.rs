@@ -2,6 +2,8 @@
 //! WebSocket): the read and write token rules, the query limits, a request id, the
 //! error codes, the response in query order, and one log line.
 
+mod check;
+mod expansion;
 mod limits;
 pub mod nesting;
 mod text;
@@ -10,17 +12,18 @@ mod weight;
 pub mod wide;
 
 use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
+use check::Checked;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor, Pos, Request, Response, ServerError, Value};
 use axum::http::StatusCode;
 use tracing::Instrument;
 
 use crate::error::{Code, RequestId};
-use crate::graphql::order::{in_query_order, selected_operation};
+use crate::graphql::order::in_query_order;
 use crate::graphql::{with_codes, ApiSchema};
 use crate::store::tag::CancelOnDrop;
 
@@ -96,18 +99,6 @@ struct Bounds {
     value_nesting: usize,
     selections: usize,
     root_fields: usize,
-}
-
-/// A query text that passed the checks depending on its text alone, parsed. Kept so
-/// that the usual client, one query text sent again and again with new variables, is
-/// not parsed and scanned again.
-struct Checked {
-    doc: ExecutableDocument,
-    kind: Option<OperationType>,
-    /// What its cache entry keeps alive, key included ([`weight::cached_bytes`]).
-    weight: u64,
-    /// Whether [`typename::KEEP`] fields were added, to be removed from answers.
-    kept: bool,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -392,7 +383,11 @@ impl Door {
         let checked = match self.0.known.get(&key) {
             Some(checked) => checked,
             None => {
-                let checked = Arc::new(self.check_text(&request.query, key.operation)?);
+                let checked = Arc::new(check::check_text(
+                    &self.0.bounds,
+                    &request.query,
+                    key.operation,
+                )?);
                 if checked.weight <= KNOWN_LARGEST {
                     self.0.known.insert(
                         Key {
@@ -460,141 +455,6 @@ impl Door {
             request,
             shape,
             kind,
-        })
-    }
-
-    /// The checks that depend on the query text and operation name alone, and the
-    /// parse: their outcome is kept in `known` for the next request with that text.
-    #[allow(clippy::result_large_err)]
-    fn check_text(&self, query: &str, operation: Option<&str>) -> Result<Checked, Answer> {
-        let bounds = &self.0.bounds;
-        if let Some(pos) = nesting::text_too_deep(query, bounds.nesting) {
-            return Err(bad_input(
-                "query",
-                format!(
-                    "the document nests deeper than {} levels of brackets (--max-nesting)",
-                    bounds.nesting
-                ),
-                Some(pos),
-            ));
-        }
-        let tokens = nesting::token_count(query, bounds.tokens);
-        if tokens > bounds.tokens {
-            return Err(error_answer(
-                StatusCode::OK,
-                Code::QueryTooComplex,
-                format!(
-                    "the document holds more than {} tokens (--max-tokens); pass long lists as variables",
-                    bounds.tokens
-                ),
-                None,
-                &[("limit", Value::from(bounds.tokens)), ("found", Value::from(tokens))],
-            ));
-        }
-        if let Some(pos) = wide::in_graphql(query) {
-            return Err(bad_input(
-                "query",
-                "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
-                Some(pos),
-            ));
-        }
-        let mut doc = match async_graphql::parser::parse_query(query) {
-            Ok(doc) => doc,
-            Err(e) => {
-                let mut err = ServerError::from(e);
-                err.extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", Value::from(Code::BadUserInput.as_str()));
-                return Err(Answer {
-                    status: StatusCode::OK,
-                    response: Response::from_errors(vec![err]),
-                });
-            }
-        };
-        // async-graphql's validation visits every operation and fragment of the
-        // document with its spreads inlined, selected or not: the whole document is
-        // bounded before it gets there.
-        match nesting::document_expansion(&doc, bounds.selections) {
-            nesting::Expansion::Cycle(name) => {
-                return Err(bad_input(
-                    "query",
-                    format!("Cannot spread fragment \"{name}\" within itself: fragments must not form cycles"),
-                    doc.fragments.get(name.as_str()).map(|f| f.pos),
-                ));
-            }
-            nesting::Expansion::Size(found) if found > bounds.selections => {
-                return Err(error_answer(
-                    StatusCode::OK,
-                    Code::QueryTooComplex,
-                    format!(
-                        "the document has more than {} selections once its fragments are expanded, counting every operation and fragment in it, selected or not (--max-selections)",
-                        bounds.selections
-                    ),
-                    None,
-                    &[
-                        ("limit", Value::from(bounds.selections)),
-                        ("found", Value::from(found)),
-                    ],
-                ));
-            }
-            nesting::Expansion::Size(_) => {}
-        }
-        let selected = selected_operation(&doc, operation);
-        if let Some((what, limit, found)) = selected.and_then(|op| {
-            nesting::too_many_selections(
-                &doc,
-                &op.selection_set.node,
-                bounds.root_fields,
-                bounds.selections,
-            )
-        }) {
-            let stopped = if what == "selections" {
-                " before stopping"
-            } else {
-                ""
-            };
-            return Err(error_answer(
-                StatusCode::OK,
-                Code::QueryTooComplex,
-                format!("the operation has more than {limit} {what} once its fragments are expanded (found {found}{stopped})"),
-                None,
-                &[("limit", Value::from(limit)), ("found", Value::from(found))],
-            ));
-        }
-        let kind = selected.map(|op| op.ty);
-        if let Some(op) = selected.filter(|op| op.ty == OperationType::Subscription) {
-            let max = bounds.subscription_selections;
-            if let Some((_, limit, found)) =
-                nesting::too_many_selections(&doc, &op.selection_set.node, usize::MAX, max)
-            {
-                return Err(error_answer(
-                    StatusCode::OK,
-                    Code::QueryTooComplex,
-                    format!("the subscription selects more than {limit} fields once its fragments are expanded (--max-subscription-selections): every event is answered for it"),
-                    None,
-                    &[("limit", Value::from(limit)), ("found", Value::from(found))],
-                ));
-            }
-            let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.selections);
-            if roots != 1 {
-                return Err(bad_input(
-                    "query",
-                    format!("a subscription selects exactly one root field; this one selects {roots}: send one subscription per field"),
-                    Some(op.selection_set.pos),
-                ));
-            }
-        }
-        if let Some((message, pos)) = typename::check(&doc) {
-            return Err(bad_input("query", message, Some(pos)));
-        }
-        typename::wrap_directives(&mut doc);
-        let kept = typename::keep_conditional_sets(&mut doc);
-        let weight = weight::cached_bytes(query, operation, &doc);
-        Ok(Checked {
-            doc,
-            kind,
-            weight,
-            kept,
         })
     }
 

@@ -15,12 +15,7 @@ pub const KEEP: &str = "__bsgqlKeep";
 /// validation names it. Its directives are validated by async-graphql once
 /// [`wrap_directives`] has moved them where its validation looks.
 pub fn check(doc: &ExecutableDocument) -> Option<(String, Pos)> {
-    let mut stack: Vec<&SelectionSet> = doc
-        .operations
-        .iter()
-        .map(|(_, op)| &op.node.selection_set.node)
-        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
-        .collect();
+    let mut stack = super::nesting::top_sets(doc);
     while let Some(set) = stack.pop() {
         for item in &set.items {
             match &item.node {
