@@ -5,6 +5,14 @@
 //! Jupyter, webpack-dev-server and Vite do.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+
+use crate::error::Code;
+use crate::server::refuse;
 
 /// The names requests may carry in `Host` (or HTTP/2's `:authority`).
 #[derive(Clone, Debug)]
@@ -89,6 +97,54 @@ fn is_port(s: &str) -> bool {
 
 fn normalise(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Refuses a request whose `Host` (HTTP/2: `:authority`) names a host the server
+/// was not told about, before anything else looks at it: see [`crate::hosts`].
+pub async fn check_host(
+    State(hosts): State<Arc<AllowedHosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "the request has more than one Host header",
+        );
+    }
+    // The request target's authority, when it has one (absolute form, HTTP/2's
+    // :authority), takes precedence over Host (RFC 9112 §3.2.2).
+    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or("\u{fffd}"))
+    });
+    match host {
+        // HTTP/1.0 without Host: no browser sends that, so no rebinding either.
+        None => next.run(request).await,
+        Some(host) if hosts.allows(host) => next.run(request).await,
+        Some(host) => {
+            let shown: String = host.chars().take(100).collect();
+            tracing::warn!(host = %shown.escape_debug(), path = %request.uri().path(), "refused a request for a host this server was not told about");
+            refuse(
+                StatusCode::FORBIDDEN,
+                Code::Forbidden,
+                format!(
+                    "requests for the host `{}` are refused (DNS rebinding protection): start the server with --allowed-host {} to serve it",
+                    shown.escape_debug(),
+                    shown.split(':').next().unwrap_or_default().escape_debug()
+                ),
+            )
+        }
+    }
 }
 
 /// This machine's host name, as `gethostname` gives it.

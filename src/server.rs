@@ -184,12 +184,12 @@ fn app_inner(
                 Duration::from_secs(config.client_timeout),
                 config.max_body_bytes,
             ),
-            body_deadline,
+            crate::body::body_deadline,
         ))
         // A compressed body is decoded as it is read, so the body bound above counts
         // decoded bytes (a gzip bomb stops at --max-body-bytes with 413).
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
-        .layer(axum::middleware::from_fn(known_coding))
+        .layer(axum::middleware::from_fn(crate::body::known_coding))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_secs(config.client_timeout),
@@ -200,7 +200,7 @@ fn app_inner(
                 &config.allowed_hosts,
                 crate::hosts::own_name(),
             )),
-            check_host,
+            crate::hosts::check_host,
         ))
         // A 503 (a full socket cap, /readyz with the database down) is an expected
         // answer, logged where it is decided; tower-http would log it as an ERROR.
@@ -212,170 +212,17 @@ fn app_inner(
     Ok((router, live))
 }
 
-/// Refuses a request whose `Host` (HTTP/2: `:authority`) names a host the server
-/// was not told about, before anything else looks at it: see [`crate::hosts`].
-async fn check_host(
-    State(hosts): State<Arc<crate::hosts::AllowedHosts>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if request
-        .headers()
-        .get_all(header::HOST)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
-            "the request has more than one Host header",
-        );
-    }
-    // The request target's authority, when it has one (absolute form, HTTP/2's
-    // :authority), takes precedence over Host (RFC 9112 §3.2.2).
-    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-        request
-            .headers()
-            .get(header::HOST)
-            .map(|h| h.to_str().unwrap_or("\u{fffd}"))
-    });
-    match host {
-        // HTTP/1.0 without Host: no browser sends that, so no rebinding either.
-        None => next.run(request).await,
-        Some(host) if hosts.allows(host) => next.run(request).await,
-        Some(host) => {
-            let shown: String = host.chars().take(100).collect();
-            tracing::warn!(host = %shown.escape_debug(), path = %request.uri().path(), "refused a request for a host this server was not told about");
-            refuse(
-                StatusCode::FORBIDDEN,
-                Code::Forbidden,
-                format!(
-                    "requests for the host `{}` are refused (DNS rebinding protection): start the server with --allowed-host {} to serve it",
-                    shown.escape_debug(),
-                    shown.split(':').next().unwrap_or_default().escape_debug()
-                ),
-            )
-        }
-    }
-}
-
-/// The request body codings that are decoded; any other is refused (415) rather
-/// than read as if it were plain.
-const CODINGS: [&str; 4] = ["identity", "gzip", "deflate", "br"];
-
-/// Refuses a body in a coding that is not decoded, naming those that are; the names
-/// are case-insensitive (RFC 9110), the decoder's are lowercase.
-async fn known_coding(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let lower = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.bytes().any(|b| b.is_ascii_uppercase()))
-        .and_then(|v| HeaderValue::from_str(&v.to_ascii_lowercase()).ok());
-    if let Some(lower) = lower {
-        request
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, lower);
-    }
-    let unknown = request
-        .headers()
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("\u{fffd}").split(','))
-        .map(str::trim)
-        .find(|c| !c.is_empty() && !CODINGS.iter().any(|k| k.eq_ignore_ascii_case(c)))
-        .map(|c| c.chars().take(40).collect::<String>());
-    match unknown {
-        None => next.run(request).await,
-        Some(coding) => {
-            let mut response = refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::BadUserInput,
-                format!(
-                    "the request body's Content-Encoding `{}` is not supported: send it plain, or as {}",
-                    coding.escape_debug(),
-                    CODINGS[1..].join(", ")
-                ),
-            );
-            response.headers_mut().insert(
-                header::ACCEPT_ENCODING,
-                HeaderValue::from_static("gzip, deflate, br"),
-            );
-            response
-        }
-    }
-}
-
 /// A request's log span: its method and path, never its query string (where a client
 /// may have put a token by mistake) nor its headers.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
-/// The whole request body within `--client-timeout`: hyper's and tower-http's
-/// deadlines run between two chunks, so a body sent a byte every few seconds would
-/// hold its connection for ever.
-async fn body_deadline(
-    State((deadline, max_body)): State<(Duration, usize)>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body as u64) {
-        // Refused before a byte of it is read or waited for.
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::BadUserInput,
-            format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
-        );
-    }
-    let (parts, body) = request.into_parts();
-    let read = axum::body::to_bytes(body, max_body.saturating_add(1));
-    match tokio::time::timeout(deadline, read).await {
-        Ok(Ok(bytes)) => {
-            next.run(axum::extract::Request::from_parts(
-                parts,
-                axum::body::Body::from(bytes),
-            ))
-            .await
-        }
-        Ok(Err(e)) if e.to_string().contains("length limit exceeded") => refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::BadUserInput,
-            format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
-        ),
-        Ok(Err(_)) => refuse(
-            StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
-            "the request body could not be read",
-        ),
-        Err(_) => refuse(
-            StatusCode::REQUEST_TIMEOUT,
-            Code::BadUserInput,
-            format!(
-                "the request body did not arrive within {} s (--client-timeout)",
-                deadline.as_secs()
-            ),
-        ),
-    }
-}
-
 fn reply(answer: Answer) -> Response {
     (answer.status, axum::Json(answer.response)).into_response()
 }
 
-fn refuse(status: StatusCode, code: Code, message: impl Into<String>) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: Code, message: impl Into<String>) -> Response {
     reply(Refusal::new(status, code, message).answer())
 }
 
@@ -1069,7 +916,7 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");
     println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
-    accept_loop(listener, router, &config, &shutdown_tx).await;
+    crate::listen::accept_loop(listener, router, &config, &shutdown_tx).await;
     let deadline = Duration::from_secs(config.shutdown_timeout);
     if !live.sockets_closed(deadline).await {
         tracing::warn!("WebSockets still open after --shutdown-timeout: exiting anyway");
@@ -1083,158 +930,3 @@ const WS_WRITE_BUFFER: usize = 128 << 10;
 
 /// The largest message a WebSocket sends (or --max-body-bytes, if larger).
 const WS_LARGEST_OUT: usize = 4 << 20;
-
-/// Streams one HTTP/2 connection may have open at once.
-const H2_MAX_STREAMS: u32 = 32;
-
-/// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
-/// deadline for the request headers (a client sending them a byte a second is cut
-/// off), a cap on open connections, and a bound on the drain at shutdown.
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    config: &Config,
-    shutdown_tx: &watch::Sender<bool>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-
-    let shutdown_rx = shutdown_tx.subscribe();
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(config.client_timeout));
-    // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
-    // Its streams are bounded, and with them the bodies it can make us buffer (each
-    // at most --max-body-bytes): 190 unfinished 1 MB bodies on one connection held
-    // 214 MB.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(config.client_timeout)))
-        .keep_alive_timeout(Duration::from_secs(config.client_timeout))
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .initial_stream_window_size(256 << 10)
-        .initial_connection_window_size(1 << 20)
-        .max_send_buf_size(256 << 10)
-        .max_header_list_size(64 << 10);
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max = config.max_connections,
-                "too many connections: closing a new one"
-            );
-            drop(stream);
-            continue;
-        };
-        let activity = crate::conn::Activity::new();
-        let service = {
-            let (router, activity) = (router.clone(), activity.clone());
-            hyper::service::service_fn(
-                move |request: axum::http::Request<hyper::body::Incoming>| {
-                    let in_flight = activity.begin();
-                    let answer = tower::ServiceExt::oneshot(router.clone(), request);
-                    async move {
-                        let response = answer.await;
-                        drop(in_flight);
-                        response
-                    }
-                },
-            )
-        };
-        let builder = builder.clone();
-        let mut shutdown = shutdown_rx.clone();
-        let timeout = Duration::from_secs(config.client_timeout);
-        let first_bytes = timeout;
-        tokio::spawn(async move {
-            // hyper's header deadline starts with the first byte: a connection that
-            // never sends one would hold its slot (of --max-connections) forever.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(first_bytes, stream.peek(&mut first)).await,
-                Ok(Ok(n)) if n > 0
-            ) {
-                drop(slot);
-                return;
-            }
-            let io = TokioIo::new(crate::conn::StallGuard::new(stream, timeout));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    ended = conn.as_mut() => {
-                        if let Err(e) = ended {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    // At shutdown, and when nothing has been in flight for the client
-                    // timeout: finish what is in flight, then close.
-                    _ = shutdown.wait_for(|down| *down), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    () = activity.idle_for(timeout), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    // Subscriptions end and sockets close (1001) once their buffered events are out.
-    let _ = shutdown_tx.send(true);
-    let deadline = Duration::from_secs(config.shutdown_timeout);
-    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(deadline, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            seconds = config.shutdown_timeout,
-            "requests still in flight after --shutdown-timeout: exiting anyway"
-        );
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("signal received: finishing in-flight requests");
-}

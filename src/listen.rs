@@ -1,0 +1,165 @@
+//! The accept loop: hyper's connection loop, with what it lacks (deadlines, a
+//! connection cap, idle and stalled peers closed, a bounded drain at shutdown).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 32;
+
+/// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
+/// deadline for the request headers (a client sending them a byte a second is cut
+/// off), a cap on open connections, and a bound on the drain at shutdown.
+pub async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &Config,
+    shutdown_tx: &watch::Sender<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+
+    let shutdown_rx = shutdown_tx.subscribe();
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.client_timeout));
+    // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
+    // Its streams are bounded, and with them the bodies it can make us buffer (each
+    // at most --max-body-bytes): 190 unfinished 1 MB bodies on one connection held
+    // 214 MB.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(config.client_timeout)))
+        .keep_alive_timeout(Duration::from_secs(config.client_timeout))
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(256 << 10)
+        .initial_connection_window_size(1 << 20)
+        .max_send_buf_size(256 << 10)
+        .max_header_list_size(64 << 10);
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = config.max_connections,
+                "too many connections: closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let activity = crate::conn::Activity::new();
+        let service = {
+            let (router, activity) = (router.clone(), activity.clone());
+            hyper::service::service_fn(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    let in_flight = activity.begin();
+                    let answer = tower::ServiceExt::oneshot(router.clone(), request);
+                    async move {
+                        let response = answer.await;
+                        drop(in_flight);
+                        response
+                    }
+                },
+            )
+        };
+        let builder = builder.clone();
+        let mut shutdown = shutdown_rx.clone();
+        let timeout = Duration::from_secs(config.client_timeout);
+        let first_bytes = timeout;
+        tokio::spawn(async move {
+            // hyper's header deadline starts with the first byte: a connection that
+            // never sends one would hold its slot (of --max-connections) forever.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(first_bytes, stream.peek(&mut first)).await,
+                Ok(Ok(n)) if n > 0
+            ) {
+                drop(slot);
+                return;
+            }
+            let io = TokioIo::new(crate::conn::StallGuard::new(stream, timeout));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = conn.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    // At shutdown, and when nothing has been in flight for the client
+                    // timeout: finish what is in flight, then close.
+                    _ = shutdown.wait_for(|down| *down), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    () = activity.idle_for(timeout), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Subscriptions end and sockets close (1001) once their buffered events are out.
+    let _ = shutdown_tx.send(true);
+    let deadline = Duration::from_secs(config.shutdown_timeout);
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(deadline, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = config.shutdown_timeout,
+            "requests still in flight after --shutdown-timeout: exiting anyway"
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received: finishing in-flight requests");
+}
