@@ -210,24 +210,11 @@ def item_cache():
 
 
 def item_pongs():
-    import base64
+    from test_slow_peers import ping_flood
     s = server()
     r0 = rss_mib(s.proc.pid)
-    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /graphql/ws HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n").encode())
-    sock.recv(4096)
-    frame = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125
-    burst, sent, t0 = frame * 8000, 0, time.monotonic()
-    sock.settimeout(5)
-    try:
-        while sent < 124_000_000 and time.monotonic() - t0 < 30:
-            sock.sendall(burst)
-            sent += len(burst)
-    except OSError:
-        pass
+    t0 = time.monotonic()
+    sock, sent = ping_flood(s, limit=124_000_000, seconds=30)
     report("pongs (pings before connection_init, nothing read)", sent_mb=round(sent / 1e6), seconds=round(time.monotonic() - t0, 1),
            rss_mib=f"+{rss_mib(s.proc.pid) - r0:.1f}")
     sock.close()
@@ -235,50 +222,12 @@ def item_pongs():
 
 
 def item_h2():
-    from test_slow_peers import test_unfinished_http2_bodies_are_bounded_per_connection as _  # noqa: F401
-    import h2.connection, h2.config, h2.exceptions  # noqa: E401
+    from test_slow_peers import unfinished_bodies
     s = server("--client-timeout", "8")
     r0 = rss_mib(s.proc.pid)
-    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    sock.sendall(conn.data_to_send())
-    sock.settimeout(0.1)
-    opened, chunk = [], b" " * 16384
-
-    def pump():
-        try:
-            data = sock.recv(1 << 20)
-            if data:
-                conn.receive_data(data)
-        except (socket.timeout, h2.exceptions.ProtocolError):
-            pass
-    pump()
-    for _ in range(190):
-        sid = conn.get_next_available_stream_id()
-        try:
-            conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/graphql"),
-                                    ("content-type", "application/json"), ("content-length", "1000000")])
-            opened.append(sid)
-        except h2.exceptions.TooManyStreamsError:
-            break
-    t0, sent = time.monotonic(), {sid: 0 for sid in opened}
-    while time.monotonic() - t0 < 5:
-        for sid in opened:
-            try:
-                while conn.local_flow_control_window(sid) >= len(chunk) and sent[sid] < 980_000:
-                    conn.send_data(sid, chunk)
-                    sent[sid] += len(chunk)
-            except Exception:
-                pass
-        try:
-            sock.sendall(conn.data_to_send())
-        except OSError:
-            break
-        pump()
-    report("h2 (unfinished 1 MB bodies on one connection)", streams_open=len(opened), body_mb_sent=round(sum(sent.values()) / 1e6, 1),
+    opened, _, sent = unfinished_bodies(s)
+    report("h2 (unfinished 1 MB bodies on one connection)", streams_open=len(opened), body_mb_sent=round(sent / 1e6, 1),
            rss_mib=f"+{rss_mib(s.proc.pid) - r0:.1f}")
-    sock.close()
     s.stop()
 
 

@@ -52,46 +52,30 @@ pub struct Store {
 /// (unless a write has succeeded since): readiness probes run every few seconds.
 const STORAGE_FAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The last storage fault of this store's writes, as a time since `start`.
-#[derive(Debug)]
-struct StorageHealth {
-    start: std::time::Instant,
-    /// Milliseconds after `start`, plus one; 0: none since the last good write.
-    failed_at: std::sync::atomic::AtomicU64,
-}
-
-impl Default for StorageHealth {
-    fn default() -> Self {
-        StorageHealth {
-            start: std::time::Instant::now(),
-            failed_at: Default::default(),
-        }
-    }
-}
+/// When this store's writes last failed for want of storage; `None` since a write
+/// succeeded.
+#[derive(Debug, Default)]
+struct StorageHealth(std::sync::Mutex<Option<std::time::Instant>>);
 
 impl StorageHealth {
     fn observe<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
-        use std::sync::atomic::Ordering;
-        match &result {
-            Ok(_) => self.failed_at.store(0, Ordering::Relaxed),
-            Err(e) if e.is_storage_fault() => {
-                let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-                self.failed_at
-                    .store(ms.saturating_add(1), Ordering::Relaxed);
-            }
-            Err(_) => {}
+        let failed = match &result {
+            Ok(_) => Some(None),
+            Err(e) if e.is_storage_fault() => Some(Some(std::time::Instant::now())),
+            Err(_) => None,
+        };
+        if let (Some(at), Ok(mut last)) = (failed, self.0.lock()) {
+            *last = at;
         }
         result
     }
 
     fn failing(&self) -> bool {
-        let at = self.failed_at.load(std::sync::atomic::Ordering::Relaxed);
-        at != 0
-            && self
-                .start
-                .elapsed()
-                .saturating_sub(std::time::Duration::from_millis(at - 1))
-                < STORAGE_FAULT_WINDOW
+        self.0
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| at.elapsed() < STORAGE_FAULT_WINDOW)
     }
 }
 
