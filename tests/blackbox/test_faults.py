@@ -28,6 +28,7 @@ class Relay:
         self.stopped = False
         # "armed": cut everything once the answer to the next COMMIT has passed.
         self.trap = None
+        self.sprung = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -68,13 +69,17 @@ class Relay:
                     sprung = s is b and self.trap is a
                     if sprung:
                         # The COMMIT's answer goes to the server, then the database
-                        # is gone before anything else can be read: marked first, so
-                        # that the test sees it as soon as the server can answer.
-                        self.trap = "sprung"
+                        # is gone before anything else can be read: no new connection
+                        # from here on, and every open one shut.
                         self.mode = "cut"
                     (b if s is a else a).sendall(data)
                     if sprung:
                         self.set("cut")
+                        # Only now: a test that reopened the relay as soon as the
+                        # server answered could otherwise be undone by the set("cut")
+                        # above (seen on a loaded CI machine: the relay stayed cut).
+                        self.trap = "sprung"
+                        self.sprung.set()
                     # PostgreSQL's simple query "COMMIT\0", MySQL's COM_QUERY 0x03 "COMMIT".
                     if s is a and self.trap == "armed" and data.endswith((b"COMMIT\x00", b"\x03COMMIT")):
                         self.trap = a
@@ -100,7 +105,12 @@ class Relay:
                 self.conns.clear()
 
     def cut_after_next_commit(self):
+        self.sprung.clear()
         self.trap = "armed"
+
+    def wait_sprung(self):
+        """Whether the trap has sprung and every connection is cut (within 10 s)."""
+        return self.sprung.wait(10) and self.mode == "cut"
 
     def close(self):
         self.stopped = True
@@ -185,7 +195,7 @@ def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(star
         relay.cut_after_next_commit()
         body = srv.post(add, {"in": {"reason": "written once", "sourcestamps": [{"stamp": {"branch": "f"}}],
                                      "builderids": [b], "properties": [{"name": "p", "value": 1, "source": "s"}]}})
-        assert relay.trap == "sprung" and relay.mode == "cut", relay.trap
+        assert relay.wait_sprung(), relay.trap
         assert "errors" not in body, body
         got = body["data"]["addBuildset"]
         assert got["buildset"] == {"reason": "written once", "sourcestamps": [{"branch": "f"}],
@@ -201,7 +211,7 @@ def test_a_connection_lost_after_commit_does_not_turn_success_into_an_error(star
         relay.cut_after_next_commit()
         body = srv.post("mutation($b: Int!) { completeBuildset(bsid: $b, results: 2) { bsid complete results sourcestamps { branch } } }",
                         {"b": bsid})
-        assert relay.trap == "sprung", relay.trap
+        assert relay.wait_sprung(), relay.trap
         assert body == {"data": {"completeBuildset": {"bsid": bsid, "complete": True, "results": 2,
                                                       "sourcestamps": [{"branch": "f"}]}}}, body
         relay.set("open")
