@@ -11,6 +11,8 @@ pub enum Code {
     BadUserInput,
     NotFound,
     AlreadyComplete,
+    /// Attached to a master: the buildset's build requests are the master's to finish.
+    BuildRequestsUnfinished,
     Unauthenticated,
     Forbidden,
     QueryTooComplex,
@@ -25,6 +27,7 @@ impl Code {
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::NotFound => "NOT_FOUND",
             Code::AlreadyComplete => "ALREADY_COMPLETE",
+            Code::BuildRequestsUnfinished => "BUILD_REQUESTS_UNFINISHED",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Forbidden => "FORBIDDEN",
             Code::QueryTooComplex => "QUERY_TOO_COMPLEX",
@@ -85,7 +88,18 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
             coded(Code::QueryTooComplex, format!("{e} (--max-response-bytes)"))
                 .extend_with(|_, x| x.set("limit", limit))
         }
-        e @ StoreError::AlreadyComplete(_) => coded(Code::AlreadyComplete, e.to_string()),
+        e @ (StoreError::AlreadyComplete(_) | StoreError::RequestComplete(_)) => {
+            coded(Code::AlreadyComplete, e.to_string())
+        }
+        StoreError::RequestsUnfinished { bsid, brids } => {
+            let message = StoreError::RequestsUnfinished {
+                bsid,
+                brids: brids.clone(),
+            }
+            .to_string();
+            coded(Code::BuildRequestsUnfinished, message)
+                .extend_with(|_, x| x.set("buildrequestIds", brids.clone()))
+        }
         err if err.is_storage_fault() => {
             let id = id_of(request);
             tracing::warn!(request_id = %id, error = %err, "the database cannot write: out of storage or an I/O error");

@@ -232,9 +232,10 @@ const COMPLETE: &str = "mutation($b: Int!, $r: Int!, $at: DateTime) { completeBu
 
 async fn complete_and_errors(t: TestDb) {
     let api = start(t, &[]).await;
+    let b = ensure(&api, "b").await;
     let bsid = add(
         &api,
-        json!({"sourcestamps": [{"stamp": {}}], "reason": "r", "builderids": []}),
+        json!({"sourcestamps": [{"stamp": {}}], "reason": "r", "builderids": [b]}),
     )
     .await;
     assert_eq!(

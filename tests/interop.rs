@@ -14,6 +14,7 @@ use std::process::Command;
 use buildsets_graphql::store::{self, SchemaMode};
 use common::http::start;
 use common::{empty_database, schema_snapshot, Backend, TestDb};
+use sea_orm::ConnectionTrait as _;
 use serde_json::{json, Value};
 
 fn python() -> Option<String> {
@@ -145,7 +146,7 @@ async fn buildbot_and_us_agree(backend: Backend) {
     );
 
     // Our writes, with every feature, for Buildbot to read.
-    let add = "mutation($i: AddBuildsetInput!) { addBuildset(input: $i) { bsid buildset { sourcestampIds } } }";
+    let add = "mutation($i: AddBuildsetInput!) { addBuildset(input: $i) { bsid brids { buildrequestid } buildset { sourcestampIds } } }";
     let props = json!([
         {"name": "int", "value": 1, "source": "S"}, {"name": "float", "value": 1.0, "source": "S"},
         {"name": "str", "value": "1", "source": "S"}, {"name": "bool", "value": false, "source": "T"},
@@ -183,9 +184,23 @@ async fn buildbot_and_us_agree(backend: Backend) {
             )
             .await;
         if let Some(r) = results {
+            // Attached, a buildset is the master's to complete while a request of its
+            // is unfinished: the master finishes the request first.
             let q = "mutation($b: Int!, $r: Int!) { completeBuildset(bsid: $b, results: $r, completeAt: \"2023-11-15T00:00:00Z\") { bsid } }";
-            api.ok(q, json!({"b": b["addBuildset"]["bsid"], "r": r}))
-                .await;
+            let bsid = &b["addBuildset"]["bsid"];
+            assert_eq!(
+                api.err(q, json!({"b": bsid, "r": r})).await.0,
+                "BUILD_REQUESTS_UNFINISHED"
+            );
+            let brid = &b["addBuildset"]["brids"][0]["buildrequestid"];
+            api.t
+                .db
+                .execute_unprepared(&format!(
+                    "UPDATE buildrequests SET complete = 1, results = {r}, complete_at = 1700006400 WHERE id = {brid}"
+                ))
+                .await
+                .unwrap();
+            api.ok(q, json!({"b": bsid, "r": r})).await;
         }
     }
     // A build id that is not in Buildbot's builds table is refused, naming the field.

@@ -28,6 +28,8 @@ on_every_backend! {
     recent_buildsets => recent_buildsets;
     concurrent_adds_share_one_stamp => concurrent_adds_share_one_stamp;
     concurrent_completions => concurrent_completions;
+    no_builders_is_complete_at_once => no_builders_is_complete_at_once;
+    cancel_completes_requests_then_the_buildset => cancel_completes_requests_then_the_buildset;
     concurrent_ensure_builder => concurrent_ensure_builder;
     migrations_run_twice_are_a_no_op => migrations_run_twice_are_a_no_op;
     attached_mode_runs_no_ddl => attached_mode_runs_no_ddl;
@@ -469,16 +471,20 @@ async fn failed_add_leaves_nothing(t: TestDb) {
 }
 
 async fn complete_and_its_errors(t: TestDb) {
-    let bsid = add(&t, &buildset(vec![stamp("m")], vec![])).await;
-    let err = write::complete_buildset(&t.db, bsid, 7, None)
+    let b = write::ensure_builder(&t.db, "b", None)
+        .await
+        .unwrap()
+        .builderid;
+    let bsid = add(&t, &buildset(vec![stamp("m")], vec![b])).await;
+    let err = write::complete_buildset(&t.db, t.mode, bsid, 7, None)
         .await
         .expect_err("bad code");
     assert_eq!(field_of(err), "results");
-    let err = write::complete_buildset(&t.db, bsid, -1, None)
+    let err = write::complete_buildset(&t.db, t.mode, bsid, -1, None)
         .await
         .expect_err("bad code");
     assert_eq!(field_of(err), "results");
-    let done = write::complete_buildset(&t.db, bsid, 2, Some(1_700_000_500))
+    let done = write::complete_buildset(&t.db, t.mode, bsid, 2, Some(1_700_000_500))
         .await
         .expect("complete");
     assert_eq!(
@@ -490,16 +496,16 @@ async fn complete_and_its_errors(t: TestDb) {
         (true, Some(2), Some(1_700_000_500))
     );
     assert!(matches!(
-        write::complete_buildset(&t.db, bsid, 0, None).await,
+        write::complete_buildset(&t.db, t.mode, bsid, 0, None).await,
         Err(StoreError::AlreadyComplete(id)) if id == bsid
     ));
     assert!(matches!(
-        write::complete_buildset(&t.db, bsid + 1000, 0, None).await,
+        write::complete_buildset(&t.db, t.mode, bsid + 1000, 0, None).await,
         Err(StoreError::NotFound(_))
     ));
-    let other = add(&t, &buildset(vec![stamp("m")], vec![])).await;
+    let other = add(&t, &buildset(vec![stamp("m")], vec![b])).await;
     let now = store::now();
-    let done = write::complete_buildset(&t.db, other, 0, None)
+    let done = write::complete_buildset(&t.db, t.mode, other, 0, None)
         .await
         .unwrap();
     assert!(done.complete_at.unwrap().timestamp() >= i64::from(now));
@@ -597,13 +603,13 @@ async fn fixture(t: &TestDb) -> Vec<i32> {
         };
         ids.push(add(t, &input).await);
     }
-    write::complete_buildset(&t.db, ids[0], 2, Some(5000))
+    write::complete_buildset(&t.db, t.mode, ids[0], 2, Some(5000))
         .await
         .unwrap();
-    write::complete_buildset(&t.db, ids[1], 0, Some(4000))
+    write::complete_buildset(&t.db, t.mode, ids[1], 0, Some(4000))
         .await
         .unwrap();
-    write::complete_buildset(&t.db, ids[2], 2, Some(4000))
+    write::complete_buildset(&t.db, t.mode, ids[2], 2, Some(4000))
         .await
         .unwrap();
     ids
@@ -1070,12 +1076,16 @@ async fn concurrent_adds_share_one_stamp(t: TestDb) {
 }
 
 async fn concurrent_completions(t: TestDb) {
-    let bsid = add(&t, &buildset(vec![stamp("m")], vec![])).await;
+    let b = write::ensure_builder(&t.db, "b", None)
+        .await
+        .unwrap()
+        .builderid;
+    let bsid = add(&t, &buildset(vec![stamp("m")], vec![b])).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let db = t.db.clone();
         tasks.push(tokio::spawn(async move {
-            write::complete_buildset(&db, bsid, i % 7, None).await
+            write::complete_buildset(&db, SchemaMode::Standalone, bsid, i % 7, None).await
         }));
     }
     let (mut ok, mut already) = (0, 0);
@@ -1227,4 +1237,90 @@ async fn non_transactional_tables_are_found(t: TestDb) {
             vec!["buildset_properties".to_owned()]
         );
     }
+}
+
+async fn no_builders_is_complete_at_once(t: TestDb) {
+    let before = store::now();
+    let bsid = add(&t, &buildset(vec![stamp("m")], vec![])).await;
+    let row = read::get_buildset(&t.db, bsid).await.unwrap().unwrap();
+    assert!(row.complete);
+    assert_eq!(row.results, Some(0));
+    assert!(row.complete_at.unwrap().timestamp() >= i64::from(before));
+    assert!(matches!(
+        write::complete_buildset(&t.db, t.mode, bsid, 2, None).await,
+        Err(StoreError::AlreadyComplete(id)) if id == bsid
+    ));
+}
+
+async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
+    use store::write::CancelTarget;
+    let (a, b) = (builder(&t, "a").await, builder(&t, "b").await);
+    let bsid = add(&t, &buildset(vec![stamp("m")], vec![a, b])).await;
+    let brids: Vec<i32> = read::buildrequests_of_buildsets(&t.db, &[bsid])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.buildrequestid)
+        .collect();
+    assert_eq!(brids.len(), 2);
+    // One request: it is CANCELLED, the buildset still waits for the other.
+    let got = write::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await;
+    assert_eq!(got.unwrap(), bsid);
+    let mut reqs = read::buildrequests_by_ids(&t.db, &brids).await.unwrap();
+    reqs.sort_by_key(|r| r.buildrequestid);
+    assert_eq!(
+        reqs.iter()
+            .map(|r| (r.complete, r.results))
+            .collect::<Vec<_>>(),
+        vec![(true, Some(6)), (false, None)]
+    );
+    assert!(
+        !read::get_buildset(&t.db, bsid)
+            .await
+            .unwrap()
+            .unwrap()
+            .complete
+    );
+    assert!(matches!(
+        write::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await,
+        Err(StoreError::RequestComplete(id)) if id == brids[0]
+    ));
+    // The other finishes with FAILURE; then cancelling the buildset completes it
+    // with the worst result, CANCELLED.
+    let c = t.db.get_database_backend();
+    t.db.execute_raw(Statement::from_string(
+        c,
+        format!(
+            "UPDATE buildrequests SET complete = 1, results = 2 WHERE id = {}",
+            brids[1]
+        ),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None)
+            .await
+            .unwrap(),
+        bsid
+    );
+    let row = read::get_buildset(&t.db, bsid).await.unwrap().unwrap();
+    assert_eq!((row.complete, row.results), (true, Some(6)));
+    assert!(matches!(
+        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None).await,
+        Err(StoreError::AlreadyComplete(id)) if id == bsid
+    ));
+    assert!(matches!(
+        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid + 100), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        write::cancel(
+            &t.db,
+            t.mode,
+            CancelTarget::BuildRequest(brids[1] + 100),
+            None
+        )
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -1,35 +1,41 @@
-"""A Buildbot master service that makes the master see build requests written to its
-database by another program (buildsets-graphql).
+"""A Buildbot master service that makes the master see what buildsets-graphql wrote
+to its database: new buildsets, and build requests to cancel.
 
 A Buildbot master never watches its database for new build requests: it starts
 builds when its message queue announces them, and Buildbot's own data-layer
 ``addBuildset`` sends those messages. A row written by another process sends none,
-so the request would wait until something else wakes its builder. This service
-notices such requests and sends exactly the messages Buildbot's ``addBuildset``
-would have sent (``buildrequests/<brid>/new`` and ``buildsets/<bsid>/new``, built by
-Buildbot's own resource types), so the master schedules them at once.
+so the request would wait until something else wakes its builder.
 
-In ``master.cfg``::
+buildsets-graphql, attached to a master's database, leaves a row in Buildbot's
+``object_state`` table, under this service's object, in the same transaction as
+each write the master must hear of:
+
+- ``announce:<bsid>``: a buildset it added. This service sends exactly the messages
+  Buildbot's ``addBuildset`` sends (``buildrequests/<brid>/new`` for each request,
+  ``buildsets/<bsid>/new``, after Buildbot's request collapsing; and
+  ``buildsets/<bsid>/complete`` for a buildset with no builders, which is complete
+  at once), so the master schedules it at once. Only what buildsets-graphql wrote
+  is announced: the master's own buildsets are never announced twice.
+- ``cancel:<brid>``: a build request the master has claimed, to cancel. This
+  service runs Buildbot's own cancel (the ``cancel`` control of
+  ``/buildrequests/<brid>``), which stops its build; Buildbot then completes the
+  request and the buildset with CANCELLED and sends its messages.
+- ``cancelled:<brid>``: an unclaimed request buildsets-graphql cancelled itself;
+  this service sends the completion messages Buildbot's cancel would have sent.
+
+Each row is deleted once acted on. In ``master.cfg``::
 
     from buildsets_graphql_bridge import Bridge
-    c['services'] = [Bridge()]             # poll_interval=1.0, grace=1.0
+    c['services'] = [Bridge()]             # poll_interval=0.25
 
-How requests are noticed:
-
-- every ``poll_interval`` seconds, one query for build requests with an id above
-  the last one decided;
-- on PostgreSQL, also ``LISTEN buildsets_graphql``: buildsets-graphql notifies it
-  for every buildset it adds, which is then announced at once;
-- a request the master's own message queue announced (Buildbot wrote it), that is
-  claimed or that is complete is left alone; any other is announced once it has
-  been seen for ``grace`` seconds without such an announcement.
-
-The last request decided is kept in Buildbot's object state, so a restarted master
-announces what was written while it was down. With the ``wamp`` message queue (a
-cluster), only the active master with the lowest id announces; with the default
-in-process queue, every master announces to itself.
+The rows are read every ``poll_interval`` seconds (one indexed query), and on
+PostgreSQL at once too: buildsets-graphql notifies the channel
+``buildsets_graphql``, which this service ``LISTEN``s on. Rows left while the master
+was down are acted on when it starts. With the ``wamp`` message queue (a cluster),
+only the active master with the lowest id acts.
 """
 
+import json
 import select
 import threading
 import time
@@ -43,24 +49,23 @@ from buildbot.process.buildrequest import BuildRequestCollapser
 from buildbot.util import datetime2epoch, service
 
 CHANNEL = "buildsets_graphql"
-
-# An id skipped over (a transaction that took it and has not committed) is looked
-# for again for this long before it is taken for a rollback.
-GAP_SECONDS = 60.0
+REASON = "cancelled through buildsets-graphql"
+# The object buildsets-graphql leaves its rows under (its Store finds or makes it
+# the same way, by name and class name).
+OBJECT_CLASS = "buildsets_graphql_bridge.Bridge"
 
 
 class Bridge(service.BuildbotService):
     name = "buildsets-graphql-bridge"
 
-    def checkConfig(self, poll_interval=1.0, grace=1.0, **kwargs):
+    def checkConfig(self, poll_interval=0.25, grace=None, **kwargs):
         if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
             config.error("Bridge: poll_interval must be a positive number of seconds")
-        if not isinstance(grace, (int, float)) or grace < 0:
-            config.error("Bridge: grace must be a number of seconds, 0 or more")
 
-    def reconfigService(self, poll_interval=1.0, grace=1.0, **kwargs):
+    def reconfigService(self, poll_interval=0.25, grace=None, **kwargs):
+        if grace is not None:
+            log.msg("buildsets-graphql bridge: grace is no longer used (what to announce is no longer guessed)")
         self.poll_interval = float(poll_interval)
-        self.grace = float(grace)
         if getattr(self, "_loop", None) is not None and self._loop.running:
             self._loop.stop()
             self._loop = task.LoopingCall(self._tick)
@@ -70,16 +75,9 @@ class Bridge(service.BuildbotService):
     @defer.inlineCallbacks
     def startService(self):
         yield super().startService()
-        self._floor = None  # every request id up to this one is decided
-        self._decided = set()  # decided ids above the floor
-        self._first_seen = {}  # undecided id -> when first seen
-        self._missing = {}  # id skipped over -> when first missed
-        self._announced_by_mq = set()
-        self._hinted = set()  # bsids buildsets-graphql notified
         self._busy = False
         self._again = False
-        self.objectid = yield self.master.db.state.getObjectId(self.name, "buildsets_graphql_bridge.Bridge")
-        self._consumer = yield self.master.mq.startConsuming(self._seen_on_mq, ("buildrequests", None, "new"))
+        self.objectid = yield self.master.db.state.getObjectId(self.name, OBJECT_CLASS)
         self._stopping = threading.Event()
         self._listener = None
         if self.master.db.pool.engine.dialect.name == "postgresql":
@@ -93,13 +91,7 @@ class Bridge(service.BuildbotService):
         self._stopping.set()
         if self._loop.running:
             self._loop.stop()
-        self._consumer.stopConsuming()
         yield super().stopService()
-
-    def _seen_on_mq(self, key, msg):
-        brid = msg.get("buildrequestid")
-        if brid is not None:
-            self._announced_by_mq.add(brid)
 
     # PostgreSQL LISTEN, on a connection of its own in a thread of its own.
     def _listen(self):
@@ -126,21 +118,15 @@ class Bridge(service.BuildbotService):
                 while not self._stopping.is_set():
                     if select.select([conn], [], [], 1.0)[0]:
                         conn.poll()
-                        while conn.notifies:
-                            payload = conn.notifies.pop(0).payload
-                            kind, _, bsid = payload.partition(":")
-                            if kind == "a" and bsid.isdigit():
-                                reactor.callFromThread(self._hint, int(bsid))
+                        if conn.notifies:
+                            conn.notifies.clear()
+                            reactor.callFromThread(self._wake)
                 conn.close()
             except Exception as e:  # the database went away: the poll covers
                 failures += 1
                 if failures == 1:
                     log.msg(f"buildsets-graphql bridge: LISTEN failed ({e}); retrying, polling meanwhile")
                 time.sleep(min(5.0, 0.2 * failures))
-
-    def _hint(self, bsid):
-        self._hinted.add(bsid)
-        self._wake()
 
     def _wake(self):
         d = self._tick()
@@ -178,107 +164,122 @@ class Bridge(service.BuildbotService):
 
     @defer.inlineCallbacks
     def _pass(self):
-        if self._floor is None:
-            self._floor = yield self.master.db.state.getState(self.objectid, "last_brid", None)
-            if self._floor is None:
-                # A first start: what is there now is Buildbot's business (it starts
-                # pending requests itself when it starts).
-                self._floor = yield self.master.db.pool.do(self._max_brid)
-                yield self.master.db.state.setState(self.objectid, "last_brid", self._floor)
         if not (yield self._leads()):
             return
-        # The hints are taken before the read: each names a buildset whose commit
-        # came before it, so the read sees its requests. A hint taken after the read
-        # could name a buildset committed after it, and be used up without effect
-        # (the request then waited out the grace, and a worker freed meanwhile let
-        # Buildbot claim it unannounced).
-        hinted = self._hinted
-        self._hinted = set()
-        rows = yield self.master.db.pool.do(self._requests_above, self._floor)
-        now = time.monotonic()
-        to_announce = {}
-        for brid, bsid, complete, claimed in rows:
-            if brid in self._decided:
+        rows = yield self.master.db.pool.do(self._rows)
+        announce, cancel, cancelled = [], [], {}
+        for name, value in rows:
+            kind, _, ident = name.partition(":")
+            if not ident.isdigit():
                 continue
-            first = self._first_seen.setdefault(brid, now)
-            if complete or claimed or brid in self._announced_by_mq:
-                self._decide(brid)
-            elif bsid in hinted or now - first >= self.grace:
-                to_announce.setdefault(bsid, []).append(brid)
-        for bsid, brids in sorted(to_announce.items()):
-            yield self._announce(bsid, brids)
-            for brid in brids:
-                self._decide(brid)
-        yield self._advance([r[0] for r in rows], now)
+            try:
+                value = json.loads(value) if value else {}
+            except ValueError:
+                value = {}
+            if kind == "announce":
+                announce.append((int(ident), bool(value.get("complete")), name))
+            elif kind == "cancel":
+                cancel.append((int(ident), name))
+            elif kind == "cancelled":
+                cancelled.setdefault(value.get("bsid"), []).append((int(ident), bool(value.get("buildset_complete")), name))
+        for bsid, complete, name in sorted(announce):
+            yield self._announce(bsid, complete)
+            yield self._done(name)
+        for bsid, items in sorted(cancelled.items(), key=lambda kv: kv[0] or 0):
+            yield self._completed(bsid, sorted(b for b, _, _ in items), any(c for _, c, _ in items))
+            for _, _, name in items:
+                yield self._done(name)
+        for brid, name in sorted(cancel):
+            try:
+                yield self.master.data.control("cancel", {"reason": REASON}, ("buildrequests", brid))
+                log.msg(f"buildsets-graphql bridge: cancelled build request {brid}")
+            except Exception as e:
+                log.msg(f"buildsets-graphql bridge: could not cancel build request {brid}: {e}")
+            yield self._done(name)
 
-    def _decide(self, brid):
-        self._decided.add(brid)
-        self._first_seen.pop(brid, None)
-        self._announced_by_mq.discard(brid)
-
-    @defer.inlineCallbacks
-    def _advance(self, seen, now):
-        seen = set(seen)
-        floor = self._floor
-        top = max(seen) if seen else floor
-        while floor < top:
-            nxt = floor + 1
-            if nxt in self._decided:
-                self._decided.discard(nxt)
-            elif nxt in seen:
-                break  # still undecided
-            else:
-                # Skipped over: an uncommitted transaction, or a rollback once old.
-                first = self._missing.setdefault(nxt, now)
-                if now - first < GAP_SECONDS and top - nxt < 10_000:
-                    break
-                self._missing.pop(nxt, None)
-            floor = nxt
-        if floor != self._floor:
-            self._floor = floor
-            yield self.master.db.state.setState(self.objectid, "last_brid", floor)
-
-    def _max_brid(self, conn):
-        br = self.master.db.model.buildrequests
-        return conn.execute(sa.select(sa.func.max(br.c.id))).scalar() or 0
-
-    def _requests_above(self, conn, floor):
-        br = self.master.db.model.buildrequests
-        claims = self.master.db.model.buildrequest_claims
+    def _rows(self, conn):
+        st = self.master.db.model.object_state
         q = (
-            sa.select(br.c.id, br.c.buildsetid, br.c.complete, claims.c.brid)
-            .select_from(br.outerjoin(claims, claims.c.brid == br.c.id))
-            .where(br.c.id > floor)
-            .order_by(br.c.id)
+            sa.select(st.c.name, st.c.value_json)
+            .where(st.c.objectid == self.objectid)
+            .where(sa.or_(st.c.name.like("announce:%"), st.c.name.like("cancel:%"), st.c.name.like("cancelled:%")))
             .limit(1000)
         )
-        return [(r[0], r[1], bool(r[2]), r[3] is not None) for r in conn.execute(q).fetchall()]
+        return [(r[0], r[1]) for r in conn.execute(q).fetchall()]
+
+    def _done(self, name):
+        st = self.master.db.model.object_state
+
+        def thd(conn):
+            conn.execute(st.delete().where(st.c.objectid == self.objectid).where(st.c.name == name))
+            conn.commit()
+
+        return self.master.db.pool.do(thd)
+
+    def _requests_of(self, bsid):
+        br = self.master.db.model.buildrequests
+
+        def thd(conn):
+            q = sa.select(br.c.id).where(br.c.buildsetid == bsid).order_by(br.c.id)
+            return [r[0] for r in conn.execute(q).fetchall()]
+
+        return self.master.db.pool.do(thd)
 
     @defer.inlineCallbacks
-    def _announce(self, bsid, brids):
-        """What Buildbot's data-layer addBuildset does after its database write."""
-        yield BuildRequestCollapser(self.master, list(brids)).collapse()
-        bsdict = yield self.master.db.buildsets.getBuildset(bsid)
-        if bsdict is None:
-            return
+    def _buildset_msg(self, bsdict, **state):
         sourcestamps = []
         for ssid in bsdict.sourcestamps:
             sourcestamps.append((yield self.master.data.get(("sourcestamps", str(ssid)))).copy())
-        props = yield self.master.db.buildsets.getBuildsetProperties(bsid)
-        scheduler = props.get("scheduler", (None, None))[0]
-        yield self.master.data.getResourceType("buildrequest").generateEvent(list(brids), "new")
         msg = {
-            "bsid": bsid,
+            "bsid": bsdict.bsid,
             "external_idstring": bsdict.external_idstring,
             "reason": bsdict.reason,
             "parent_buildid": bsdict.parent_buildid,
+            "parent_relationship": bsdict.parent_relationship,
             "rebuilt_buildid": bsdict.rebuilt_buildid,
             "submitted_at": datetime2epoch(bsdict.submitted_at),
-            "complete": False,
-            "complete_at": None,
-            "results": None,
-            "scheduler": scheduler,
             "sourcestamps": sourcestamps,
+            **state,
         }
+        return msg
+
+    @defer.inlineCallbacks
+    def _announce(self, bsid, complete):
+        """What Buildbot's data-layer addBuildset does after its database write."""
+        bsdict = yield self.master.db.buildsets.getBuildset(bsid)
+        if bsdict is None:
+            return
+        brids = yield self._requests_of(bsid)
+        if brids:
+            yield BuildRequestCollapser(self.master, list(brids)).collapse()
+        props = yield self.master.db.buildsets.getBuildsetProperties(bsid)
+        scheduler = props.get("scheduler", (None, None))[0]
+        if brids:
+            yield self.master.data.getResourceType("buildrequest").generateEvent(list(brids), "new")
+        msg = yield self._buildset_msg(bsdict, complete=False, complete_at=None, results=None, scheduler=scheduler)
         self.master.data.getResourceType("buildset").produceEvent(msg, "new")
         log.msg(f"buildsets-graphql bridge: announced buildset {bsid} (build requests {sorted(brids)})")
+        if complete and bsdict.complete:
+            yield self._buildset_complete(bsdict)
+
+    @defer.inlineCallbacks
+    def _buildset_complete(self, bsdict):
+        """The message Buildbot's maybeBuildsetComplete sends."""
+        msg = yield self._buildset_msg(
+            bsdict, complete=True, complete_at=datetime2epoch(bsdict.complete_at), results=bsdict.results)
+        self.master.data.getResourceType("buildset").produceEvent(msg, "complete")
+        log.msg(f"buildsets-graphql bridge: announced buildset {bsdict.bsid} complete")
+
+    @defer.inlineCallbacks
+    def _completed(self, bsid, brids, buildset_complete):
+        """What Buildbot's cancel of unclaimed requests sends after its writes."""
+        yield self.master.data.getResourceType("buildrequest").generateEvent(list(brids), "complete")
+        for brid in brids:
+            brdict = yield self.master.db.buildrequests.getBuildRequest(brid)
+            if brdict is not None:
+                self.master.mq.produce(("buildrequests", str(brid), "cancel"), brdict)
+        log.msg(f"buildsets-graphql bridge: announced build requests {brids} cancelled")
+        if buildset_complete and bsid is not None:
+            bsdict = yield self.master.db.buildsets.getBuildset(bsid)
+            if bsdict is not None and bsdict.complete:
+                yield self._buildset_complete(bsdict)

@@ -6,7 +6,7 @@ use super::types::BuilderRequestId;
 use super::{app, StoreResultExt};
 use crate::error::bad_input;
 use crate::store::{
-    self, BuilderRow, BuildsetView, NewBuildset, NewPatch, NewProperty, SourceStampRef,
+    self, BuilderRow, BuildsetView, NewBuildset, NewPatch, NewProperty, RequestView, SourceStampRef,
 };
 
 /// Submitting and completing buildsets, and registering builders.
@@ -81,7 +81,8 @@ pub struct AddBuildsetInput {
     reason: String,
     /// Its properties.
     properties: Option<Vec<PropertyInput>>,
-    /// The builders to request builds on (one build request each; may be empty).
+    /// The builders to request builds on (one build request each). Empty: the
+    /// buildset is complete at once with SUCCESS, as Buildbot completes it.
     builderids: Vec<i32>,
     /// An identifier of the submitter's (at most 256 characters).
     external_idstring: Option<String>,
@@ -229,7 +230,9 @@ impl MutationRoot {
     }
 
     /// Marks a buildset complete with a Buildbot result code (0-6). Fails with
-    /// NOT_FOUND for an unknown buildset and ALREADY_COMPLETE when it is complete.
+    /// NOT_FOUND for an unknown buildset and ALREADY_COMPLETE when it is complete;
+    /// attached to a Buildbot master, with BUILD_REQUESTS_UNFINISHED while any of its
+    /// build requests is unfinished (the master completes it then).
     async fn complete_buildset(
         &self,
         ctx: &Context<'_>,
@@ -261,6 +264,66 @@ impl MutationRoot {
             }
             Err(e) => Err(e).gql(ctx),
         }
+    }
+
+    /// Cancels every unfinished build request of a buildset, as Buildbot's own cancel
+    /// does: one no master has claimed completes with CANCELLED (6) at once; a
+    /// claimed one is stopped by its master (through the bridge), which then
+    /// completes it. Once none is left unfinished the buildset completes, with the
+    /// worst of its requests' results. NOT_FOUND for an unknown buildset,
+    /// ALREADY_COMPLETE for a complete one.
+    async fn cancel_buildset(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The buildset whose requests to cancel.")] bsid: i32,
+    ) -> Result<BuildsetView> {
+        let app = app(ctx)?;
+        app.store
+            .cancel(store::write::CancelTarget::Buildset(bsid))
+            .await
+            .gql(ctx)?;
+        let rel = relations(Selected::Buildset, &ctx.look_ahead());
+        app.store
+            .buildset_view(bsid, &rel)
+            .await
+            .gql(ctx)?
+            .ok_or_else(|| {
+                crate::error::coded(
+                    crate::error::Code::NotFound,
+                    format!("buildset {bsid} does not exist"),
+                )
+            })
+    }
+
+    /// Cancels one build request, as `cancelBuildset` cancels each of its buildset's.
+    /// NOT_FOUND for an unknown request, ALREADY_COMPLETE for a finished one.
+    async fn cancel_build_request(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The build request to cancel.")] buildrequestid: i32,
+    ) -> Result<RequestView> {
+        let app = app(ctx)?;
+        app.store
+            .cancel(store::write::CancelTarget::BuildRequest(buildrequestid))
+            .await
+            .gql(ctx)?;
+        let rows = app
+            .store
+            .buildrequests_by_ids(&[buildrequestid])
+            .await
+            .gql(ctx)?;
+        let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
+        app.store
+            .request_graph(rows, &rel)
+            .await
+            .gql(ctx)?
+            .pop()
+            .ok_or_else(|| {
+                crate::error::coded(
+                    crate::error::Code::NotFound,
+                    format!("build request {buildrequestid} does not exist"),
+                )
+            })
     }
 
     /// Finds a builder by name, or creates it; a given description is stored.

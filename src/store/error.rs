@@ -15,6 +15,13 @@ pub enum StoreError {
     /// The buildset was already complete.
     #[error("buildset {0} is already complete")]
     AlreadyComplete(i32),
+    /// The build request was already complete.
+    #[error("build request {0} is already complete")]
+    RequestComplete(i32),
+    /// Attached to a master: the buildset has build requests the master has not
+    /// finished, so it is the master's to complete.
+    #[error("buildset {bsid} has unfinished build requests ({}): the Buildbot master completes it when they finish; cancel them in Buildbot to stop them", brids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))]
+    RequestsUnfinished { bsid: i32, brids: Vec<i32> },
     /// A concurrent writer got in the way (e.g. the row a unique key pointed at was
     /// rolled back between our insert and our read); running again resolves it.
     #[error("a concurrent write got in the way")]

@@ -1,6 +1,7 @@
 //! The connector and the only door to Buildbot's tables: a [`Store`] handle whose
 //! operations take and return decoded domain types, knowing nothing of the API built on it.
 
+pub mod bridge;
 pub mod db;
 mod error;
 pub mod feed;
@@ -46,6 +47,8 @@ pub struct Store {
     repertoire: std::sync::Arc<tokio::sync::OnceCell<Repertoire>>,
     /// When a write last failed for want of storage (disk full, I/O error).
     storage: std::sync::Arc<StorageHealth>,
+    /// Attached to a Buildbot database: what the master's bridge reads.
+    bridge: Option<std::sync::Arc<bridge::Queue>>,
 }
 
 /// How long after a write failed for want of storage the store still reports it
@@ -89,8 +92,16 @@ impl Store {
     pub async fn open_with_timeouts(url: &str, timeouts: Timeouts) -> Result<Store, PrepareError> {
         let (mut db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
         db.set_metric_callback(|_| tag::count_statement());
+        let bridge = match mode {
+            SchemaMode::Attached => bridge::Queue::detect(&db)
+                .await
+                .map_err(|e| PrepareError::Db(sea_orm::DbErr::Custom(e.to_string())))?
+                .map(std::sync::Arc::new),
+            SchemaMode::Standalone => None,
+        };
         Ok(Store {
             url: Some(url.into()),
+            bridge,
             ..Store::new(db, mode)
         })
     }
@@ -107,6 +118,15 @@ impl Store {
             writer,
             repertoire: Default::default(),
             storage: Default::default(),
+            bridge: None,
+        }
+    }
+
+    /// The bridge's object id, where there is a bridge queue (attached).
+    async fn bridge_object(&self) -> StoreResult<Option<i32>> {
+        match &self.bridge {
+            Some(queue) => Ok(Some(queue.objectid(&self.db).await?)),
+            None => Ok(None),
         }
     }
 
@@ -207,8 +227,10 @@ impl Store {
         for (field, text) in input.texts() {
             rep.check(field, text)?;
         }
+        let bridge = self.storage.observe(self.bridge_object().await)?;
         let turn = self.turn().await;
-        let added = write::add_buildset_loading(&self.db, self.mode, input, Some(relations)).await;
+        let added =
+            write::add_buildset_loading(&self.db, self.mode, input, Some(relations), bridge).await;
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
@@ -229,15 +251,27 @@ impl Store {
         let turn = self.turn().await;
         let view = async {
             if *relations == Relations::default() {
-                if let Some(row) =
-                    write::complete_buildset_returning(&self.db, bsid, results, complete_at).await?
+                // A conflict (the last request finished between the update and the
+                // look at why it changed nothing) is run again as a transaction.
+                match write::complete_buildset_returning(
+                    &self.db,
+                    self.mode,
+                    bsid,
+                    results,
+                    complete_at,
+                )
+                .await
                 {
-                    return Ok(BuildsetView {
-                        row,
-                        stamps: None,
-                        props: None,
-                        requests: None,
-                    });
+                    Ok(Some(row)) => {
+                        return Ok(BuildsetView {
+                            row,
+                            stamps: None,
+                            props: None,
+                            requests: None,
+                        })
+                    }
+                    Ok(None) | Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e),
                 }
             }
             write::complete_buildset_loading(
@@ -255,6 +289,18 @@ impl Store {
         let view = self.storage.observe(view)?;
         self.signal.hint(bsid);
         Ok(view)
+    }
+
+    /// Cancels the unfinished build requests of a buildset, or one build request
+    /// (see [`write::cancel`]); returns the buildset's id.
+    pub async fn cancel(&self, target: write::CancelTarget) -> StoreResult<i32> {
+        let bridge = self.storage.observe(self.bridge_object().await)?;
+        let turn = self.turn().await;
+        let done = write::cancel(&self.db, self.mode, target, bridge).await;
+        drop(turn);
+        let bsid = self.storage.observe(done)?;
+        self.signal.hint(bsid);
+        Ok(bsid)
     }
 
     pub async fn ensure_builder(
