@@ -7,6 +7,7 @@ The master and worker come from the interop venv (`BUILDBOT_PYTHON`'s folder), w
 
 import asyncio
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -23,31 +24,22 @@ import websockets
 
 from conftest import database, free_port, required_env
 
-MASTER_CFG = """
-from buildbot.plugins import schedulers, steps, util, worker
-from buildsets_graphql_bridge import Bridge
-
-c = BuildmasterConfig = {{}}
-# Room for the 20 buildsets submitted at once to start together.
-c['workers'] = [worker.Worker('w1', 'pass', max_builds=20)]
-c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
-f = util.BuildFactory()
-f.addStep(steps.ShellCommand(
-    name='mark',
-    command=['sh', '-c', 'echo "mark=$BUILDSET_MARK"'],
-    env={{'BUILDSET_MARK': util.Property('mark', default='none')}},
-))
-c['builders'] = [util.BuilderConfig(name='gql', workernames=['w1'], factory=f)]
-# Buildbot wants a scheduler for every builder; this one never fires on its own.
-c['schedulers'] = [schedulers.Triggerable(name='never', builderNames=['gql'])]
-# Each buildset is built on its own, so that every request gets a build.
-c['collapseRequests'] = False
-c['services'] = [Bridge(poll_interval=1.0)]
-c['db'] = {{'db_url': {db!r}}}
+# The master.cfg an operator starts from (the README shows it): the tests run it as
+# it is, with these test builders added.
+EXAMPLE_CFG = (Path(__file__).resolve().parents[2] / "buildbot-plugin" / "master.cfg").read_text()
+TEST_EXTRAS = """
+# --- test additions ---
 c['logCompressionMethod'] = 'raw'
-c['buildbotNetUsageData'] = None
-c['title'] = 'buildsets-graphql e2e'
-c['buildbotURL'] = 'http://127.0.0.1:8010/'
+# A builder whose builds run until stopped, and one whose worker never connects
+# (its requests stay pending).
+c['workers'].append(worker.Worker('w-absent', 'pass'))
+slow = util.BuildFactory()
+slow.addStep(steps.ShellCommand(name='wait', command=['sleep', '120']))
+c['builders'] += [
+    util.BuilderConfig(name='slow', workernames=['w1'], factory=slow),
+    util.BuilderConfig(name='pending', workernames=['w-absent'], factory=slow),
+]
+c['schedulers'].append(schedulers.Triggerable(name='api-extra', builderNames=['slow', 'pending']))
 """
 
 
@@ -65,8 +57,9 @@ def sqlalchemy_url(url):
     return "postgresql+psycopg2://" + bare[len("postgres://"):]
 
 
-def run(*cmd, timeout=120):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def run(*cmd, timeout=120, env=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
     assert out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
     return out.stdout
 
@@ -80,14 +73,18 @@ class Cluster:
         self.master = self.dir / "master"
         self.worker = self.dir / "worker"
         self.pb = free_port()
+        self.www = free_port()
+        # What the example master.cfg reads from its environment.
+        self.env = {"BUILDBOT_DB_URL": sqlalchemy_url(url), "BUILDBOT_PB": f"tcp:{self.pb}:interface=127.0.0.1",
+                    "BUILDBOT_WWW_PORT": str(self.www), "BUILDBOT_URL": f"http://127.0.0.1:{self.www}/"}
         run(venv_bin("buildbot"), "create-master", "--db", sqlalchemy_url(url), str(self.master))
-        (self.master / "master.cfg").write_text(MASTER_CFG.format(pb=self.pb, db=sqlalchemy_url(url)) + extra)
+        (self.master / "master.cfg").write_text(EXAMPLE_CFG + TEST_EXTRAS + extra)
         if upgrade:
-            run(venv_bin("buildbot"), "upgrade-master", str(self.master))
+            run(venv_bin("buildbot"), "upgrade-master", str(self.master), env=self.env)
         run(venv_bin("buildbot-worker"), "create-worker", str(self.worker), f"127.0.0.1:{self.pb}", "w1", "pass")
 
     def start_master(self):
-        run(venv_bin("buildbot"), "start", str(self.master), timeout=180)
+        run(venv_bin("buildbot"), "start", str(self.master), timeout=180, env=self.env)
 
     def stop_master(self):
         subprocess.run([venv_bin("buildbot"), "stop", str(self.master)], capture_output=True, timeout=120)
@@ -158,7 +155,7 @@ ADD = """mutation($in: AddBuildsetInput!) {
 
 def submit(srv, builderid, mark, **extra):
     inp = {"reason": f"e2e {mark}", "sourcestamps": [{"stamp": {"repository": "r", "branch": "main"}}],
-           "builderids": [builderid], "properties": [{"name": "mark", "value": mark, "source": "e2e"}],
+           "builderids": [builderid], "properties": [{"name": "owner", "value": mark, "source": "e2e"}],
            **extra}
     data = srv.ok(ADD, {"in": inp})["addBuildset"]
     return data["bsid"], data["brids"][0]["buildrequestid"], time.monotonic()
@@ -184,7 +181,7 @@ def test_a_live_master_builds_what_is_submitted_here(cluster, start):
     cluster.start_worker()
     srv = start(cluster.backend, db_url=cluster.url)
     builders = cluster.wait("the master registers its builder", lambda: [
-        b for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "gql"])
+        b for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "app"])
     gql = builders[0]["builderid"]
     cluster.wait("the worker connects", lambda: cluster.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
 
@@ -209,7 +206,7 @@ def test_a_live_master_builds_what_is_submitted_here(cluster, start):
     [req] = view["buildrequests"]
     assert req["complete"] is True and req["results"] == 0
     assert [b["results"] for b in req["builds"]] == [0]
-    assert "mark=first-mark" in cluster.log_text(buildid)
+    assert "building main for first-mark" in cluster.log_text(buildid)
     # The build carries the scheduler's name, as if a Buildbot scheduler had started it.
     [(value, source)] = cluster.sql(
         "SELECT value, source FROM build_properties WHERE buildid = %s AND name = 'scheduler'", buildid)
@@ -323,7 +320,7 @@ def test_a_wamp_cluster_announces_each_request_once(router, start):
         second.start_master()
         srv = start("postgres", db_url=url)
         gql = first.wait("the builder", lambda: [
-            b["builderid"] for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "gql"])[0]
+            b["builderid"] for b in srv.ok("{ builders { builderid name } }")["builders"] if b["name"] == "app"])[0]
         first.wait("the worker connects", lambda: first.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
         first.wait("both masters are active",
                    lambda: first.sql("SELECT COUNT(*) FROM masters WHERE active != 0")[0][0] == 2)
@@ -341,3 +338,173 @@ def test_a_wamp_cluster_announces_each_request_once(router, start):
     finally:
         second.stop_master()
         first.stop()
+
+
+class MasterEvents:
+    """The messages the master's message queue delivers, read as Buildbot's own web
+    UI reads them: its WebSocket (`/ws`, startConsuming)."""
+
+    def __init__(self, cluster, paths=("buildsets/*/*", "buildrequests/*/*")):
+        from websockets.sync.client import connect
+
+        self.messages = []
+        self.lock = threading.Lock()
+        self._opened = connect(f"ws://127.0.0.1:{cluster.www}/ws", open_timeout=30)
+        self.ws = self._opened.__enter__()
+        for i, path in enumerate(paths):
+            self.ws.send(json.dumps({"cmd": "startConsuming", "path": path, "_id": i}))
+            ack = json.loads(self.ws.recv(30))
+            assert ack.get("code") == 200, ack
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for raw in self.ws:
+                msg = json.loads(raw)
+                if "k" in msg:
+                    with self.lock:
+                        self.messages.append(msg["k"])
+        except Exception:  # closed
+            pass
+
+    def count(self, key):
+        with self.lock:
+            return self.messages.count(key)
+
+    def close(self):
+        self._opened.__exit__(None, None, None)
+
+
+def force_build(cluster, builderid, owner):
+    """A force build through Buildbot's REST API (JSON-RPC), as its web UI starts one."""
+    import httpx
+
+    r = httpx.post(f"http://127.0.0.1:{cluster.www}/api/v2/forceschedulers/force", timeout=60, json={
+        "jsonrpc": "2.0", "method": "force", "id": 1,
+        "params": {"builderid": str(builderid), "owner": owner, "reason": f"forced {owner}"}})
+    assert r.status_code == 200 and "result" in r.json(), r.text
+    bsid, _ = r.json()["result"]
+    return bsid
+
+
+def live(cluster, start):
+    """The master and its worker started, a server attached, and the builders' ids."""
+    cluster.start_master()
+    cluster.start_worker()
+    srv = start(cluster.backend, db_url=cluster.url)
+    ids = cluster.wait("the master registers its builders", lambda: (lambda got: got if len(got) == 3 else None)({
+        b["name"]: b["builderid"] for b in srv.ok("{ builders { builderid name } }")["builders"]
+        if b["name"] in ("app", "slow", "pending")}))
+    cluster.wait("the worker connects", lambda: cluster.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
+    return srv, ids
+
+
+def test_a_schedulers_lifecycle_on_a_live_master(cluster, start):
+    """Submit, build at once, watch, cancel: mutation to build start; a buildset with
+    no builders; cancelling a pending and a running request; completeBuildset
+    refused while the master builds; each message counted in the master's queue."""
+    srv, ids = live(cluster, start)
+    events = MasterEvents(cluster)
+    try:
+        # Latency, one at a time: mutation answered -> build started.
+        latencies = []
+        for i in range(8):
+            bsid, brid, sent = submit(srv, ids["app"], f"latency-{i}")
+            cluster.wait("the build starts", lambda b=brid: cluster.builds_of(b), timeout=10)
+            latencies.append(time.monotonic() - sent)
+            cluster.wait("it completes", lambda b=bsid: srv.ok(
+                "query($b: Int!) { buildset(bsid: $b) { complete } }", {"b": b})["buildset"]["complete"])
+        print(f"\n{cluster.backend}: mutation to build start, 8 in turn: median "
+              f"{statistics.median(latencies):.2f} s, max {max(latencies):.2f} s")
+        assert statistics.median(latencies) <= 2, latencies
+
+        # No builders: complete at once, and the master hears it added and completed.
+        got = srv.ok("""mutation { addBuildset(input: {reason: "nothing", builderids: [],
+            sourcestamps: [{stamp: {repository: "r", branch: "main"}}]}) { bsid buildset { complete results } } }""")
+        empty = got["addBuildset"]["bsid"]
+        assert got["addBuildset"]["buildset"] == {"complete": True, "results": 0}
+        cluster.wait("its messages", lambda: events.count(f"buildsets/{empty}/complete") == 1, timeout=10)
+        assert events.count(f"buildsets/{empty}/new") == 1
+
+        # Cancel a pending request (its worker never comes): CANCELLED at once, and
+        # the master's queue carries the completion, as Buildbot's own cancel sends it.
+        bsid, brid, _ = submit(srv, ids["pending"], "to-cancel-pending")
+        cluster.wait("it is announced", lambda: events.count(f"buildrequests/{brid}/new") == 1, timeout=10)
+        got = srv.ok("""mutation($r: Int!) { cancelBuildRequest(buildrequestid: $r) {
+            complete results buildset { complete results } } }""", {"r": brid})["cancelBuildRequest"]
+        assert got == {"complete": True, "results": 6, "buildset": {"complete": True, "results": 6}}
+        cluster.wait("the completion messages", lambda: events.count(f"buildrequests/{brid}/complete") == 1
+                     and events.count(f"buildsets/{bsid}/complete") == 1, timeout=10)
+        assert not cluster.builds_of(brid)
+
+        # A running build: completeBuildset is refused; cancelling stops it on the master.
+        bsid, brid, _ = submit(srv, ids["slow"], "to-cancel-running")
+        cluster.wait("the build starts", lambda: cluster.builds_of(brid), timeout=10)
+        code, _, e = srv.err("mutation($b: Int!) { completeBuildset(bsid: $b, results: 2) { bsid } }", {"b": bsid})
+        assert code == "BUILD_REQUESTS_UNFINISHED" and e["extensions"]["buildrequestIds"] == [brid], e
+        got = srv.ok("""mutation($b: Int!) { cancelBuildset(bsid: $b) { complete
+            buildrequests { complete } } }""", {"b": bsid})["cancelBuildset"]
+        assert got == {"complete": False, "buildrequests": [{"complete": False}]}  # the master stops it
+        cluster.wait("the master stops the build and completes it", lambda: srv.ok(
+            "query($b: Int!) { buildset(bsid: $b) { complete results } }", {"b": bsid})["buildset"]
+            == {"complete": True, "results": 6}, timeout=30)
+        [(_, build_results, _)] = cluster.builds_of(brid)
+        assert build_results == 6
+        view = srv.ok("query($b: Int!) { buildset(bsid: $b) { buildrequests { complete results } } }",
+                      {"b": bsid})["buildset"]
+        assert view["buildrequests"] == [{"complete": True, "results": 6}]
+        assert events.count(f"buildsets/{bsid}/complete") == 1
+
+        assert "Traceback" not in cluster.log(), cluster.log()[-4000:]
+    finally:
+        events.close()
+
+
+def test_a_burst_of_force_builds_and_submissions_is_announced_once_each(cluster, start):
+    """50 force builds through Buildbot's REST API alongside 50 submissions here,
+    all at once: every buildset's `new` message is delivered by the master's queue
+    exactly once (the master announces its own, the bridge only what was written
+    here), and every one is built and completed."""
+    srv, ids = live(cluster, start)
+    events = MasterEvents(cluster)
+    try:
+        ours, theirs, lock = [], [], threading.Lock()
+
+        def one_here(i):
+            r = submit(srv, ids["app"], f"burst-{i}")
+            with lock:
+                ours.append(r[0])
+
+        def one_forced(i):
+            b = force_build(cluster, ids["app"], f"forced-{i}")
+            with lock:
+                theirs.append(b)
+
+        threads = [threading.Thread(target=fn, args=(i,)) for i in range(50) for fn in (one_here, one_forced)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert len(ours) == 50 and len(theirs) == 50
+        for b in ours + theirs:
+            cluster.wait("every buildset completes", lambda b=b: srv.ok(
+                "query($b: Int!) { buildset(bsid: $b) { complete } }", {"b": b})["buildset"]["complete"], timeout=180)
+        time.sleep(2)  # anything announced late would show now
+        twice = [b for b in ours + theirs if events.count(f"buildsets/{b}/new") > 1]
+        never = [b for b in ours + theirs if events.count(f"buildsets/{b}/new") == 0]
+        print(f"{cluster.backend}: burst of 50 + 50: announced twice {len(twice)}, never {len(never)}")
+        assert twice == [] and never == [], (twice, never)
+        for b in ours + theirs:
+            assert events.count(f"buildsets/{b}/complete") == 1, b
+        assert cluster.sql("SELECT COUNT(*) FROM buildrequests WHERE complete = 0")[0][0] == 0
+        log = cluster.log()
+        assert "Traceback" not in log, log[-4000:]
+    finally:
+        events.close()
+
+
+def test_the_readme_shows_the_master_cfg_the_tests_run():
+    """The operator copies the README's master.cfg: it is the file this suite runs."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split("<!-- master.cfg -->\n```python\n", 1)[1].split("```\n<!-- /master.cfg -->", 1)[0]
+    assert shown == EXAMPLE_CFG
