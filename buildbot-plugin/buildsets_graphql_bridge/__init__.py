@@ -50,6 +50,9 @@ from buildbot.util import datetime2epoch, service
 
 CHANNEL = "buildsets_graphql"
 REASON = "cancelled through buildsets-graphql"
+# A buildset complete for longer than this when its row is first read (the bridge
+# was not running) is not announced.
+STALE_SECONDS = 600
 # The object buildsets-graphql leaves its rows under (its Store finds or makes it
 # the same way, by name and class name).
 OBJECT_CLASS = "buildsets_graphql_bridge.Bridge"
@@ -248,6 +251,11 @@ class Bridge(service.BuildbotService):
         """What Buildbot's data-layer addBuildset does after its database write."""
         bsdict = yield self.master.db.buildsets.getBuildset(bsid)
         if bsdict is None:
+            return
+        if (not complete and bsdict.complete and bsdict.complete_at is not None
+                and time.time() - datetime2epoch(bsdict.complete_at) > STALE_SECONDS):
+            # Left while no bridge ran, and long finished: news to no one.
+            log.msg(f"buildsets-graphql bridge: buildset {bsid} finished long ago, not announced")
             return
         brids = yield self._requests_of(bsid)
         if brids:

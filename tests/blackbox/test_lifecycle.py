@@ -5,6 +5,7 @@ complete a buildset whose build requests the master has not finished."""
 
 import asyncio
 import sqlite3
+import urllib.parse
 
 import pytest
 
@@ -26,6 +27,11 @@ def sql(url, statement):
         with sqlite3.connect(path) as db:
             db.execute(statement)
         return
+    if url.startswith("mysql"):
+        with mysql(url) as conn, conn.cursor() as cur:
+            cur.execute(statement)
+            conn.commit()
+        return
     import psycopg2
 
     conn = psycopg2.connect(url.split("?")[0])
@@ -36,12 +42,20 @@ def sql(url, statement):
         conn.close()
 
 
+def mysql(url):
+    import pymysql
+
+    parts = urllib.parse.urlsplit(url)
+    return pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+                           password=parts.password or "", database=parts.path.lstrip("/"))
+
+
 def stamp(branch):
     return [{"stamp": {"repository": "https://example.org/r.git", "branch": branch}}]
 
 
 @pytest.mark.parametrize("attached", [False, True], ids=["standalone", "attached"])
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_a_buildset_with_no_builders_is_complete_at_once(start, backend, attached):
     url = database(backend)
     if attached:
@@ -76,7 +90,7 @@ def test_a_buildset_with_no_builders_is_complete_at_once(start, backend, attache
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_attached_complete_buildset_waits_for_the_masters_requests(start, backend):
     url = database(backend)
     buildbot("create", url)
@@ -127,6 +141,10 @@ def rows(url, query):
         path = url.split("://", 1)[1].split("?", 1)[0]
         with sqlite3.connect(path) as db:
             return db.execute(query).fetchall()
+    if url.startswith("mysql"):
+        with mysql(url) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            return [tuple(r) for r in cur.fetchall()]
     import psycopg2
 
     conn = psycopg2.connect(url.split("?")[0])
@@ -144,7 +162,7 @@ CANCEL_BR = """mutation($r: Int!) { cancelBuildRequest(buildrequestid: $r) {
   buildrequestid complete results buildset { complete results } } }"""
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_standalone_cancel(start, backend):
     """Standalone, cancelling completes the requests with CANCELLED (6), then the
     buildset with the worst of its requests' results; the write token is needed, and
@@ -186,7 +204,7 @@ def test_standalone_cancel(start, backend):
     assert srv.err(CANCEL_BR, {"r": brids[1] + 100}, token="w")[0] == "NOT_FOUND"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_attached_cancel_and_what_the_bridge_is_left(start, backend):
     """Attached to a Buildbot database: an unclaimed request is claimed (in the name
     of a master, as Buildbot's cancel claims it) and completed at once, and the
