@@ -124,6 +124,84 @@ def test_sqlite_writes_failing_for_want_of_space_then_recovering(start):
     assert err is None and bsid not in handed, (bsid, err)
 
 
+
+def mounted_tmpfs(size):
+    """A fresh tmpfs of `size` (as mount(8) writes it), or a skip saying why not."""
+    import os
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("a tmpfs needs root to mount (the RLIMIT_FSIZE test covers SQLite without it)")
+    where = tempfile.mkdtemp(prefix="bsgql-full-")
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    return where
+
+
+def test_sqlite_on_a_full_disk_then_space_freed(start):
+    """The disk itself fills (a 4 MB tmpfs filled by another file), then space is
+    freed: what was acknowledged is there, the rest is not, and writes recover."""
+    import os
+
+    where = mounted_tmpfs("4m")
+    try:
+        url = f"sqlite://{where}/buildsets.db?mode=rwc"
+        srv = start("sqlite", db_url=url)
+        builder = builder_of(srv)
+        acked = {}
+        for n in range(5):
+            bsid, err = add(srv, builder, n)
+            assert err is None, err
+            acked[bsid] = n
+        filler = os.path.join(where, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        # SQLite reuses its write-ahead log's space once a checkpoint has run, so on
+        # a full disk some writes still pass (seen: --+++++---+++++-+++++-): each is
+        # acknowledged only once committed, and each refusal is UNAVAILABLE.
+        refused, ready_while_failing = 0, set()
+        for n in range(5, 40):
+            bsid, err = add(srv, builder, n)
+            if bsid is not None:
+                acked[bsid] = n
+                continue
+            refused += 1
+            assert err["extensions"]["code"] == "UNAVAILABLE", err
+            assert err["extensions"]["retryAfter"] > 0, err
+            ready_while_failing.add(srv.http.get("/readyz").status_code)
+        assert refused >= 5, "the full disk did not make writes fail"
+        assert ready_while_failing == {503}, ready_while_failing
+        assert srv.proc.poll() is None
+
+        os.remove(filler)
+        handed = set(acked)
+        for n in range(40, 55):
+            t0 = time.monotonic()
+            bsid, err = add(srv, builder, n)
+            assert err is None, err
+            assert bsid not in handed, f"bsid {bsid} handed out twice"
+            handed.add(bsid)
+            acked[bsid] = n
+            assert time.monotonic() - t0 < 5, f"write {n} took {time.monotonic() - t0:.1f} s"
+        assert srv.http.get("/readyz").status_code == 200
+        check_durable(acked, rows_sqlite(f"{where}/buildsets.db"))
+        read_back(srv, acked)
+        srv.stop()
+        again = start("sqlite", db_url=url)
+        check_durable(acked, rows_sqlite(f"{where}/buildsets.db"))
+        read_back(again, acked)
+        again.stop()
+    finally:
+        subprocess.run(["umount", "-l", where], capture_output=True)
+
+
 # What each database says when it is out of space, raised by a trigger on the last
 # table an addBuildset writes, so that earlier rows of the transaction exist.
 TRIGGERS = {
