@@ -64,6 +64,9 @@ class Bridge(service.BuildbotService):
     def checkConfig(self, poll_interval=0.25, grace=None, **kwargs):
         if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
             config.error("Bridge: poll_interval must be a positive number of seconds")
+        unknown = sorted(set(kwargs) - {"name"})
+        if unknown:
+            config.error(f"Bridge: unknown argument(s) {', '.join(unknown)}; it takes poll_interval (seconds)")
 
     def reconfigService(self, poll_interval=0.25, grace=None, **kwargs):
         if grace is not None:
@@ -88,6 +91,8 @@ class Bridge(service.BuildbotService):
             self._listener.start()
         self._loop = task.LoopingCall(self._tick)
         self._loop.start(self.poll_interval, now=True)
+        log.msg(f"buildsets-graphql bridge: started (object {self.objectid}, reading its rows every "
+                f"{self.poll_interval:g} s{' and on NOTIFY ' + CHANNEL if self._listener else ''})")
 
     @defer.inlineCallbacks
     def stopService(self):

@@ -20,7 +20,7 @@ pub enum StoreError {
     RequestComplete(i32),
     /// Attached to a master: the buildset has build requests the master has not
     /// finished, so it is the master's to complete.
-    #[error("buildset {bsid} has unfinished build requests ({}): the Buildbot master completes it when they finish; cancel them in Buildbot to stop them", brids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))]
+    #[error("buildset {bsid} has unfinished build requests ({}): the Buildbot master completes it when they finish; cancel them (cancelBuildset) to stop them", brids.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))]
     RequestsUnfinished { bsid: i32, brids: Vec<i32> },
     /// A concurrent writer got in the way (e.g. the row a unique key pointed at was
     /// rolled back between our insert and our read); running again resolves it.

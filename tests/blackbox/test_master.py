@@ -54,6 +54,8 @@ def sqlalchemy_url(url):
     if url.startswith("sqlite://"):
         return "sqlite:///" + url[len("sqlite://"):].split("?")[0]
     bare = url.split("?")[0]
+    if bare.startswith("mysql://"):
+        return "mysql+pymysql://" + bare[len("mysql://"):]
     return "postgresql+psycopg2://" + bare[len("postgres://"):]
 
 
@@ -108,11 +110,17 @@ class Cluster:
             path = self.url[len("sqlite://"):].split("?")[0]
             with sqlite3.connect(path, timeout=10) as conn:
                 return conn.execute(query.replace("%s", "?"), args).fetchall()
-        import psycopg2
-
         parts = urllib.parse.urlsplit(self.url.split("?")[0])
-        conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432,
-                                user=parts.username or "postgres", dbname=parts.path.lstrip("/"))
+        if self.url.startswith("mysql://"):
+            import pymysql
+
+            conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+                                   password=parts.password or "", database=parts.path.lstrip("/"), autocommit=True)
+        else:
+            import psycopg2
+
+            conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432,
+                                    user=parts.username or "postgres", dbname=parts.path.lstrip("/"))
         try:
             with conn.cursor() as cur:
                 cur.execute(query, args)
@@ -139,7 +147,7 @@ class Cluster:
         return "".join(r[0] if isinstance(r[0], str) else bytes(r[0]).decode() for r in rows)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def cluster(request):
     url = database(request.param)
     c = Cluster(url)
@@ -396,7 +404,16 @@ def live(cluster, start):
         b["name"]: b["builderid"] for b in srv.ok("{ builders { builderid name } }")["builders"]
         if b["name"] in ("app", "slow", "pending")}))
     cluster.wait("the worker connects", lambda: cluster.sql("SELECT COUNT(*) FROM connected_workers")[0][0])
+    # An operator can see the bridge is loaded before submitting anything.
+    assert "buildsets-graphql bridge: started" in cluster.log()
     return srv, ids
+
+
+def test_the_bridge_refuses_arguments_it_does_not_take():
+    out = subprocess.run([required_env("BUILDBOT_PYTHON"), "-c",
+                          "from buildsets_graphql_bridge import Bridge; Bridge(pol_interval=1)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "unknown argument(s) pol_interval" in out.stderr, out.stderr
 
 
 def test_a_schedulers_lifecycle_on_a_live_master(cluster, start):
