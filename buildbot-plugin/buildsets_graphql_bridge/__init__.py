@@ -21,7 +21,9 @@ each write the master must hear of:
   ``/buildrequests/<brid>``), which stops its build; Buildbot then completes the
   request and the buildset with CANCELLED and sends its messages.
 - ``cancelled:<brid>``: an unclaimed request buildsets-graphql cancelled itself;
-  this service sends the completion messages Buildbot's cancel would have sent.
+  this service sends the completion messages Buildbot's cancel would have sent;
+  ``completed:<bsid>``: a buildset it completed when cancelling found nothing left
+  to cancel; this service sends its completion message.
 
 Each row is deleted once acted on. In ``master.cfg``::
 
@@ -175,7 +177,7 @@ class Bridge(service.BuildbotService):
         if not (yield self._leads()):
             return
         rows = yield self.master.db.pool.do(self._rows)
-        announce, cancel, cancelled = [], [], {}
+        announce, cancel, cancelled, completed = [], [], {}, []
         for name, value in rows:
             kind, _, ident = name.partition(":")
             if not ident.isdigit():
@@ -188,6 +190,8 @@ class Bridge(service.BuildbotService):
                 announce.append((int(ident), bool(value.get("complete")), name))
             elif kind == "cancel":
                 cancel.append((int(ident), name))
+            elif kind == "completed":
+                completed.append((int(ident), name))
             elif kind == "cancelled":
                 cancelled.setdefault(value.get("bsid"), []).append((int(ident), bool(value.get("buildset_complete")), name))
         for bsid, complete, name in sorted(announce):
@@ -197,6 +201,11 @@ class Bridge(service.BuildbotService):
             yield self._completed(bsid, sorted(b for b, _, _ in items), any(c for _, c, _ in items))
             for _, _, name in items:
                 yield self._done(name)
+        for bsid, name in sorted(completed):
+            bsdict = yield self.master.db.buildsets.getBuildset(bsid)
+            if bsdict is not None and bsdict.complete:
+                yield self._buildset_complete(bsdict)
+            yield self._done(name)
         for brid, name in sorted(cancel):
             try:
                 yield self.master.data.control("cancel", {"reason": REASON}, ("buildrequests", brid))
@@ -210,7 +219,7 @@ class Bridge(service.BuildbotService):
         q = (
             sa.select(st.c.name, st.c.value_json)
             .where(st.c.objectid == self.objectid)
-            .where(sa.or_(st.c.name.like("announce:%"), st.c.name.like("cancel:%"), st.c.name.like("cancelled:%")))
+            .where(sa.or_(*(st.c.name.like(f"{kind}:%") for kind in ("announce", "cancel", "cancelled", "completed"))))
             .limit(1000)
         )
         return [(r[0], r[1]) for r in conn.execute(q).fetchall()]

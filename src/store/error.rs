@@ -50,10 +50,21 @@ impl StoreError {
                 DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
                 | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
                 | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)),
-            ) => matches!(
-                **e,
-                E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
-            ),
+            ) => {
+                matches!(
+                    **e,
+                    E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_)
+                ) || e.as_database_error().is_some_and(|db| {
+                    // The database did not answer in time: PostgreSQL's statement
+                    // timeout (57014) or lock timeout (55P03); MySQL's lock wait
+                    // timeout (1205, SQLSTATE HY000) or statement time limit (3024).
+                    let code = db.code().unwrap_or_default();
+                    matches!(&*code, "57014" | "55P03")
+                        || db
+                            .try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
+                            .is_some_and(|m| matches!(m.number(), 1205 | 3024))
+                })
+            }
             _ => false,
         }
     }

@@ -950,28 +950,47 @@ async fn cancel_in(
     target: CancelTarget,
     bridge: Option<i32>,
 ) -> StoreResult<i32> {
-    let (bsid, unfinished) = match target {
+    // Cancels and completions of one buildset take turns on its row (a request's
+    // buildset never changes, so it is read first without a lock): two cancels of
+    // its requests at once must not each see the other's request unfinished and
+    // leave the buildset incomplete for ever. Every read after the lock is a locking
+    // read, which sees what committed meanwhile (MySQL's plain reads would see the
+    // transaction's first snapshot). SQLite's write transactions already take turns.
+    let bsid = match target {
+        CancelTarget::BuildRequest(brid) => buildrequests::Entity::find_by_id(brid)
+            .select_only()
+            .column(buildrequests::Column::Buildsetid)
+            .into_tuple::<i32>()
+            .one(txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("build request {brid} does not exist")))?,
+        CancelTarget::Buildset(bsid) => bsid,
+    };
+    let buildset = buildsets::Entity::find_by_id(bsid)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("buildset {bsid} does not exist")))?;
+    let unfinished = match target {
         CancelTarget::BuildRequest(brid) => {
-            let row = buildrequests::Entity::find_by_id(brid)
+            let complete = buildrequests::Entity::find_by_id(brid)
+                .select_only()
+                .column(buildrequests::Column::Complete)
+                .lock_exclusive()
+                .into_tuple::<Option<i32>>()
                 .one(txn)
                 .await?
-                .ok_or_else(|| {
-                    StoreError::NotFound(format!("build request {brid} does not exist"))
-                })?;
-            if row.complete.unwrap_or(0) == 1 {
+                .flatten();
+            if complete.unwrap_or(0) == 1 {
                 return Err(StoreError::RequestComplete(brid));
             }
-            (row.buildsetid, vec![brid])
+            vec![brid]
         }
-        CancelTarget::Buildset(bsid) => {
-            let row = buildsets::Entity::find_by_id(bsid)
-                .one(txn)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("buildset {bsid} does not exist")))?;
-            if row.complete == 1 {
+        CancelTarget::Buildset(_) => {
+            if buildset.complete == 1 {
                 return Err(StoreError::AlreadyComplete(bsid));
             }
-            (bsid, unfinished_requests(txn, bsid).await?)
+            unfinished_requests(txn, bsid, true).await?
         }
     };
     let now = super::now();
@@ -988,7 +1007,7 @@ async fn cancel_in(
             .exec(txn)
             .await?;
     }
-    let completed = unfinished_requests(txn, bsid).await?.is_empty()
+    let completed = unfinished_requests(txn, bsid, true).await?.is_empty()
         && complete_when_done(txn, bsid, now).await?;
     if let Some(objectid) = bridge.filter(|_| mode == SchemaMode::Attached) {
         for brid in &running {
@@ -1000,14 +1019,26 @@ async fn cancel_in(
             let value = format!(r#"{{"bsid": {bsid}, "buildset_complete": {completed}}}"#);
             super::bridge::leave(txn, objectid, &format!("cancelled:{brid}"), &value).await?;
         }
+        if completed && ours.is_empty() {
+            // Nothing was left to cancel, but the buildset was completed here.
+            super::bridge::leave(txn, objectid, &format!("completed:{bsid}"), "{}").await?;
+        }
         notify(txn, 'x', bsid).await?;
     }
     Ok(bsid)
 }
 
-/// The unfinished build requests of `bsid`, by id.
-async fn unfinished_requests(db: &impl ConnectionTrait, bsid: i32) -> StoreResult<Vec<i32>> {
-    Ok(buildrequests::Entity::find()
+/// The unfinished build requests of `bsid`, by id; `lock`: a locking read.
+async fn unfinished_requests(
+    db: &impl ConnectionTrait,
+    bsid: i32,
+    lock: bool,
+) -> StoreResult<Vec<i32>> {
+    let mut find = buildrequests::Entity::find();
+    if lock {
+        find = find.lock_exclusive();
+    }
+    Ok(find
         .select_only()
         .column(buildrequests::Column::Id)
         .filter(buildrequests::Column::Buildsetid.eq(bsid))
@@ -1100,6 +1131,7 @@ async fn claim(
 /// FAILURE, WARNINGS, SUCCESS, SKIPPED), unless it is complete already.
 async fn complete_when_done(txn: &DatabaseTransaction, bsid: i32, now: i32) -> StoreResult<bool> {
     let results: Vec<Option<i16>> = buildrequests::Entity::find()
+        .lock_exclusive()
         .select_only()
         .column(buildrequests::Column::Results)
         .filter(buildrequests::Column::Buildsetid.eq(bsid))

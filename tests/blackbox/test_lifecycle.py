@@ -246,3 +246,93 @@ def test_attached_cancel_and_what_the_bridge_is_left(start, backend):
     # to complete; until then completeBuildset is refused, naming the request.
     code, _, e = srv.err(COMPLETE, {"b": bsid, "r": 6})
     assert code == "BUILD_REQUESTS_UNFINISHED" and e["extensions"]["buildrequestIds"] == [brids[1]], e
+
+
+def at_once(calls):
+    """Runs the (query, variables) calls at the same moment; their bodies, in order."""
+    import threading
+
+    import httpx
+
+    bodies = [None] * len(calls)
+    go = threading.Barrier(len(calls))
+
+    def one(i, srv, q, v):
+        with httpx.Client(base_url=srv.base, timeout=60) as c:
+            go.wait()
+            bodies[i] = c.post("/graphql", json={"query": q, "variables": v}).json()
+
+    threads = [threading.Thread(target=one, args=(i, *call)) for i, call in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    return bodies
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["standalone", "attached"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_concurrent_cancels_and_completions_take_turns(start, backend, attached):
+    """Cancels and completions of one buildset at the same moment end as one after
+    the other would: two cancels of its two requests complete the buildset (each
+    once saw the other's request unfinished, and the buildset stayed incomplete for
+    ever); ten cancels of one request: one succeeds; a completion racing a cancel
+    never leaves CANCELLED requests under another result."""
+    url = database(backend)
+    if attached:
+        buildbot("create", url)
+    srv = start(backend, db_url=url)
+    a = srv.ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
+    b = srv.ok('mutation { ensureBuilder(name: "b") { builderid } }')["ensureBuilder"]["builderid"]
+    for _ in range(6):
+        got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]
+        bsid = got["bsid"]
+        x, y = sorted(r["buildrequestid"] for r in got["brids"])
+        bodies = at_once([(srv, CANCEL_BR, {"r": x}), (srv, CANCEL_BR, {"r": y})])
+        assert all("errors" not in body for body in bodies), bodies
+        assert srv.ok(READ, {"b": bsid})["buildset"]["complete"] is True, (bsid, bodies)
+        assert srv.ok(READ, {"b": bsid})["buildset"]["results"] == 6
+
+        got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a]}})["addBuildset"]
+        brid = got["brids"][0]["buildrequestid"]
+        bodies = at_once([(srv, CANCEL_BR, {"r": brid})] * 10)
+        codes = sorted(body["errors"][0]["extensions"]["code"] if "errors" in body else "OK" for body in bodies)
+        assert codes == ["ALREADY_COMPLETE"] * 9 + ["OK"], bodies
+
+    if attached:
+        return  # completeBuildset waits for the requests there (test above)
+    for _ in range(6):
+        bsid = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]["bsid"]
+        bodies = at_once([(srv, CANCEL_BS, {"b": bsid}), (srv, COMPLETE, {"b": bsid, "r": 2})])
+        oks = [body for body in bodies if "errors" not in body]
+        assert len(oks) == 1, bodies
+        view = srv.ok("query($b: Int!) { buildset(bsid: $b) { results buildrequests { complete results } } }",
+                      {"b": bsid})["buildset"]
+        if "cancelBuildset" in oks[0]["data"]:
+            assert view == {"results": 6, "buildrequests": [{"complete": True, "results": 6}] * 2}, view
+        else:
+            assert view == {"results": 2, "buildrequests": [{"complete": False, "results": None}] * 2}, view
+
+
+def test_a_lock_wait_past_the_statement_timeout_is_unavailable(start):
+    """A cancel blocked on a row another session holds, past --statement-timeout:
+    UNAVAILABLE (the database did not answer in time), not INTERNAL; nothing written."""
+    import threading
+
+    import psycopg2
+
+    url = database("postgres")
+    srv = start("postgres", "--statement-timeout", "2", db_url=url)
+    a = srv.ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
+    bsid = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a]}})["addBuildset"]["bsid"]
+    holder = psycopg2.connect(url.split("?")[0])
+    try:
+        cur = holder.cursor()
+        cur.execute("SELECT id FROM buildsets WHERE id = %s FOR UPDATE", (bsid,))
+        code, _, e = srv.err(CANCEL_BS, {"b": bsid})
+        assert code == "UNAVAILABLE", e
+    finally:
+        holder.rollback()
+        holder.close()
+    assert srv.ok(READ, {"b": bsid})["buildset"]["complete"] is False
+    assert srv.ok(CANCEL_BS, {"b": bsid})["cancelBuildset"]["complete"] is True
