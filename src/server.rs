@@ -912,7 +912,19 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     let mode = store.mode();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (router, live) = app_with_shutdown(&config, store, shutdown_rx)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} ({e}){}",
+                config.listen,
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    ": another process holds it; stop it, or choose another address with --listen"
+                } else {
+                    ""
+                }
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(?mode, "database ready");
     println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");

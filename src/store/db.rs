@@ -134,9 +134,20 @@ impl Timeouts {
 
 /// `host:port` of a database URL, without user or password, for messages.
 pub fn url_host(url: &str) -> String {
+    if let Some(path) = sqlite_path(url) {
+        return path.to_owned();
+    }
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     rest.split(['/', '?']).next().unwrap_or_default().to_owned()
+}
+
+/// The file of a SQLite URL (what follows `sqlite://`, without its options).
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split('?').next().unwrap_or_default())
 }
 
 /// Opens a connection pool with the per-backend settings the store relies on.
@@ -295,12 +306,28 @@ async fn explain_connect(url: &str, err: DbErr) -> PrepareError {
                 .await
                 .map(|_| ())
         };
-        res.err().map(|e| e.to_string())
+        // The database's own words, without what its server adds for its own
+        // developers (PostgreSQL's "at line 768" of its source).
+        res.err().map(|e| match e.as_database_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        })
     };
-    let cause = tokio::time::timeout(Duration::from_secs(10), direct)
+    let mut cause = tokio::time::timeout(Duration::from_secs(10), direct)
         .await
         .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()))
         .unwrap_or_else(|| err.to_string());
+    if let Some(path) = sqlite_path(url).filter(|_| !is_sqlite_memory(url)) {
+        let file = std::path::Path::new(path);
+        let folder = file.parent().filter(|f| !f.as_os_str().is_empty());
+        if let Some(folder) = folder.filter(|f| !f.is_dir()) {
+            cause.push_str(&format!("; there is no folder {}", folder.display()));
+        } else if !url.contains("mode=rwc") && !file.exists() {
+            cause.push_str(&format!(
+                "; there is no such file: to create it, add ?mode=rwc (--database-url 'sqlite://{path}?mode=rwc')"
+            ));
+        }
+    }
     PrepareError::Unreachable { host, cause }
 }
 

@@ -1,0 +1,98 @@
+"""Start-up errors that say what to do, read from the binary's own output: each names
+what was wrong and what to write instead. URLs copied from a Buildbot master.cfg
+(SQLAlchemy's `dialect+driver://`) name the same database here."""
+
+import os
+import socket
+import subprocess
+import tempfile
+
+import httpx
+import pytest
+
+from conftest import BIN, database, free_port
+
+
+def fails(*args, cwd=None):
+    out = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert out.returncode != 0, out
+    return out.stdout + out.stderr
+
+
+def test_sqlite_file_missing_says_how_to_create_it():
+    folder = tempfile.mkdtemp()
+    text = fails("--database-url", "sqlite://fresh.db", "--listen", "127.0.0.1:0", cwd=folder)
+    assert "at fresh.db:" in text and "add ?mode=rwc" in text and "sqlite://fresh.db?mode=rwc" in text, text
+    assert not os.path.exists(os.path.join(folder, "fresh.db"))
+    # An absolute path is named (it was an empty location), and a missing folder said.
+    text = fails("--database-url", f"sqlite://{folder}/nowhere/abs.db?mode=rwc", "--listen", "127.0.0.1:0")
+    assert f"at {folder}/nowhere/abs.db:" in text and f"there is no folder {folder}/nowhere" in text, text
+
+
+def test_postgres_errors_without_the_servers_source_lines():
+    text = fails("--database-url", "postgres://nosuchuser@127.0.0.1/x", "--listen", "127.0.0.1:0",
+                 "--db-connect-timeout", "5")
+    assert 'role "nosuchuser" does not exist' in text, text
+    assert "at line" not in text, text
+
+
+def test_listen_takes_names_and_says_what_to_write():
+    for bad, why in (("8080", "has no port"), ("no-such-host.invalid:80", "is not an address")):
+        text = fails("--listen", bad)
+        assert why in text and "127.0.0.1:8080" in text and "localhost:8080" in text, text
+
+
+def test_listen_on_localhost_serves():
+    port = free_port()
+    proc = subprocess.Popen([BIN, "--database-url", database("sqlite"), "--listen", f"localhost:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                import time
+
+                time.sleep(0.1)
+        else:
+            raise AssertionError("no answer on localhost")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_port_in_use_is_named():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        text = fails("--database-url", database("sqlite"), "--listen", f"127.0.0.1:{port}")
+        assert f"cannot listen on 127.0.0.1:{port}" in text and "--listen" in text, text
+    finally:
+        holder.close()
+
+
+def test_an_unknown_database_kind_lists_the_ones_spoken():
+    text = fails("--database-url", "oracle://scott@db/orcl")
+    assert "postgres://USER@HOST/DB" in text and "mysql://USER@HOST/DB" in text and "sqlite://PATH" in text, text
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg2", "postgresql"])
+def test_a_master_cfg_postgresql_url_names_the_same_database(start, scheme):
+    url = database("postgres")
+    theirs = url.replace("postgres://", f"{scheme}://", 1)
+    srv = start("postgres", db_url=theirs)
+    srv.ok('mutation { ensureBuilder(name: "from-master-cfg") { builderid } }')
+    same = start("postgres", db_url=url)
+    assert [b["name"] for b in same.ok("{ builders { name } }")["builders"]] == ["from-master-cfg"]
+
+
+@pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb"])
+def test_a_master_cfg_mysql_url_names_the_same_database(start, scheme):
+    url = database("mysql")
+    srv = start("mysql", db_url=url.replace("mysql://", f"{scheme}://", 1))
+    srv.ok('mutation { ensureBuilder(name: "from-master-cfg") { builderid } }')
+    same = start("mysql", db_url=url)
+    assert [b["name"] for b in same.ok("{ builders { name } }")["builders"]] == ["from-master-cfg"]
