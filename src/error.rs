@@ -91,13 +91,8 @@ pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
         e @ (StoreError::AlreadyComplete(_) | StoreError::RequestComplete(_)) => {
             coded(Code::AlreadyComplete, e.to_string())
         }
-        StoreError::RequestsUnfinished { bsid, brids } => {
-            let message = StoreError::RequestsUnfinished {
-                bsid,
-                brids: brids.clone(),
-            }
-            .to_string();
-            coded(Code::BuildRequestsUnfinished, message)
+        ref e @ StoreError::RequestsUnfinished { ref brids, .. } => {
+            coded(Code::BuildRequestsUnfinished, e.to_string())
                 .extend_with(|_, x| x.set("buildrequestIds", brids.clone()))
         }
         err if err.is_storage_fault() => {

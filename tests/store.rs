@@ -476,15 +476,15 @@ async fn complete_and_its_errors(t: TestDb) {
         .unwrap()
         .builderid;
     let bsid = add(&t, &buildset(vec![stamp("m")], vec![b])).await;
-    let err = write::complete_buildset(&t.db, t.mode, bsid, 7, None)
+    let err = store::complete::complete_buildset(&t.db, t.mode, bsid, 7, None)
         .await
         .expect_err("bad code");
     assert_eq!(field_of(err), "results");
-    let err = write::complete_buildset(&t.db, t.mode, bsid, -1, None)
+    let err = store::complete::complete_buildset(&t.db, t.mode, bsid, -1, None)
         .await
         .expect_err("bad code");
     assert_eq!(field_of(err), "results");
-    let done = write::complete_buildset(&t.db, t.mode, bsid, 2, Some(1_700_000_500))
+    let done = store::complete::complete_buildset(&t.db, t.mode, bsid, 2, Some(1_700_000_500))
         .await
         .expect("complete");
     assert_eq!(
@@ -496,16 +496,16 @@ async fn complete_and_its_errors(t: TestDb) {
         (true, Some(2), Some(1_700_000_500))
     );
     assert!(matches!(
-        write::complete_buildset(&t.db, t.mode, bsid, 0, None).await,
+        store::complete::complete_buildset(&t.db, t.mode, bsid, 0, None).await,
         Err(StoreError::AlreadyComplete(id)) if id == bsid
     ));
     assert!(matches!(
-        write::complete_buildset(&t.db, t.mode, bsid + 1000, 0, None).await,
+        store::complete::complete_buildset(&t.db, t.mode, bsid + 1000, 0, None).await,
         Err(StoreError::NotFound(_))
     ));
     let other = add(&t, &buildset(vec![stamp("m")], vec![b])).await;
     let now = store::now();
-    let done = write::complete_buildset(&t.db, t.mode, other, 0, None)
+    let done = store::complete::complete_buildset(&t.db, t.mode, other, 0, None)
         .await
         .unwrap();
     assert!(done.complete_at.unwrap().timestamp() >= i64::from(now));
@@ -603,13 +603,13 @@ async fn fixture(t: &TestDb) -> Vec<i32> {
         };
         ids.push(add(t, &input).await);
     }
-    write::complete_buildset(&t.db, t.mode, ids[0], 2, Some(5000))
+    store::complete::complete_buildset(&t.db, t.mode, ids[0], 2, Some(5000))
         .await
         .unwrap();
-    write::complete_buildset(&t.db, t.mode, ids[1], 0, Some(4000))
+    store::complete::complete_buildset(&t.db, t.mode, ids[1], 0, Some(4000))
         .await
         .unwrap();
-    write::complete_buildset(&t.db, t.mode, ids[2], 2, Some(4000))
+    store::complete::complete_buildset(&t.db, t.mode, ids[2], 2, Some(4000))
         .await
         .unwrap();
     ids
@@ -1085,7 +1085,7 @@ async fn concurrent_completions(t: TestDb) {
     for i in 0..20 {
         let db = t.db.clone();
         tasks.push(tokio::spawn(async move {
-            write::complete_buildset(&db, SchemaMode::Standalone, bsid, i % 7, None).await
+            store::complete::complete_buildset(&db, SchemaMode::Standalone, bsid, i % 7, None).await
         }));
     }
     let (mut ok, mut already) = (0, 0);
@@ -1247,13 +1247,13 @@ async fn no_builders_is_complete_at_once(t: TestDb) {
     assert_eq!(row.results, Some(0));
     assert!(row.complete_at.unwrap().timestamp() >= i64::from(before));
     assert!(matches!(
-        write::complete_buildset(&t.db, t.mode, bsid, 2, None).await,
+        store::complete::complete_buildset(&t.db, t.mode, bsid, 2, None).await,
         Err(StoreError::AlreadyComplete(id)) if id == bsid
     ));
 }
 
 async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
-    use store::write::CancelTarget;
+    use store::cancel::CancelTarget;
     let (a, b) = (builder(&t, "a").await, builder(&t, "b").await);
     let bsid = add(&t, &buildset(vec![stamp("m")], vec![a, b])).await;
     let brids: Vec<i32> = read::buildrequests_of_buildsets(&t.db, &[bsid])
@@ -1264,7 +1264,8 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
         .collect();
     assert_eq!(brids.len(), 2);
     // One request: it is CANCELLED, the buildset still waits for the other.
-    let got = write::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await;
+    let got =
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await;
     assert_eq!(got.unwrap(), bsid);
     let mut reqs = read::buildrequests_by_ids(&t.db, &brids).await.unwrap();
     reqs.sort_by_key(|r| r.buildrequestid);
@@ -1282,7 +1283,7 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
             .complete
     );
     assert!(matches!(
-        write::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await,
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await,
         Err(StoreError::RequestComplete(id)) if id == brids[0]
     ));
     // The other finishes with FAILURE; then cancelling the buildset completes it
@@ -1298,7 +1299,7 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
     .await
     .unwrap();
     assert_eq!(
-        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None)
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None)
             .await
             .unwrap(),
         bsid
@@ -1306,15 +1307,15 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
     let row = read::get_buildset(&t.db, bsid).await.unwrap().unwrap();
     assert_eq!((row.complete, row.results), (true, Some(6)));
     assert!(matches!(
-        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None).await,
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None).await,
         Err(StoreError::AlreadyComplete(id)) if id == bsid
     ));
     assert!(matches!(
-        write::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid + 100), None).await,
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid + 100), None).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        write::cancel(
+        store::cancel::cancel(
             &t.db,
             t.mode,
             CancelTarget::BuildRequest(brids[1] + 100),

@@ -279,20 +279,19 @@ impl MutationRoot {
     ) -> Result<BuildsetView> {
         let app = app(ctx)?;
         app.store
-            .cancel(store::write::CancelTarget::Buildset(bsid))
+            .cancel(store::cancel::CancelTarget::Buildset(bsid))
             .await
             .gql(ctx)?;
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         app.store
             .buildset_view(bsid, &rel)
             .await
-            .gql(ctx)?
-            .ok_or_else(|| {
-                crate::error::coded(
-                    crate::error::Code::NotFound,
-                    format!("buildset {bsid} does not exist"),
-                )
+            .and_then(|v| {
+                v.ok_or_else(|| {
+                    store::StoreError::NotFound(format!("buildset {bsid} does not exist"))
+                })
             })
+            .gql(ctx)
     }
 
     /// Cancels one build request, as `cancelBuildset` cancels each of its buildset's.
@@ -304,7 +303,7 @@ impl MutationRoot {
     ) -> Result<RequestView> {
         let app = app(ctx)?;
         app.store
-            .cancel(store::write::CancelTarget::BuildRequest(buildrequestid))
+            .cancel(store::cancel::CancelTarget::BuildRequest(buildrequestid))
             .await
             .gql(ctx)?;
         let rows = app
@@ -316,14 +315,14 @@ impl MutationRoot {
         app.store
             .request_graph(rows, &rel)
             .await
-            .gql(ctx)?
-            .pop()
-            .ok_or_else(|| {
-                crate::error::coded(
-                    crate::error::Code::NotFound,
-                    format!("build request {buildrequestid} does not exist"),
-                )
+            .and_then(|mut v| {
+                v.pop().ok_or_else(|| {
+                    store::StoreError::NotFound(format!(
+                        "build request {buildrequestid} does not exist"
+                    ))
+                })
             })
+            .gql(ctx)
     }
 
     /// Finds a builder by name, or creates it; a given description is stored.

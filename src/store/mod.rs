@@ -2,6 +2,8 @@
 //! operations take and return decoded domain types, knowing nothing of the API built on it.
 
 pub mod bridge;
+pub mod cancel;
+pub mod complete;
 pub mod db;
 mod error;
 pub mod feed;
@@ -253,7 +255,7 @@ impl Store {
             if *relations == Relations::default() {
                 // A conflict (the last request finished between the update and the
                 // look at why it changed nothing) is run again as a transaction.
-                match write::complete_buildset_returning(
+                match complete::complete_buildset_returning(
                     &self.db,
                     self.mode,
                     bsid,
@@ -274,7 +276,7 @@ impl Store {
                     Err(e) => return Err(e),
                 }
             }
-            write::complete_buildset_loading(
+            complete::complete_buildset_loading(
                 &self.db,
                 self.mode,
                 bsid,
@@ -292,11 +294,11 @@ impl Store {
     }
 
     /// Cancels the unfinished build requests of a buildset, or one build request
-    /// (see [`write::cancel`]); returns the buildset's id.
-    pub async fn cancel(&self, target: write::CancelTarget) -> StoreResult<i32> {
+    /// (see [`cancel::cancel`]); returns the buildset's id.
+    pub async fn cancel(&self, target: cancel::CancelTarget) -> StoreResult<i32> {
         let bridge = self.storage.observe(self.bridge_object().await)?;
         let turn = self.turn().await;
-        let done = write::cancel(&self.db, self.mode, target, bridge).await;
+        let done = cancel::cancel(&self.db, self.mode, target, bridge).await;
         drop(turn);
         let bsid = self.storage.observe(done)?;
         self.signal.hint(bsid);

@@ -8,26 +8,26 @@ use base64::Engine as _;
 use entity::{
     buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches, sourcestamps,
 };
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, UpdateMany, Value,
+    TransactionOptions, TransactionTrait, Value,
 };
 use sha1::Digest as _;
 
 use super::db::SchemaMode;
 use super::graph::{BuildsetView, Loader, Relations};
 use super::hash::{builder_name_hash, sourcestamp_hash};
-use super::rows::{BuilderRow, BuildsetRow};
+use super::rows::BuilderRow;
 use super::types::{AddedBuildset, NewBuildset, NewPatch, SourceStampRef, SourceStampSpec};
 use super::{json, StoreError, StoreResult};
 
 /// How often a transaction that lost a deadlock or busy race is run again.
-const MAX_ATTEMPTS: u32 = 8;
+pub(super) const MAX_ATTEMPTS: u32 = 8;
 
 /// Buildbot's result code SUCCESS.
-const SUCCESS: i16 = 0;
+pub(super) const SUCCESS: i16 = 0;
 
 /// Runs `$body` (an expression using the transaction `$txn`) in one write
 /// transaction, committing on success and rolling back on error; a transaction that
@@ -72,6 +72,7 @@ macro_rules! in_write_transaction {
         }
     }};
 }
+pub(super) use in_write_transaction;
 
 /// Adds a buildset, as Buildbot's `addBuildset` does, all or nothing.
 pub async fn add_buildset(
@@ -301,7 +302,7 @@ async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> StoreResult<Option
 /// On PostgreSQL, tells every listening server (see `feed::CHANNEL`) that buildset
 /// `bsid` was added (`a`) or completed (`c`). Inside a transaction the
 /// notification is delivered on commit, and never for a rollback.
-async fn notify(db: &impl ConnectionTrait, kind: char, bsid: i32) -> StoreResult<()> {
+pub(super) async fn notify(db: &impl ConnectionTrait, kind: char, bsid: i32) -> StoreResult<()> {
     if db.get_database_backend() == DbBackend::Postgres {
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -593,7 +594,7 @@ async fn select_id(txn: &impl ConnectionTrait, stmt: Statement) -> StoreResult<i
 }
 
 /// `?` placeholders to PostgreSQL's `$n`.
-fn numbered(backend: DbBackend, sql: &str) -> String {
+pub(super) fn numbered(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Postgres {
         return sql.to_owned();
     }
@@ -660,210 +661,6 @@ async fn check_build_exists(txn: &DatabaseTransaction, field: &str, id: i32) -> 
     }
 }
 
-/// Marks a buildset complete with one conditional UPDATE, so that of many concurrent
-/// completions exactly one succeeds. Build requests are left alone, as in Buildbot.
-pub async fn complete_buildset(
-    db: &impl ConnectionTrait,
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: Option<i32>,
-) -> StoreResult<BuildsetRow> {
-    complete_buildset_in(db, mode, bsid, results, complete_at).await
-}
-
-/// Completes a buildset and loads it with `relations`, in one transaction (as
-/// [`add_buildset_loading`], so that the answer is what this write did).
-pub async fn complete_buildset_loading(
-    db: &DatabaseConnection,
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: Option<i32>,
-    relations: &Relations,
-) -> StoreResult<BuildsetView> {
-    in_write_transaction!(db, |txn| async {
-        let row = complete_buildset_in(&txn, mode, bsid, results, complete_at).await?;
-        let loader = Loader {
-            db: super::tag::Tagged::off(&txn),
-            mode,
-        };
-        loader
-            .buildset_graph(vec![row], relations)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("buildset {bsid} does not exist")))
-    })
-}
-
-/// The completion as one statement, its own transaction: PostgreSQL's notification
-/// rides in the same statement, so nothing is sent unless the update commits.
-const COMPLETE_RETURNING_PG: &str = "WITH done AS (\
-     UPDATE buildsets SET complete = 1, results = $1, complete_at = $2 \
-     WHERE id = $3 AND complete <> 1 RETURNING *), \
-     told AS (SELECT pg_notify($4, $5) FROM done) \
-     SELECT done.*, (SELECT count(*) FROM told) AS told FROM done";
-
-/// The same, attached to a master: not while a build request is unfinished.
-const COMPLETE_RETURNING_PG_ATTACHED: &str = "WITH done AS (\
-     UPDATE buildsets SET complete = 1, results = $1, complete_at = $2 \
-     WHERE id = $3 AND complete <> 1 AND NOT EXISTS (SELECT 1 FROM buildrequests \
-     WHERE buildsetid = $3 AND COALESCE(complete, 0) <> 1) RETURNING *), \
-     told AS (SELECT pg_notify($4, $5) FROM done) \
-     SELECT done.*, (SELECT count(*) FROM told) AS told FROM done";
-
-/// Completes a buildset in one statement (`UPDATE … RETURNING`), for an answer that
-/// needs nothing but the buildset itself: one round trip instead of a transaction's
-/// five. `None` where the database has no `UPDATE … RETURNING` (MySQL), which then
-/// takes [`complete_buildset_loading`].
-pub async fn complete_buildset_returning(
-    db: &DatabaseConnection,
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: Option<i32>,
-) -> StoreResult<Option<BuildsetRow>> {
-    check_results(results)?;
-    let complete_at = complete_at.unwrap_or_else(super::now);
-    let row = match db.get_database_backend() {
-        DbBackend::Postgres => {
-            buildsets::Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    match mode {
-                        SchemaMode::Attached => COMPLETE_RETURNING_PG_ATTACHED,
-                        SchemaMode::Standalone => COMPLETE_RETURNING_PG,
-                    },
-                    [
-                        Value::from(results as i16),
-                        Value::from(complete_at),
-                        Value::from(bsid),
-                        Value::from(super::feed::CHANNEL),
-                        Value::from(format!("c:{bsid}")),
-                    ],
-                ))
-                .one(db)
-                .await?
-        }
-        DbBackend::Sqlite => completion(mode, bsid, results, complete_at)
-            .exec_with_returning(db)
-            .await?
-            .into_iter()
-            .next(),
-        _ => return Ok(None),
-    };
-    match row {
-        Some(row) => Ok(Some(row.into())),
-        None => Err(why_not_completed(db, bsid).await?),
-    }
-}
-
-/// The UPDATE that completes `bsid` unless it is complete already, and (attached to
-/// a master) unless one of its build requests is unfinished: the master owns those,
-/// and completes the buildset itself when they are done.
-fn completion(
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: i32,
-) -> UpdateMany<buildsets::Entity> {
-    let update = buildsets::Entity::update_many()
-        .col_expr(buildsets::Column::Complete, Expr::value(1i16))
-        .col_expr(buildsets::Column::Results, Expr::value(results as i16))
-        .col_expr(buildsets::Column::CompleteAt, Expr::value(complete_at))
-        .filter(buildsets::Column::Id.eq(bsid))
-        .filter(buildsets::Column::Complete.ne(1i16));
-    match mode {
-        SchemaMode::Standalone => update,
-        SchemaMode::Attached => update.filter(
-            Expr::exists(
-                sea_orm::sea_query::Query::select()
-                    .expr(Expr::value(1))
-                    .from(buildrequests::Entity)
-                    .and_where(buildrequests::Column::Buildsetid.eq(bsid))
-                    .and_where(
-                        Expr::col((buildrequests::Entity, buildrequests::Column::Complete))
-                            .if_null(0)
-                            .ne(1),
-                    )
-                    .to_owned(),
-            )
-            .not(),
-        ),
-    }
-}
-
-/// Why the completion of `bsid` changed no row: it does not exist, it is complete,
-/// or (attached) build requests of its are unfinished.
-async fn why_not_completed(db: &impl ConnectionTrait, bsid: i32) -> StoreResult<StoreError> {
-    let Some(row) = buildsets::Entity::find_by_id(bsid).one(db).await? else {
-        return Ok(StoreError::NotFound(format!(
-            "buildset {bsid} does not exist"
-        )));
-    };
-    if row.complete == 1 {
-        return Ok(StoreError::AlreadyComplete(bsid));
-    }
-    let brids: Vec<i32> = buildrequests::Entity::find()
-        .select_only()
-        .column(buildrequests::Column::Id)
-        .filter(buildrequests::Column::Buildsetid.eq(bsid))
-        .filter(Expr::col(buildrequests::Column::Complete).if_null(0).ne(1))
-        .order_by_asc(buildrequests::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?;
-    if brids.is_empty() {
-        // Its last request completed between the two statements: a retry completes it.
-        return Ok(StoreError::Conflict);
-    }
-    Ok(StoreError::RequestsUnfinished { bsid, brids })
-}
-
-fn check_results(results: i32) -> StoreResult<()> {
-    if (0..=6).contains(&results) {
-        Ok(())
-    } else {
-        Err(StoreError::invalid(
-            "results",
-            format!("results must be a Buildbot result code 0-6, got {results}"),
-        ))
-    }
-}
-
-async fn complete_buildset_in(
-    db: &impl ConnectionTrait,
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: Option<i32>,
-) -> StoreResult<BuildsetRow> {
-    check_results(results)?;
-    let complete_at = complete_at.unwrap_or_else(super::now);
-    let updated = completion(mode, bsid, results, complete_at)
-        .exec(db)
-        .await?
-        .rows_affected;
-    if updated != 1 {
-        return Err(why_not_completed(db, bsid).await?);
-    }
-    let row = buildsets::Entity::find_by_id(bsid).one(db).await?;
-    match row {
-        Some(row) => {
-            // Outside a transaction the UPDATE has committed on its own; inside one,
-            // PostgreSQL delivers the notification at COMMIT. One that is lost here
-            // is made good by the other servers' polls.
-            if let Err(e) = notify(db, 'c', bsid).await {
-                tracing::warn!(bsid, error = %e, "could not notify a completion");
-            }
-            Ok(row.into())
-        }
-        None => Err(StoreError::NotFound(format!(
-            "buildset {bsid} does not exist"
-        ))),
-    }
-}
-
 /// Finds a builder by name or creates it; a given description is stored.
 pub async fn ensure_builder(
     db: &DatabaseConnection,
@@ -911,271 +708,4 @@ pub async fn ensure_builder(
             .map(BuilderRow::from)
             .ok_or_else(|| StoreError::NotFound(format!("builder {id} does not exist")))
     })
-}
-
-/// Buildbot's result code CANCELLED.
-const CANCELLED: i16 = 6;
-
-/// What a cancel is of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelTarget {
-    /// Every unfinished build request of the buildset.
-    Buildset(i32),
-    /// One build request.
-    BuildRequest(i32),
-}
-
-/// Cancels build requests as Buildbot's own cancel does, in one transaction, and
-/// returns the buildset they belong to. A request no master has claimed is claimed
-/// (attached: in the name of a master, as Buildbot's cancel claims before it
-/// completes, so that no master starts it afterwards) and completed with CANCELLED
-/// at once; a claimed one is running on its master, which alone can stop it: it is
-/// left for the bridge (given its object id), which runs Buildbot's cancel there.
-/// When no request is left unfinished the buildset is completed with the worst of
-/// its requests' results, as Buildbot's `maybeBuildsetComplete` does.
-pub async fn cancel(
-    db: &DatabaseConnection,
-    mode: SchemaMode,
-    target: CancelTarget,
-    bridge: Option<i32>,
-) -> StoreResult<i32> {
-    in_write_transaction!(db, |txn| async {
-        cancel_in(&txn, mode, target, bridge).await
-    })
-}
-
-async fn cancel_in(
-    txn: &DatabaseTransaction,
-    mode: SchemaMode,
-    target: CancelTarget,
-    bridge: Option<i32>,
-) -> StoreResult<i32> {
-    // Cancels and completions of one buildset take turns on its row (a request's
-    // buildset never changes, so it is read first without a lock): two cancels of
-    // its requests at once must not each see the other's request unfinished and
-    // leave the buildset incomplete for ever. Every read after the lock is a locking
-    // read, which sees what committed meanwhile (MySQL's plain reads would see the
-    // transaction's first snapshot). SQLite's write transactions already take turns.
-    let bsid = match target {
-        CancelTarget::BuildRequest(brid) => buildrequests::Entity::find_by_id(brid)
-            .select_only()
-            .column(buildrequests::Column::Buildsetid)
-            .into_tuple::<i32>()
-            .one(txn)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("build request {brid} does not exist")))?,
-        CancelTarget::Buildset(bsid) => bsid,
-    };
-    let buildset = buildsets::Entity::find_by_id(bsid)
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("buildset {bsid} does not exist")))?;
-    let unfinished = match target {
-        CancelTarget::BuildRequest(brid) => {
-            let complete = buildrequests::Entity::find_by_id(brid)
-                .select_only()
-                .column(buildrequests::Column::Complete)
-                .lock_exclusive()
-                .into_tuple::<Option<i32>>()
-                .one(txn)
-                .await?
-                .flatten();
-            if complete.unwrap_or(0) == 1 {
-                return Err(StoreError::RequestComplete(brid));
-            }
-            vec![brid]
-        }
-        CancelTarget::Buildset(_) => {
-            if buildset.complete == 1 {
-                return Err(StoreError::AlreadyComplete(bsid));
-            }
-            unfinished_requests(txn, bsid, true).await?
-        }
-    };
-    let now = super::now();
-    let (ours, running) = match (mode, bridge) {
-        (SchemaMode::Attached, Some(_)) => claim(txn, &unfinished, now).await?,
-        _ => (unfinished, Vec::new()),
-    };
-    if !ours.is_empty() {
-        buildrequests::Entity::update_many()
-            .col_expr(buildrequests::Column::Complete, Expr::value(1))
-            .col_expr(buildrequests::Column::Results, Expr::value(CANCELLED))
-            .col_expr(buildrequests::Column::CompleteAt, Expr::value(now))
-            .filter(buildrequests::Column::Id.is_in(ours.clone()))
-            .exec(txn)
-            .await?;
-    }
-    let completed = unfinished_requests(txn, bsid, true).await?.is_empty()
-        && complete_when_done(txn, bsid, now).await?;
-    if let Some(objectid) = bridge.filter(|_| mode == SchemaMode::Attached) {
-        for brid in &running {
-            super::bridge::leave(txn, objectid, &format!("cancel:{brid}"), "{}").await?;
-        }
-        // Buildbot's cancel tells the master's reporters and waiting schedulers; the
-        // bridge sends those messages for what was cancelled here.
-        for brid in &ours {
-            let value = format!(r#"{{"bsid": {bsid}, "buildset_complete": {completed}}}"#);
-            super::bridge::leave(txn, objectid, &format!("cancelled:{brid}"), &value).await?;
-        }
-        if completed && ours.is_empty() {
-            // Nothing was left to cancel, but the buildset was completed here.
-            super::bridge::leave(txn, objectid, &format!("completed:{bsid}"), "{}").await?;
-        }
-        notify(txn, 'x', bsid).await?;
-    }
-    Ok(bsid)
-}
-
-/// The unfinished build requests of `bsid`, by id; `lock`: a locking read.
-async fn unfinished_requests(
-    db: &impl ConnectionTrait,
-    bsid: i32,
-    lock: bool,
-) -> StoreResult<Vec<i32>> {
-    let mut find = buildrequests::Entity::find();
-    if lock {
-        find = find.lock_exclusive();
-    }
-    Ok(find
-        .select_only()
-        .column(buildrequests::Column::Id)
-        .filter(buildrequests::Column::Buildsetid.eq(bsid))
-        .filter(Expr::col(buildrequests::Column::Complete).if_null(0).ne(1))
-        .order_by_asc(buildrequests::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?)
-}
-
-/// Splits `brids` into those claimed here (no master holds them: now claimed in the
-/// name of a master, or there is no master to claim them) and those a master holds.
-async fn claim(
-    txn: &DatabaseTransaction,
-    brids: &[i32],
-    now: i32,
-) -> StoreResult<(Vec<i32>, Vec<i32>)> {
-    if brids.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let backend = txn.get_database_backend();
-    let marks = vec!["?"; brids.len()].join(", ");
-    let sql = numbered(
-        backend,
-        &format!("SELECT brid FROM buildrequest_claims WHERE brid IN ({marks})"),
-    );
-    let held: HashSet<i32> = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            brids.iter().map(|b| Value::from(*b)),
-        ))
-        .await?
-        .iter()
-        .map(|row| row.try_get_by_index::<i32>(0))
-        .collect::<Result<_, _>>()?;
-    let master: Option<i32> = match txn
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT id FROM masters ORDER BY active DESC, id ASC LIMIT 1",
-        ))
-        .await?
-    {
-        Some(row) => Some(row.try_get_by_index::<i32>(0)?),
-        None => None,
-    };
-    let insert = numbered(
-        backend,
-        match backend {
-            DbBackend::MySql => {
-                "INSERT IGNORE INTO buildrequest_claims (brid, masterid, claimed_at) VALUES (?, ?, ?)"
-            }
-            _ => {
-                "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) VALUES (?, ?, ?) \
-                 ON CONFLICT DO NOTHING"
-            }
-        },
-    );
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for &brid in brids {
-        if held.contains(&brid) {
-            theirs.push(brid);
-            continue;
-        }
-        let Some(masterid) = master else {
-            // No master has ever run here: nothing can claim it afterwards but a
-            // master's distributor, which only looks at unfinished requests.
-            ours.push(brid);
-            continue;
-        };
-        let done = txn
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                insert.clone(),
-                [brid.into(), masterid.into(), now.into()],
-            ))
-            .await?;
-        // A master that claimed it meanwhile has it (its claim came first).
-        if done.rows_affected() == 1 {
-            ours.push(brid);
-        } else {
-            theirs.push(brid);
-        }
-    }
-    Ok((ours, theirs))
-}
-
-/// Completes `bsid`, whose requests are all finished, with the worst of their
-/// results (Buildbot's `worst_status`: CANCELLED worst, then RETRY, EXCEPTION,
-/// FAILURE, WARNINGS, SUCCESS, SKIPPED), unless it is complete already.
-async fn complete_when_done(txn: &DatabaseTransaction, bsid: i32, now: i32) -> StoreResult<bool> {
-    let results: Vec<Option<i16>> = buildrequests::Entity::find()
-        .lock_exclusive()
-        .select_only()
-        .column(buildrequests::Column::Results)
-        .filter(buildrequests::Column::Buildsetid.eq(bsid))
-        .into_tuple()
-        .all(txn)
-        .await?;
-    let overall = results.into_iter().flatten().fold(SUCCESS, worst_status);
-    let updated = buildsets::Entity::update_many()
-        .col_expr(buildsets::Column::Complete, Expr::value(1i16))
-        .col_expr(buildsets::Column::Results, Expr::value(overall))
-        .col_expr(buildsets::Column::CompleteAt, Expr::value(now))
-        .filter(buildsets::Column::Id.eq(bsid))
-        .filter(buildsets::Column::Complete.ne(1i16))
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if updated == 1 {
-        notify(txn, 'c', bsid).await?;
-    }
-    Ok(updated == 1)
-}
-
-/// Buildbot's `worst_status(a, b)`.
-fn worst_status(a: i16, b: i16) -> i16 {
-    // CANCELLED, RETRY, EXCEPTION, FAILURE, WARNINGS, SUCCESS, SKIPPED: the first
-    // of these that either is.
-    const ORDER: [i16; 7] = [6, 5, 4, 2, 1, 0, 3];
-    ORDER
-        .into_iter()
-        .find(|s| *s == a || *s == b)
-        .unwrap_or(Ord::max(a, b))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn worst_status_is_buildbots() {
-        use super::worst_status as w;
-        assert_eq!(w(0, 3), 0); // SUCCESS beats SKIPPED
-        assert_eq!(w(0, 1), 1);
-        assert_eq!(w(1, 2), 2);
-        assert_eq!(w(2, 4), 4);
-        assert_eq!(w(4, 5), 5);
-        assert_eq!(w(5, 6), 6);
-        assert_eq!(w(3, 3), 3);
-    }
 }

@@ -54,6 +54,18 @@ def stamp(branch):
     return [{"stamp": {"repository": "https://example.org/r.git", "branch": branch}}]
 
 
+def builder(srv, name, token=None):
+    return srv.ok('mutation($n: String!) { ensureBuilder(name: $n) { builderid } }', {"n": name},
+                  token=token)["ensureBuilder"]["builderid"]
+
+
+def submit(srv, builderids, token=None):
+    """A buildset on `builderids`: (bsid, its build request ids in order, the answer)."""
+    got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": builderids}},
+                 token=token)["addBuildset"]
+    return got["bsid"], sorted(r["buildrequestid"] for r in got["brids"]), got
+
+
 @pytest.mark.parametrize("attached", [False, True], ids=["standalone", "attached"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 def test_a_buildset_with_no_builders_is_complete_at_once(start, backend, attached):
@@ -95,11 +107,9 @@ def test_attached_complete_buildset_waits_for_the_masters_requests(start, backen
     url = database(backend)
     buildbot("create", url)
     srv = start(backend, db_url=url)
-    b = srv.ok('mutation { ensureBuilder(name: "lin") { builderid } }')["ensureBuilder"]["builderid"]
-    c = srv.ok('mutation { ensureBuilder(name: "mac") { builderid } }')["ensureBuilder"]["builderid"]
-    got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [b, c]}})["addBuildset"]
-    bsid = got["bsid"]
-    brids = sorted(r["buildrequestid"] for r in got["brids"])
+    b = builder(srv, "lin")
+    c = builder(srv, "mac")
+    bsid, brids, got = submit(srv, [b, c])
     assert got["buildset"]["complete"] is False
 
     # Both ways of answering (the buildset alone, and with relations) refuse alike.
@@ -128,8 +138,8 @@ def test_standalone_complete_buildset_leaves_requests_alone(start, backend):
     is allowed, and leaves the requests as they are (Buildbot's completeBuildset does
     not touch them either)."""
     srv = start(backend)
-    b = srv.ok('mutation { ensureBuilder(name: "lin") { builderid } }')["ensureBuilder"]["builderid"]
-    bsid = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [b]}})["addBuildset"]["bsid"]
+    b = builder(srv, "lin")
+    bsid, _, _ = submit(srv, [b])
     done = srv.ok(COMPLETE.replace("complete results }", "complete results buildrequests { complete } }"),
                   {"b": bsid, "r": 2})["completeBuildset"]
     assert done == {"bsid": bsid, "complete": True, "results": 2, "buildrequests": [{"complete": False}]}
@@ -169,11 +179,9 @@ def test_standalone_cancel(start, backend):
     a subscriber hears the completion."""
     srv = start(backend, "--write-token", "w", "--poll-interval-ms", "200")
     ok = lambda q, v=None: srv.ok(q, v, token="w")  # noqa: E731
-    a = ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
-    b = ok('mutation { ensureBuilder(name: "b") { builderid } }')["ensureBuilder"]["builderid"]
-    got = ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]
-    bsid = got["bsid"]
-    brids = sorted(r["buildrequestid"] for r in got["brids"])
+    a = builder(srv, "a", token="w")
+    b = builder(srv, "b", token="w")
+    bsid, brids, _ = submit(srv, [a, b], token="w")
 
     # Without the write token: refused, nothing changed.
     code, _, e = srv.err(CANCEL_BR, {"r": brids[0]})
@@ -214,11 +222,9 @@ def test_attached_cancel_and_what_the_bridge_is_left(start, backend):
     url = database(backend)
     buildbot("create", url)
     srv = start(backend, db_url=url)
-    a = srv.ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
-    b = srv.ok('mutation { ensureBuilder(name: "b") { builderid } }')["ensureBuilder"]["builderid"]
-    got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]
-    bsid = got["bsid"]
-    brids = sorted(r["buildrequestid"] for r in got["brids"])
+    a = builder(srv, "a")
+    b = builder(srv, "b")
+    bsid, brids, got = submit(srv, [a, b])
     empty = srv.ok(ADD, {"in": {"reason": "e", "sourcestamps": stamp("m"), "builderids": []}})["addBuildset"]["bsid"]
 
     state = ("SELECT object_state.name, object_state.value_json FROM object_state JOIN objects "
@@ -282,19 +288,16 @@ def test_concurrent_cancels_and_completions_take_turns(start, backend, attached)
     if attached:
         buildbot("create", url)
     srv = start(backend, db_url=url)
-    a = srv.ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
-    b = srv.ok('mutation { ensureBuilder(name: "b") { builderid } }')["ensureBuilder"]["builderid"]
+    a = builder(srv, "a")
+    b = builder(srv, "b")
     for _ in range(6):
-        got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]
-        bsid = got["bsid"]
-        x, y = sorted(r["buildrequestid"] for r in got["brids"])
+        bsid, (x, y), _ = submit(srv, [a, b])
         bodies = at_once([(srv, CANCEL_BR, {"r": x}), (srv, CANCEL_BR, {"r": y})])
         assert all("errors" not in body for body in bodies), bodies
         assert srv.ok(READ, {"b": bsid})["buildset"]["complete"] is True, (bsid, bodies)
         assert srv.ok(READ, {"b": bsid})["buildset"]["results"] == 6
 
-        got = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a]}})["addBuildset"]
-        brid = got["brids"][0]["buildrequestid"]
+        _, [brid], _ = submit(srv, [a])
         bodies = at_once([(srv, CANCEL_BR, {"r": brid})] * 10)
         codes = sorted(body["errors"][0]["extensions"]["code"] if "errors" in body else "OK" for body in bodies)
         assert codes == ["ALREADY_COMPLETE"] * 9 + ["OK"], bodies
@@ -302,7 +305,7 @@ def test_concurrent_cancels_and_completions_take_turns(start, backend, attached)
     if attached:
         return  # completeBuildset waits for the requests there (test above)
     for _ in range(6):
-        bsid = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a, b]}})["addBuildset"]["bsid"]
+        bsid, _, _ = submit(srv, [a, b])
         bodies = at_once([(srv, CANCEL_BS, {"b": bsid}), (srv, COMPLETE, {"b": bsid, "r": 2})])
         oks = [body for body in bodies if "errors" not in body]
         assert len(oks) == 1, bodies
@@ -323,8 +326,8 @@ def test_a_lock_wait_past_the_statement_timeout_is_unavailable(start):
 
     url = database("postgres")
     srv = start("postgres", "--statement-timeout", "2", db_url=url)
-    a = srv.ok('mutation { ensureBuilder(name: "a") { builderid } }')["ensureBuilder"]["builderid"]
-    bsid = srv.ok(ADD, {"in": {"reason": "r", "sourcestamps": stamp("m"), "builderids": [a]}})["addBuildset"]["bsid"]
+    a = builder(srv, "a")
+    bsid, _, _ = submit(srv, [a])
     holder = psycopg2.connect(url.split("?")[0])
     try:
         cur = holder.cursor()

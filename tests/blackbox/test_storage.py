@@ -69,6 +69,25 @@ def read_back(srv, acked):
         assert len(d["buildrequests"]) == 1
 
 
+def recovers(srv, builder, acked, numbers):
+    """Writes `numbers` once storage is back: each succeeds at its normal pace with a
+    bsid never handed out before (added to `acked`), and /readyz is 200 again.
+    Returns every bsid handed out."""
+    handed = set(acked)
+    for n in numbers:
+        t0 = time.monotonic()
+        bsid, err = add(srv, builder, n)
+        assert err is None, err
+        assert bsid not in handed, f"bsid {bsid} handed out twice"
+        handed.add(bsid)
+        acked[bsid] = n
+        # 10 s was the busy timeout of a connection stuck in a transaction that
+        # never commits: recovery means writes run at their normal pace.
+        assert time.monotonic() - t0 < 5, f"write {n} took {time.monotonic() - t0:.1f} s"
+    assert srv.http.get("/readyz").status_code == 200
+    return handed
+
+
 def test_sqlite_writes_failing_for_want_of_space_then_recovering(start):
     srv = start("sqlite")
     builder = builder_of(srv)
@@ -98,18 +117,7 @@ def test_sqlite_writes_failing_for_want_of_space_then_recovering(start):
     assert srv.proc.poll() is None, "the server died of the file size limit"
 
     prlimit_fsize(srv.proc.pid, "unlimited")
-    handed = set(acked)
-    for n in range(15, 30):
-        t0 = time.monotonic()
-        bsid, err = add(srv, builder, n)
-        assert err is None, err
-        assert bsid not in handed, f"bsid {bsid} handed out twice"
-        handed.add(bsid)
-        acked[bsid] = n
-        # 10 s was the busy timeout of a connection stuck in a transaction that
-        # never commits: recovery means writes run at their normal pace.
-        assert time.monotonic() - t0 < 5, f"write {n} took {time.monotonic() - t0:.1f} s"
-    assert srv.http.get("/readyz").status_code == 200
+    handed = recovers(srv, builder, acked, range(15, 30))
 
     # A second reader, while the server runs, then after a restart.
     check_durable(acked, rows_sqlite(srv.db_path))
@@ -181,16 +189,7 @@ def test_sqlite_on_a_full_disk_then_space_freed(start):
         assert srv.proc.poll() is None
 
         os.remove(filler)
-        handed = set(acked)
-        for n in range(40, 55):
-            t0 = time.monotonic()
-            bsid, err = add(srv, builder, n)
-            assert err is None, err
-            assert bsid not in handed, f"bsid {bsid} handed out twice"
-            handed.add(bsid)
-            acked[bsid] = n
-            assert time.monotonic() - t0 < 5, f"write {n} took {time.monotonic() - t0:.1f} s"
-        assert srv.http.get("/readyz").status_code == 200
+        recovers(srv, builder, acked, range(40, 55))
         check_durable(acked, rows_sqlite(f"{where}/buildsets.db"))
         read_back(srv, acked)
         srv.stop()
