@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 
 use crate::error::Code;
-use crate::server::refuse;
+use crate::http::reply::refuse_json as refuse;
 
 /// The names requests may carry in `Host` (or HTTP/2's `:authority`).
 #[derive(Clone, Debug)]

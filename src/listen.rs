@@ -1,5 +1,6 @@
-//! The accept loop: hyper's connection loop, with what it lacks (deadlines, a
-//! connection cap, idle and stalled peers closed, a bounded drain at shutdown).
+//! Serving: open the store, bind, the accept loop (hyper's connection loop, with
+//! what it lacks: deadlines, a connection cap, idle and stalled peers closed, a
+//! bounded drain at shutdown), and the signals that end it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,65 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::store::Store;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connects and makes the schema usable (migrated, or checked when attached).
+pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
+    Ok(Store::open_with_timeouts(&config.database_url, config.timeouts()).await?)
+}
+
+/// Refuses configurations that would expose open writes beyond this machine, or
+/// that name origins a browser never sends.
+pub fn check_config(config: &Config) -> Result<(), String> {
+    config.origins()?;
+    let tokens = config.tokens()?;
+    if !config.listen.ip().is_loopback()
+        && tokens.write.is_empty()
+        && !config.allow_anonymous_writes
+    {
+        return Err(format!(
+            "refusing to listen on {} without a write token: set --write-token (WRITE_TOKEN) \
+             or pass --allow-anonymous-writes",
+            config.listen
+        ));
+    }
+    Ok(())
+}
+
+/// Serves until SIGINT/SIGTERM, then lets in-flight requests finish (for at most
+/// `--shutdown-timeout`).
+pub async fn serve(config: Config) -> Result<(), BoxError> {
+    check_config(&config)?;
+    let store = open_store(&config).await?;
+    let mode = store.mode();
+    let state = AppState::new(&config, store)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} ({e}){}",
+                config.listen,
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    ": another process holds it; stop it, or choose another address with --listen"
+                } else {
+                    ""
+                }
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(?mode, "database ready");
+    println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
+    accept_loop(listener, router(state.clone()), &config, &state).await;
+    let deadline = Duration::from_secs(config.shutdown_timeout);
+    if !state.sockets_closed(deadline).await {
+        tracing::warn!("WebSockets still open after --shutdown-timeout: exiting anyway");
+    }
+    tracing::info!("shut down");
+    Ok(())
+}
 
 /// Streams one HTTP/2 connection may have open at once.
 const H2_MAX_STREAMS: u32 = 32;
@@ -19,12 +79,12 @@ pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: Router,
     config: &Config,
-    shutdown_tx: &watch::Sender<bool>,
+    state: &AppState,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
 
-    let shutdown_rx = shutdown_tx.subscribe();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -129,6 +189,7 @@ pub async fn accept_loop(
     drop(listener);
     // Subscriptions end and sockets close (1001) once their buffered events are out.
     let _ = shutdown_tx.send(true);
+    state.shut_down();
     let deadline = Duration::from_secs(config.shutdown_timeout);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(deadline, slots.acquire_many(all))

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use buildsets_graphql::config::{Cli, Command, LogFormat};
-use buildsets_graphql::{graphql, server};
+use buildsets_graphql::{graphql, listen};
 use clap::Parser;
 
 #[global_allocator]
@@ -81,10 +81,10 @@ async fn run() -> ExitCode {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Migrate => server::open_store(&cli.config)
+        Command::Migrate => listen::open_store(&cli.config)
             .await
             .map(|store| println!("database ready ({:?})", store.mode())),
-        Command::Serve => server::serve(cli.config).await,
+        Command::Serve => listen::serve(cli.config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -173,7 +173,7 @@ async fn bad_times_name_their_field() {
 #[test]
 fn exposure_needs_a_token() {
     use buildsets_graphql::config::Config;
-    use buildsets_graphql::server::check_config;
+    use buildsets_graphql::listen::check_config;
     use clap::Parser;
     let parse = |args: &[&str]| Config::try_parse_from([&["x"], args].concat()).unwrap();
     assert!(check_config(&parse(&["--listen", "0.0.0.0:8080"])).is_err());

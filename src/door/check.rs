@@ -4,11 +4,11 @@
 //! parser, the whole document before async-graphql's validation.
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Response, ServerError, Value};
-use axum::http::StatusCode;
+use async_graphql::parser::Error as ParseError;
+use async_graphql::Value;
 
 use super::expansion::{document_expansion, Expansion};
-use super::{bad_input, error_answer, nesting, typename, weight, wide, Answer, Bounds};
+use super::{bad_input, error_answer, nesting, typename, weight, wide, Answer, Bounds, Status};
 use crate::error::Code;
 use crate::graphql::order::selected_operation;
 
@@ -27,7 +27,7 @@ pub(super) struct Checked {
 /// `QUERY_TOO_COMPLEX` naming the bound and what was found.
 fn too_complex(message: String, limit: usize, found: usize) -> Answer {
     error_answer(
-        StatusCode::OK,
+        Status::RequestError,
         Code::QueryTooComplex,
         message,
         None,
@@ -72,14 +72,13 @@ pub(super) fn check_text(
     let mut doc = match async_graphql::parser::parse_query(query) {
         Ok(doc) => doc,
         Err(e) => {
-            let mut err = ServerError::from(e);
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", Value::from(Code::BadUserInput.as_str()));
-            return Err(Answer {
-                status: StatusCode::OK,
-                response: Response::from_errors(vec![err]),
-            });
+            return Err(error_answer(
+                Status::RequestError,
+                Code::BadUserInput,
+                syntax_error(&e, query),
+                e.positions().next(),
+                &[],
+            ));
         }
     };
     // async-graphql's validation visits every operation and fragment of the
@@ -150,4 +149,68 @@ pub(super) fn check_text(
         weight,
         kept,
     })
+}
+
+/// A parse error as one sentence with its place: the parser's own text for a
+/// syntax error is a drawing of the line with arrows under it, for terminals.
+fn syntax_error(error: &ParseError, query: &str) -> String {
+    match error {
+        ParseError::Syntax { start, .. } => {
+            let line = &query[line_start(query, start.line)..];
+            let at = line
+                .char_indices()
+                .nth(start.column.saturating_sub(1))
+                .map_or(line.len(), |(i, _)| i);
+            let rest = &line[at..];
+            let found = match rest.chars().next() {
+                _ if rest.trim().is_empty() => "unexpected end of the document".to_owned(),
+                Some(c) if !c.is_whitespace() => format!("unexpected `{c}`"),
+                _ => "unexpected input".to_owned(),
+            };
+            format!(
+                "Syntax error at line {}, column {}: {found}",
+                start.line, start.column
+            )
+        }
+        other => format!("The document is not valid GraphQL: {other}"),
+    }
+}
+
+/// The byte offset where line `line` (1-based) starts.
+fn line_start(text: &str, line: usize) -> usize {
+    text.split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        .min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(query: &str) -> String {
+        let e = async_graphql::parser::parse_query(query).expect_err(query);
+        syntax_error(&e, query)
+    }
+
+    #[test]
+    fn syntax_errors_are_one_sentence_with_their_place() {
+        assert_eq!(
+            message("{ builders { "),
+            "Syntax error at line 1, column 14: unexpected end of the document"
+        );
+        assert_eq!(
+            message("{\n  a(x: )\n}"),
+            "Syntax error at line 2, column 8: unexpected `)`"
+        );
+        assert_eq!(
+            message("query { }"),
+            "Syntax error at line 1, column 9: unexpected `}`"
+        );
+        assert_eq!(
+            message("query A { a } query A { a }"),
+            "The document is not valid GraphQL: operation A is defined twice"
+        );
+    }
 }

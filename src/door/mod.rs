@@ -6,6 +6,7 @@ mod check;
 mod expansion;
 mod limits;
 pub mod nesting;
+mod nulls;
 mod text;
 mod typename;
 mod weight;
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, Executor, Pos, Request, Response, ServerError, Value};
+use async_graphql::{Data, Pos, Request, Response, ServerError, Value};
 use axum::http::StatusCode;
 use tracing::Instrument;
 
@@ -29,11 +30,8 @@ use crate::store::tag::CancelOnDrop;
 
 /// Whether two tokens are equal, in time that depends only on their lengths.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// How an operation arrived; GET never runs a mutation.
@@ -55,9 +53,50 @@ pub struct Caller {
 /// 64 bits, found in the raw text before it was parsed (see [`wide`]).
 pub const WIDE_INTEGER: &str = "buildsetsGraphqlWideInteger";
 
-/// What the door answers: a GraphQL response and the HTTP status it goes with.
+/// What became of an operation, which each transport turns into its own status
+/// (GraphQL over HTTP's for its media type, graphql-transport-ws's `next` or
+/// `error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// It ran: `data` is there, perhaps with field errors.
+    Executed,
+    /// A GraphQL request error: it did not run (parse, validation, variable
+    /// coercion, a limit).
+    RequestError,
+    /// It could not finish now (the request timeout): no `data`, try again.
+    Unavailable,
+    /// Refused before GraphQL, with this HTTP status (tokens, methods).
+    Http(StatusCode),
+}
+
+impl Status {
+    /// For the log line.
+    fn label(self) -> &'static str {
+        match self {
+            Status::Executed => "executed",
+            Status::RequestError => "request error",
+            Status::Unavailable => "unavailable",
+            Status::Http(s) => s.canonical_reason().unwrap_or("refused"),
+        }
+    }
+
+    /// A response's own: a response without data whose errors name no field
+    /// did not run (async-graphql's parse and validation errors).
+    fn of(response: &Response) -> Status {
+        let not_run = response.data == Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        if not_run {
+            Status::RequestError
+        } else {
+            Status::Executed
+        }
+    }
+}
+
+/// What the door answers: a GraphQL response and what became of the operation.
 pub struct Answer {
-    pub status: StatusCode,
+    pub status: Status,
     pub response: Response,
 }
 
@@ -80,7 +119,13 @@ impl Refusal {
 
     /// As a GraphQL response (no data, one coded error without a location).
     pub fn answer(self) -> Answer {
-        error_answer(self.status, self.code, self.message, None, &[])
+        error_answer(
+            Status::Http(self.status),
+            self.code,
+            self.message,
+            None,
+            &[],
+        )
     }
 }
 
@@ -144,10 +189,12 @@ const KNOWN_LARGEST: u64 = KNOWN_WEIGHT / 64;
 
 struct Inner {
     schema: ApiSchema,
+    /// For the nulls of fields that errored.
+    field_types: nulls::FieldTypes,
     /// Query texts already checked and parsed.
     known: quick_cache::sync::Cache<Key, Arc<Checked>, TextWeight>,
     /// For cancelling the statements of an abandoned operation.
-    store: Option<crate::store::Store>,
+    store: crate::store::Store,
     measure: limits::Measure,
     bounds: Bounds,
     read_token: Option<String>,
@@ -162,13 +209,13 @@ pub struct Door(Arc<Inner>);
 impl Door {
     pub fn new(
         schema: ApiSchema,
-        read_token: Option<String>,
-        write_tokens: Vec<String>,
-        limits: &crate::graphql::Limits,
+        tokens: crate::config::Tokens,
+        limits: crate::graphql::Limits,
         request_timeout: Option<std::time::Duration>,
-        store: Option<crate::store::Store>,
+        store: crate::store::Store,
     ) -> Self {
         Door(Arc::new(Inner {
+            field_types: nulls::FieldTypes::from_sdl(&schema.sdl()),
             known: quick_cache::sync::Cache::with_weighter(1024, KNOWN_WEIGHT, TextWeight),
             store,
             schema,
@@ -184,8 +231,8 @@ impl Door {
                 selections: limits.max_selections,
                 root_fields: limits.max_root_fields,
             },
-            read_token,
-            write_tokens,
+            read_token: tokens.read,
+            write_tokens: tokens.write,
             request_timeout,
         }))
     }
@@ -240,29 +287,33 @@ impl Door {
         }
     }
 
-    /// Runs one operation through every rule.
-    pub async fn run(&self, request: Request, caller: Caller, transport: Transport) -> Answer {
-        let request_id = RequestId::new();
+    /// Runs one operation through every rule; `request_id` names it in the log
+    /// and in INTERNAL errors.
+    pub async fn run(
+        &self,
+        request: Request,
+        caller: Caller,
+        transport: Transport,
+        request_id: RequestId,
+    ) -> Answer {
         let operation = request.operation_name.clone();
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
-        let tag = request_id.0.clone();
-        let max_bytes = self.0.bounds.response_bytes;
-        let answer = crate::store::tag::scope(&tag, max_bytes, async {
-            match self.prepare(request, &caller, transport) {
-                Err(answer) => answer,
-                Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    Code::BadUserInput,
-                    "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
-                )
-                .answer(),
-                Ok(op) => self.execute(op, request_id.clone()).await,
-            }
-        })
-        .instrument(span)
-        .await;
-        let (answer, statements) = answer;
+        let (answer, statements) = self
+            .tagged(async {
+                match self.prepare(request, &caller, transport) {
+                    Err(answer) => answer,
+                    Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        Code::BadUserInput,
+                        "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
+                    )
+                    .answer(),
+                    Ok(op) => self.execute(op, request_id.clone()).await,
+                }
+            })
+            .instrument(span)
+            .await;
         log_line(
             &request_id,
             operation.as_deref(),
@@ -274,6 +325,13 @@ impl Door {
         answer
     }
 
+    /// Runs `operation` with its statements counted, its bytes bounded and its
+    /// statements tagged for cancelling; the tag is made here, never taken from a
+    /// client (who could name another's operation).
+    async fn tagged<F: std::future::Future>(&self, operation: F) -> (F::Output, u64) {
+        crate::store::tag::scope(&RequestId::new().0, self.0.bounds.response_bytes, operation).await
+    }
+
     /// Runs one operation that arrived on a WebSocket: a subscription gives its
     /// events, anything else one response.
     pub fn run_stream(
@@ -281,7 +339,7 @@ impl Door {
         request: Request,
         caller: Caller,
         session: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
+    ) -> BoxStream<'static, Answer> {
         let request_id = RequestId::new();
         let operation = request.operation_name.clone();
         let started = Instant::now();
@@ -307,12 +365,12 @@ impl Door {
                         let (request_id, operation) = (request_id.clone(), operation.clone());
                         async move {
                             let response = door.finish(response, &shape).await;
+                            let answer = Answer {
+                                status: Status::of(&response),
+                                response,
+                            };
                             // A refusal comes first and alone; events are not logged.
-                            if first && response.is_err() {
-                                let answer = Answer {
-                                    status: StatusCode::OK,
-                                    response,
-                                };
+                            if first && answer.response.is_err() {
                                 log_line(
                                     &request_id,
                                     operation.as_deref(),
@@ -321,23 +379,21 @@ impl Door {
                                     started,
                                     None,
                                 );
-                                return answer.response;
                             }
-                            response
+                            answer
                         }
                     })
                     .boxed()
             }
             prepared => stream::once(async move {
-                let tag = request_id.0.clone();
-                let max_bytes = door.0.bounds.response_bytes;
-                let (answer, statements) = crate::store::tag::scope(&tag, max_bytes, async {
-                    match prepared {
-                        Err(answer) => answer,
-                        Ok(op) => door.execute(op, request_id.clone()).await,
-                    }
-                })
-                .await;
+                let (answer, statements) = door
+                    .tagged(async {
+                        match prepared {
+                            Err(answer) => answer,
+                            Ok(op) => door.execute(op, request_id.clone()).await,
+                        }
+                    })
+                    .await;
                 log_line(
                     &request_id,
                     operation.as_deref(),
@@ -346,7 +402,7 @@ impl Door {
                     started,
                     Some(statements),
                 );
-                answer.response
+                answer
             })
             .boxed(),
         }
@@ -403,6 +459,9 @@ impl Door {
         let bounds = &self.0.bounds;
         let doc = &checked.doc;
         let kind = checked.kind;
+        if let Some(missing) = missing_variable(doc, request.operation_name.as_deref(), &request.variables) {
+            return Err(missing);
+        }
         if let Some(field) = nesting::value_too_deep(doc, &request.variables, bounds.value_nesting)
         {
             return Err(bad_input(
@@ -421,7 +480,7 @@ impl Door {
             bounds.scalar_list,
         ) {
             return Err(error_answer(
-                StatusCode::OK,
+                Status::RequestError,
                 Code::BadUserInput,
                 format!("`{field}` holds a list of {len} items; at most {max} are allowed"),
                 None,
@@ -461,8 +520,7 @@ impl Door {
     async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
         // Dropped before it finishes (the client went away, or the timeout below),
         // the operation's statements still running in the database are cancelled.
-        let tag = request_id.0.clone();
-        let guard = self.0.store.as_ref().map(|s| CancelOnDrop::new(s, &tag));
+        let guard = CancelOnDrop::current(&self.0.store);
         let execution = self.0.schema.execute(op.request.data(request_id));
         let response = match self.0.request_timeout {
             None => execution.await,
@@ -473,7 +531,7 @@ impl Door {
                 Err(_) => {
                     // `guard` cancels what is still running as it drops.
                     return error_answer(
-                        StatusCode::OK,
+                        Status::Unavailable,
                         Code::Unavailable,
                         format!(
                             "the operation did not finish within {} s (--request-timeout); the database may be slow or unreachable",
@@ -485,12 +543,11 @@ impl Door {
                 }
             },
         };
-        if let Some(g) = guard {
-            g.disarm();
-        }
+        guard.disarm();
+        let response = self.finish(response, &op.shape).await;
         Answer {
-            status: StatusCode::OK,
-            response: self.finish(response, &op.shape).await,
+            status: Status::of(&response),
+            response,
         }
     }
 
@@ -517,6 +574,15 @@ impl Door {
                 }
             }
         }
+        if response.errors.iter().any(|e| !e.path.is_empty()) {
+            nulls::null_errored_fields(
+                &mut response.data,
+                &response.errors,
+                &shape.checked.doc,
+                shape.operation.as_deref(),
+                &self.0.field_types,
+            );
+        }
         if shape.checked.kept {
             typename::strip(&mut response.data);
         }
@@ -527,6 +593,32 @@ impl Door {
         );
         response
     }
+}
+
+/// A non-null variable without a value nor a default: GraphQL's variable coercion
+/// fails before execution (async-graphql finds it only when a field reads it, and
+/// reports it as that field's error).
+fn missing_variable(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation: Option<&str>,
+    variables: &async_graphql::Variables,
+) -> Option<Answer> {
+    let op = crate::graphql::order::selected_operation(doc, operation)?;
+    let missing = op.variable_definitions.iter().find(|v| {
+        let v = &v.node;
+        !v.var_type.node.nullable
+            && v.default_value.is_none()
+            && matches!(variables.get(&v.name.node), None | Some(Value::Null))
+    })?;
+    let name = missing.node.name.node.as_str();
+    Some(bad_input(
+        name,
+        format!(
+            "Variable `${name}` of type `{}` must be given a value",
+            missing.node.var_type.node
+        ),
+        Some(missing.pos),
+    ))
 }
 
 /// What a response is shaped by: the parsed document, the operation and variables.
@@ -582,7 +674,7 @@ fn log_line(
                 request_id = %request_id.0,
                 operation = operation.unwrap_or("-"),
                 ?transport,
-                status = answer.status.as_u16(),
+                status = answer.status.label(),
                 outcome,
                 duration_ms = took.as_secs_f64() * 1000.0,
                 statements,
@@ -605,7 +697,7 @@ fn log_line(
 
 /// An answer of one error with `code` and any `extra` extensions.
 fn error_answer(
-    status: StatusCode,
+    status: Status,
     code: Code,
     message: impl Into<String>,
     pos: Option<Pos>,
@@ -625,38 +717,10 @@ fn error_answer(
 
 fn bad_input(field: &str, message: impl Into<String>, pos: Option<Pos>) -> Answer {
     error_answer(
-        StatusCode::OK,
+        Status::RequestError,
         Code::BadUserInput,
         message,
         pos,
         &[("field", Value::from(field))],
     )
-}
-
-/// The WebSocket's executor: every operation on a socket goes through the door too,
-/// with the token the socket's `connection_init` carried.
-#[derive(Clone)]
-pub struct SocketExecutor(pub Door);
-
-impl Executor for SocketExecutor {
-    async fn execute(&self, request: Request) -> Response {
-        self.0
-            .run(request, Caller::default(), Transport::WebSocket)
-            .await
-            .response
-    }
-
-    fn execute_stream(
-        &self,
-        request: Request,
-        session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
-        let caller = session_data
-            .as_ref()
-            .and_then(|d| d.get(&std::any::TypeId::of::<Caller>()))
-            .and_then(|b| b.downcast_ref::<Caller>())
-            .cloned()
-            .unwrap_or_default();
-        self.0.run_stream(request, caller, session_data)
-    }
 }

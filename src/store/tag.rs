@@ -226,6 +226,17 @@ impl CancelOnDrop {
         }
     }
 
+    /// Armed for the operation the current task runs (see [`scope`]).
+    pub fn current(store: &Store) -> Self {
+        match current() {
+            Some(tag) => Self::new(store, &tag),
+            None => CancelOnDrop {
+                store: None,
+                tag: String::new(),
+            },
+        }
+    }
+
     /// The operation finished: nothing to cancel.
     pub fn disarm(mut self) {
         self.store = None;

@@ -68,17 +68,18 @@ def test_socket_obeys_the_read_and_write_tokens(start, backend):
         [msg] = await run(ws, "{ builders { name } }")
         assert msg["type"] == "next" and msg["payload"]["data"] == {"builders": []}
         [msg] = await run(ws, 'mutation { ensureBuilder(name: "ws") { name } }', op_id="2")
-        assert msg["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "FORBIDDEN"
         await ws.close()
         # Write token: mutations run; errors carry codes.
         ws = await connect(srv)
         assert (await init(ws, bearer("W")))["type"] == "connection_ack"
         [msg] = await run(ws, 'mutation { ensureBuilder(name: "ws") { name } }')
         assert msg["payload"]["data"] == {"ensureBuilder": {"name": "ws"}}
+        # A request error is `error` (graphql-transport-ws), a field error `next`.
         [msg] = await run(ws, "{ nope }", op_id="2")
-        assert msg["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         [msg] = await run(ws, "mutation { completeBuildset(bsid: 999, results: 0) { bsid } }", op_id="3")
-        assert msg["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert msg["type"] == "next" and msg["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         # Responses in query order over the socket too.
         for i in range(10):
             [msg] = await run(ws, "{ z: builders { name } a: builders { builderid } }", op_id=f"o{i}")
@@ -144,7 +145,8 @@ def test_socket_messages_are_bounded_and_exact(start):
         assert json.dumps(props) == '[{"name": "f", "value": 1.0}, {"name": "n", "value": 3}]'
         inp["properties"][0]["value"] = 123456789012345678901234567890
         [msg] = await run(ws, q, {"in": inp}, op_id="2")
-        err = msg["payload"]["errors"][0]
+        assert msg["type"] == "error", msg
+        err = msg["payload"][0]
         assert err["extensions"] == {"code": "BAD_USER_INPUT", "field": "in.properties.0.value"}
         # A message beyond the body limit closes the socket rather than being read.
         await ws.send(json.dumps({"id": "3", "type": "subscribe", "payload": {"query": "{ builders { name } }" + " " * 8000}}))

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use buildsets_graphql::config::Config;
-use buildsets_graphql::server::app;
+use buildsets_graphql::http::{router, AppState};
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -29,7 +29,7 @@ pub async fn start(t: TestDb, flags: &[&str]) -> Api {
     args.extend_from_slice(flags);
     let config = Config::try_parse_from(args).expect("flags");
     let store = buildsets_graphql::store::Store::new(t.db.clone(), t.mode);
-    let router = app(&config, store).expect("a usable configuration");
+    let router = router(AppState::new(&config, store).expect("a usable configuration"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
+use super::reply::refuse_json as refuse;
 use crate::error::Code;
-use crate::server::refuse;
 
 /// The request body codings that are decoded; any other is refused (415) rather
 /// than read as if it were plain.
@@ -59,6 +59,12 @@ pub async fn known_coding(
     }
 }
 
+/// Whether reading a body failed at its length limit (http-body-util's
+/// `Limited`, under axum's `to_bytes`).
+fn is_length_limit(error: &axum::Error) -> bool {
+    std::error::Error::source(error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+}
+
 /// The whole request body within `--client-timeout`: hyper's and tower-http's
 /// deadlines run between two chunks, so a body sent a byte every few seconds would
 /// hold its connection for ever.
@@ -93,7 +99,7 @@ pub async fn body_deadline(
             ))
             .await
         }
-        Ok(Err(e)) if e.to_string().contains("length limit exceeded") => refuse(
+        Ok(Err(e)) if is_length_limit(&e) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BadUserInput,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),

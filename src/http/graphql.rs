@@ -1,0 +1,205 @@
+//! GraphQL over HTTP: POST with a JSON body, GET with `?query=` (queries only), or
+//! the playground on a plain GET.
+
+use std::convert::Infallible;
+
+use async_graphql::Value;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+
+use super::reply::{refuse, reply, Media, REQUEST_ID};
+use super::AppState;
+use crate::door::{wide, Transport, WIDE_INTEGER};
+use crate::error::{Code, RequestId};
+
+pub use crate::door::Caller;
+
+/// Who sent a request: the bearer token of its `Authorization` header.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer);
+        Ok(Caller { token })
+    }
+}
+
+/// The request's id, as tower-http's layer set it (a client's well-formed one, or ours).
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(RequestId::new, |id| RequestId(id.to_owned())))
+    }
+}
+
+/// The token of an `Authorization` value, `Bearer <token>` (any case of "Bearer").
+pub(crate) fn bearer(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Only JSON bodies: a cross-site page can send `text/plain`, form and multipart
+/// bodies without a CORS preflight, and so could run mutations on open writes.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.eq_ignore_ascii_case("application/graphql-response+json")
+        })
+}
+
+/// The 406 for a client that accepts neither media type spoken.
+fn not_acceptable() -> Response {
+    refuse(
+        Media::Json,
+        StatusCode::NOT_ACCEPTABLE,
+        Code::BadUserInput,
+        "this server answers in application/graphql-response+json or application/json: accept one of them",
+    )
+}
+
+/// Marks a request whose raw JSON text holds an integer too wide for 64 bits (which
+/// parsing would round): the door refuses it naming `path` within the variables.
+pub(crate) fn mark_wide(request: &mut async_graphql::Request, json: &[u8], variables_at: &str) {
+    if let Some(path) = wide::in_json(json) {
+        let path = path
+            .strip_prefix(variables_at)
+            .map_or(path.as_str(), |p| p.trim_start_matches('.'))
+            .to_owned();
+        request
+            .extensions
+            .insert(WIDE_INTEGER.into(), Value::from(path));
+    }
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if let Err(refusal) = state.door.admit(&caller) {
+        return reply(refusal.answer(), media);
+    }
+    if !is_json(&headers) {
+        return refuse(
+            media,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadUserInput,
+            "POST /graphql takes a JSON body: send `Content-Type: application/json`",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                media,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::BadUserInput,
+                format!(
+                    "the request body exceeds the limit of {} bytes (--max-body-bytes)",
+                    state.max_body
+                ),
+            )
+        }
+        Err(e) => return refuse(media, e.status(), Code::BadUserInput, e.body_text()),
+    };
+    let mut request = match parse_body(&body) {
+        Ok(r) => r,
+        Err(message) => return refuse(media, StatusCode::BAD_REQUEST, Code::BadUserInput, message),
+    };
+    mark_wide(&mut request, &body, "variables");
+    reply(
+        state
+            .door
+            .run(request, caller, Transport::Post, request_id)
+            .await,
+        media,
+    )
+}
+
+/// A POST body as a GraphQL request, or why it is not one.
+fn parse_body(body: &[u8]) -> Result<async_graphql::Request, String> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err("batched requests are not supported: send one operation per request".into());
+    }
+    let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
+        format!("the body is not a GraphQL request (a JSON object with a `query` string): {e}")
+    })?;
+    if request.query.trim().is_empty() {
+        return Err("the request has no `query`".into());
+    }
+    Ok(request)
+}
+
+/// GET runs queries given as `?query=`; without one it serves the playground.
+/// Mutations are never run from a GET (a link must not change data).
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let query = uri.query().unwrap_or_default();
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    if !params.iter().any(|(k, _)| k == "query") {
+        return super::assets::playground();
+    }
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if let Err(refusal) = state.door.admit(&caller) {
+        return reply(refusal.answer(), media);
+    }
+    let mut request = match async_graphql::http::parse_query_string(query) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                media,
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                format!("the query string is not a GraphQL request: {e}"),
+            )
+        }
+    };
+    if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
+        mark_wide(&mut request, variables.as_bytes(), "");
+    }
+    // GraphQL over HTTP names it `operationName`; async-graphql's GET parser reads
+    // `operation_name`.
+    if let Some((_, name)) = params.iter().find(|(k, _)| k == "operationName") {
+        request.operation_name = Some(name.clone()).filter(|n| !n.is_empty());
+    }
+    reply(
+        state
+            .door
+            .run(request, caller, Transport::Get, request_id)
+            .await,
+        media,
+    )
+}

@@ -1,0 +1,83 @@
+//! What operators and load balancers call: readiness, metrics, and the answers for
+//! what is not served.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::reply::{refuse_json, reply, Media};
+use super::{AppState, Caller};
+use crate::error::Code;
+
+/// Prometheus' text format; behind the read token when one is set.
+pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(refusal) = state.door.admit(&caller) {
+        return reply(refusal.answer(), Media::Json);
+    }
+    let (pool_size, pool_idle, pool_max) = state.store.pool_stats();
+    let gauges = crate::metrics::Gauges {
+        pool_size,
+        pool_idle,
+        pool_max,
+        websockets: state.sockets.open(),
+        subscriptions: state.hub.subscriptions(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&gauges),
+    )
+        .into_response()
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.writes_failing() {
+        tracing::warn!("not ready: writes are failing for want of storage");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(
+                header::RETRY_AFTER,
+                crate::error::STORAGE_RETRY_AFTER_SECS.to_string(),
+            )],
+            "writes are failing: the database is out of storage or has an I/O error",
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+    }
+}
+
+/// 405, with the methods the path takes in `Allow`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let allow = if uri.path() == "/graphql" {
+        "GET, POST"
+    } else {
+        "GET"
+    };
+    let mut response = refuse_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::BadUserInput,
+        format!("{method} is not served here: POST an operation, or GET the playground"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    refuse_json(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        format!(
+            "nothing is served at {}: the API is at /graphql",
+            uri.path()
+        ),
+    )
+}
