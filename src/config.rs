@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
+mod limits;
 mod values;
+
+pub use limits::{Limits, DEFAULTS as DEFAULT_LIMITS, MAX_PAGE_CEILING};
 use values::{parse_database_url, parse_listen};
 
 /// A GraphQL API for Buildbot buildsets, on Buildbot's own database schema.
@@ -103,62 +106,8 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
-    /// Largest `first` / `last` / `recentBuildsets(count)`.
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 1000, global = true)]
-    pub max_page_size: u64,
-
-    /// Deepest query nesting accepted.
-    #[arg(long, env = "MAX_DEPTH", default_value_t = 16, global = true)]
-    pub max_depth: usize,
-
-    /// Largest query complexity accepted (list fields weigh by their page size).
-    #[arg(long, env = "MAX_COMPLEXITY", default_value_t = 20_000, global = true)]
-    pub max_complexity: usize,
-
-    /// Most fields one operation selects once its fragments are expanded (aliases count); counting stops at the bound, so a fragment bomb costs no more.
-    #[arg(long, env = "MAX_SELECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
-    pub max_selections: u64,
-
-    /// Most root fields in one operation (aliases count).
-    #[arg(long, env = "MAX_ROOT_FIELDS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000), global = true)]
-    pub max_root_fields: u64,
-
-    /// Deepest bracket nesting in a document's text, checked before it is parsed (the parser recurses per level).
-    #[arg(long, env = "MAX_NESTING", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=256), global = true)]
-    pub max_nesting: u64,
-
-    /// Most lexical tokens in a document (names, numbers, strings, punctuators), counted before it is parsed (parsing allocates per token).
-    #[arg(long, env = "MAX_TOKENS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000), global = true)]
-    pub max_tokens: u64,
-
-    /// Deepest nesting of lists and objects in one argument or variable (a property value included: deeper could not be read back).
-    #[arg(long, env = "MAX_VALUE_NESTING", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100), global = true)]
-    pub max_value_nesting: u64,
-
-    /// Most conditions in one `where` (each is a term of one SQL expression).
-    #[arg(long, env = "MAX_WHERE_CONDITIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=500), global = true)]
-    pub max_where_conditions: u64,
-
-    /// Most values one `where` compares (each is a bind parameter, which databases bound).
-    #[arg(long, env = "MAX_WHERE_VALUES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
-    pub max_where_values: u64,
-
-    /// Most values one subscription's `where` compares (it runs again on every change).
-    #[arg(long, env = "MAX_SUBSCRIPTION_WHERE_VALUES", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
-    pub max_subscription_where_values: u64,
-
-    /// Most entries in each list of one `addBuildset`: sourcestamps, properties, builderids.
-    #[arg(long, env = "MAX_INPUT_LIST", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000), global = true)]
-    pub max_input_list: u64,
-
-    /// Bytes of property values and patches one operation may read (its answer
-    /// holds them); more is QUERY_TOO_COMPLEX. 0: no bound.
-    #[arg(long, env = "MAX_RESPONSE_BYTES", default_value_t = 32 << 20, global = true)]
-    pub max_response_bytes: u64,
-
-    /// Largest request body, in bytes (larger gets HTTP 413).
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
-    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub limits: Limits,
 
     /// Seconds a client has to send a request's headers, and then its body; a slow
     /// client is cut off after that.
@@ -219,11 +168,6 @@ pub struct Config {
     #[arg(long, env = "MAX_SUBSCRIPTION_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1 << 16..=1 << 34), global = true)]
     pub max_subscription_bytes: u64,
 
-    /// Most fields one subscription selects once its fragments are expanded (aliases
-    /// count): every event is answered once for each distinct subscription.
-    #[arg(long, env = "MAX_SUBSCRIPTION_SELECTIONS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
-    pub max_subscription_selections: u64,
-
     /// Subscriptions one WebSocket connection may hold at once.
     #[arg(
         long,
@@ -244,29 +188,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The bounds on what one request may ask for.
-    pub fn limits(&self) -> crate::graphql::Limits {
-        // The parsers' ranges keep every value far below usize::MAX.
-        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        crate::graphql::Limits {
-            max_page: self.max_page_size,
-            max_depth: self.max_depth,
-            max_complexity: self.max_complexity,
-            max_selections: n(self.max_selections),
-            max_root_fields: n(self.max_root_fields),
-            max_nesting: n(self.max_nesting),
-            max_tokens: n(self.max_tokens),
-            max_subscription_selections: n(self.max_subscription_selections),
-            max_value_nesting: n(self.max_value_nesting),
-            max_where_conditions: n(self.max_where_conditions),
-            max_where_values: n(self.max_where_values),
-            max_subscription_where_values: n(self.max_subscription_where_values),
-            max_input_list: n(self.max_input_list),
-            max_response_bytes: self.max_response_bytes,
-            ..crate::graphql::Limits::default()
-        }
-    }
-
     /// How long the store waits on the database.
     pub fn timeouts(&self) -> crate::store::Timeouts {
         use std::time::Duration;

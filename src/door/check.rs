@@ -8,7 +8,8 @@ use async_graphql::parser::Error as ParseError;
 use async_graphql::Value;
 
 use super::expansion::{document_expansion, Expansion};
-use super::{bad_input, error_answer, nesting, typename, weight, wide, Answer, Bounds, Status};
+use super::{bad_input, error_answer, nesting, typename, weight, wide, Answer, Status};
+use crate::config::Limits;
 use crate::error::Code;
 use crate::graphql::order::selected_operation;
 
@@ -37,28 +38,28 @@ fn too_complex(message: String, limit: usize, found: usize) -> Answer {
 
 #[allow(clippy::result_large_err)]
 pub(super) fn check_text(
-    bounds: &Bounds,
+    bounds: &Limits,
     query: &str,
     operation: Option<&str>,
 ) -> Result<Checked, Answer> {
-    if let Some(pos) = nesting::text_too_deep(query, bounds.nesting) {
+    if let Some(pos) = nesting::text_too_deep(query, bounds.max_nesting) {
         return Err(bad_input(
             "query",
             format!(
                 "the document nests deeper than {} levels of brackets (--max-nesting)",
-                bounds.nesting
+                bounds.max_nesting
             ),
             Some(pos),
         ));
     }
-    let tokens = nesting::token_count(query, bounds.tokens);
-    if tokens > bounds.tokens {
+    let tokens = nesting::token_count(query, bounds.max_tokens);
+    if tokens > bounds.max_tokens {
         return Err(too_complex(
             format!(
                 "the document holds more than {} tokens (--max-tokens); pass long lists as variables",
-                bounds.tokens
+                bounds.max_tokens
             ),
-            bounds.tokens,
+            bounds.max_tokens,
             tokens,
         ));
     }
@@ -84,7 +85,7 @@ pub(super) fn check_text(
     // async-graphql's validation visits every operation and fragment of the
     // document with its spreads inlined, selected or not: the whole document is
     // bounded before it gets there (and so is the selected operation, a part of it).
-    match document_expansion(&doc, bounds.selections) {
+    match document_expansion(&doc, bounds.max_selections) {
         Expansion::Cycle(name) => {
             return Err(bad_input(
                 "query",
@@ -92,13 +93,13 @@ pub(super) fn check_text(
                 doc.fragments.get(name.as_str()).map(|f| f.pos),
             ));
         }
-        Expansion::Size(found) if found > bounds.selections => {
+        Expansion::Size(found) if found > bounds.max_selections => {
             return Err(too_complex(
                 format!(
                     "the document has more than {} selections once its fragments are expanded, counting every operation and fragment in it, selected or not (--max-selections)",
-                    bounds.selections
+                    bounds.max_selections
                 ),
-                bounds.selections,
+                bounds.max_selections,
                 found,
             ));
         }
@@ -106,19 +107,19 @@ pub(super) fn check_text(
     }
     let selected = selected_operation(&doc, operation);
     if let Some(op) = selected {
-        let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.selections);
-        if roots > bounds.root_fields {
+        let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.max_selections);
+        if roots > bounds.max_root_fields {
             return Err(too_complex(
                 format!(
                     "the operation has more than {} root fields once its fragments are expanded (found {roots})",
-                    bounds.root_fields
+                    bounds.max_root_fields
                 ),
-                bounds.root_fields,
+                bounds.max_root_fields,
                 roots,
             ));
         }
         if op.ty == OperationType::Subscription {
-            let max = bounds.subscription_selections;
+            let max = bounds.max_subscription_selections;
             let found = nesting::selections(&doc, &op.selection_set.node, max);
             if found > max {
                 return Err(too_complex(

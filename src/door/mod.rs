@@ -129,23 +129,6 @@ impl Refusal {
     }
 }
 
-/// The bounds the door checks before a document reaches async-graphql.
-struct Bounds {
-    /// Bytes of property values and patches one operation may read (0: no bound).
-    response_bytes: u64,
-    /// Longest list of objects in a value: the longest `addBuildset` list or `and` /
-    /// `or` that could pass its own bound.
-    object_list: usize,
-    /// Longest list of scalars (`in`, `builderids`).
-    scalar_list: usize,
-    nesting: usize,
-    tokens: usize,
-    subscription_selections: usize,
-    value_nesting: usize,
-    selections: usize,
-    root_fields: usize,
-}
-
 #[derive(Hash, PartialEq, Eq)]
 struct Key {
     query: String,
@@ -196,7 +179,8 @@ struct Inner {
     /// For cancelling the statements of an abandoned operation.
     store: crate::store::Store,
     measure: limits::Measure,
-    bounds: Bounds,
+    /// Every bound, as configured.
+    bounds: crate::config::Limits,
     read_token: Option<String>,
     write_tokens: Vec<String>,
     request_timeout: Option<std::time::Duration>,
@@ -210,7 +194,7 @@ impl Door {
     pub fn new(
         schema: ApiSchema,
         tokens: crate::config::Tokens,
-        limits: crate::graphql::Limits,
+        limits: crate::config::Limits,
         request_timeout: Option<std::time::Duration>,
         store: crate::store::Store,
     ) -> Self {
@@ -220,17 +204,7 @@ impl Door {
             store,
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
-            bounds: Bounds {
-                response_bytes: limits.max_response_bytes,
-                object_list: limits.max_input_list.max(limits.max_where_conditions),
-                scalar_list: limits.max_input_list.max(limits.max_where_values),
-                nesting: limits.max_nesting,
-                tokens: limits.max_tokens,
-                subscription_selections: limits.max_subscription_selections,
-                value_nesting: limits.max_value_nesting,
-                selections: limits.max_selections,
-                root_fields: limits.max_root_fields,
-            },
+            bounds: limits,
             read_token: tokens.read,
             write_tokens: tokens.write,
             request_timeout,
@@ -329,7 +303,12 @@ impl Door {
     /// statements tagged for cancelling; the tag is made here, never taken from a
     /// client (who could name another's operation).
     async fn tagged<F: std::future::Future>(&self, operation: F) -> (F::Output, u64) {
-        crate::store::tag::scope(&RequestId::new().0, self.0.bounds.response_bytes, operation).await
+        crate::store::tag::scope(
+            &RequestId::new().0,
+            self.0.bounds.max_response_bytes,
+            operation,
+        )
+        .await
     }
 
     /// Runs one operation that arrived on a WebSocket: a subscription gives its
@@ -459,16 +438,19 @@ impl Door {
         let bounds = &self.0.bounds;
         let doc = &checked.doc;
         let kind = checked.kind;
-        if let Some(missing) = missing_variable(doc, request.operation_name.as_deref(), &request.variables) {
+        if let Some(missing) =
+            missing_variable(doc, request.operation_name.as_deref(), &request.variables)
+        {
             return Err(missing);
         }
-        if let Some(field) = nesting::value_too_deep(doc, &request.variables, bounds.value_nesting)
+        if let Some(field) =
+            nesting::value_too_deep(doc, &request.variables, bounds.max_value_nesting)
         {
             return Err(bad_input(
                 &field,
                 format!(
                     "`{field}` nests deeper than {} levels of lists and objects (--max-value-nesting)",
-                    bounds.value_nesting
+                    bounds.max_value_nesting
                 ),
                 None,
             ));
@@ -476,8 +458,10 @@ impl Door {
         if let Some((field, len, max)) = nesting::list_too_long(
             doc,
             &request.variables,
-            bounds.object_list,
-            bounds.scalar_list,
+            // The longest list of objects (an `addBuildset` list, or `and` / `or`)
+            // and of scalars (`in`, `builderids`) that could pass its own bound.
+            bounds.max_input_list.max(bounds.max_where_conditions),
+            bounds.max_input_list.max(bounds.max_where_values),
         ) {
             return Err(error_answer(
                 Status::RequestError,

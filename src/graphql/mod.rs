@@ -23,60 +23,7 @@ pub use subscription::SubscriptionRoot;
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Bounds on what one request may ask for.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Page size when neither `first` nor `last` is given.
-    pub default_page: u64,
-    /// Largest `first` / `last` / `recentBuildsets(count)`.
-    pub max_page: u64,
-    pub max_depth: usize,
-    pub max_complexity: usize,
-    /// Fields selected once fragments are expanded (aliases count).
-    pub max_selections: usize,
-    /// Root fields of one operation (aliases count).
-    pub max_root_fields: usize,
-    /// Brackets (`{`, `[`, `(`) nested in the document text, checked before parsing.
-    pub max_nesting: usize,
-    /// Lexical tokens in the document text, checked before parsing.
-    pub max_tokens: usize,
-    /// Fields one subscription selects once fragments are expanded (aliases count).
-    pub max_subscription_selections: usize,
-    /// Lists and objects nested in one argument or variable value.
-    pub max_value_nesting: usize,
-    /// Conditions in one `where`.
-    pub max_where_conditions: usize,
-    /// Values compared by one `where`.
-    pub max_where_values: usize,
-    /// Values compared by one subscription's `where`, which runs again on every change.
-    pub max_subscription_where_values: usize,
-    /// Entries in each list of an `addBuildset` (sourcestamps, properties, builderids).
-    pub max_input_list: usize,
-    /// Bytes of property values and patches one operation may read (0: no bound).
-    pub max_response_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            default_page: 100,
-            max_page: 1000,
-            max_depth: 16,
-            max_complexity: 20_000,
-            max_selections: 10_000,
-            max_root_fields: 50,
-            max_nesting: 128,
-            max_tokens: 50_000,
-            max_subscription_selections: 500,
-            max_value_nesting: 64,
-            max_where_conditions: 100,
-            max_where_values: 10_000,
-            max_subscription_where_values: 1_000,
-            max_input_list: 1_000,
-            max_response_bytes: 32 << 20,
-        }
-    }
-}
+pub use crate::config::Limits;
 
 /// What every resolver can reach.
 pub struct AppData {

@@ -8,6 +8,7 @@ use super::filter::{
 use super::plan::{relations, Selected};
 use super::types::{parse_global_id, weighted, Node, NodeKind, BUILDERS_WEIGHT};
 use super::{app, StoreResultExt};
+use crate::config::{DEFAULT_LIMITS, MAX_PAGE_CEILING};
 use crate::error::bad_input;
 use crate::store::query::{effective_order, PageRequest};
 use crate::store::{
@@ -97,10 +98,13 @@ impl QueryRoot {
     }
 
     /// Buildsets, filtered, ordered and paged (Relay cursor connection). `first` /
-    /// `last` default to 100 and are at most 1000.
-    #[graphql(complexity = "(first.or(last).unwrap_or(100).clamp(1, 1000) as usize)\
+    /// `last` default to 100 and are at most the server's `--max-page-size` (1000
+    /// unless configured).
+    #[graphql(
+        complexity = "(first.or(last).map_or(DEFAULT_LIMITS.default_page, |n| n.clamp(1, MAX_PAGE_CEILING as i32) as u64) as usize)\
             .saturating_mul(child_complexity)\
-            .saturating_add(BuildsetFilter::cost(&filter))")]
+            .saturating_add(BuildsetFilter::cost(&filter))"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn buildsets(
         &self,
@@ -188,7 +192,7 @@ impl QueryRoot {
 
     /// The `count` most recently submitted buildsets (optionally only those with a
     /// sourcestamp on `branch` / `repository`), oldest first.
-    #[graphql(complexity = "count.clamp(1, 1000) as usize * child_complexity")]
+    #[graphql(complexity = "count.clamp(1, MAX_PAGE_CEILING as i32) as usize * child_complexity")]
     async fn recent_buildsets(
         &self,
         ctx: &Context<'_>,

@@ -51,7 +51,7 @@ impl AppState {
         // The recorder is installed before the first request counts.
         crate::metrics::handle();
         let (shutdown, signal) = watch::channel(false);
-        let limits = config.limits();
+        let limits = config.limits.clone();
         let hub = Hub::start(
             store.clone(),
             FeedSettings {
@@ -82,7 +82,7 @@ impl AppState {
             store,
             hub,
             origins,
-            max_body: config.max_body_bytes,
+            max_body: config.limits.max_body_bytes,
             client_timeout: Duration::from_secs(config.client_timeout),
             sockets: crate::ws::Sockets::new(config, signal),
             shutdown: Arc::new(shutdown),

@@ -44,7 +44,7 @@ impl Sockets {
             max: config.max_websockets,
             keepalive: (config.ws_keepalive > 0).then(|| Duration::from_secs(config.ws_keepalive)),
             init_timeout: Duration::from_secs(config.client_timeout),
-            max_message: config.max_body_bytes,
+            max_message: config.limits.max_body_bytes,
             shutdown,
         }
     }

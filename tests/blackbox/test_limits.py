@@ -141,3 +141,77 @@ def test_an_answer_is_bounded_by_the_text_it_reads(start):
     assert code == "QUERY_TOO_COMPLEX", e
     assert e["extensions"]["limit"] == 2000000 and "--max-response-bytes" in e["message"], e
     assert srv.ok("{ __typename }") == {"__typename": "Query"}
+
+
+def ws_first_error(srv, query, variables=None):
+    """The error a subscription is refused with; None when it is accepted (a refusal
+    comes at once, an accepted subscription is silent until an event)."""
+    async def go():
+        ws = await init(await connect(srv))
+        await subscribe(ws, "s", query, variables)
+        try:
+            return json.loads(await asyncio.wait_for(ws.recv(), 1.5))
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            await ws.close()
+    msg = asyncio.run(go())
+    return first_error(msg) if msg else None
+
+
+DEEP = "{ buildsets { nodes { buildrequests { buildset { bsid } } } } }"  # depth 5
+TOKENS = "{ " + " ".join(f"a{i}: __typename" for i in range(40)) + " }"  # 162 tokens
+SUB3 = "subscription { buildsetAdded { bsid reason complete } }"
+SUB_IN = "subscription { buildsetAdded(where: {bsid: {in: [1, 2, 3]}}) { bsid } }"
+
+
+def test_every_limit_read_from_the_one_struct_is_enforced_as_configured(start):
+    """One `Limits` (src/config/limits.rs) is read by the door, the complexity
+    rules, the resolvers, the body reader and the socket: each flag changes what is
+    enforced, in either direction."""
+    default = start("sqlite")
+    add_buildset(default)
+    tight = start("sqlite", "--max-depth", "4", "--max-tokens", "100", "--max-body-bytes", "2048",
+                  "--max-subscription-selections", "2", "--max-subscription-where-values", "2",
+                  "--max-root-fields", "100")
+    # --max-page-size, raised: a page beyond the default is read, and is costed as
+    # the size it loads (it was costed as 1,000 whatever the flag).
+    code, field, e = default.err("{ buildsets(first: 3000) { nodes { bsid } } }")
+    assert (code, field) == ("BAD_USER_INPUT", "first"), e
+    big = start("sqlite", "--max-page-size", "5000", "--max-complexity", "100000")
+    add_buildset(big)
+    assert len(big.ok("{ buildsets(first: 3000) { nodes { bsid } } }")["buildsets"]["nodes"]) == 1
+    assert len(big.ok("{ recentBuildsets(count: 4000) { bsid } }")["recentBuildsets"]) == 1
+    costly = start("sqlite", "--max-page-size", "5000", "--max-complexity", "2000")
+    code, _, e = costly.err("{ buildsets(first: 3000) { nodes { bsid } } }")
+    assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["found"] >= 3000, e
+    # --max-depth
+    assert default.ok(DEEP)
+    code, _, e = tight.err(DEEP)
+    assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] == 4 and "--max-depth" in e["message"], e
+    # --max-tokens
+    assert default.ok(TOKENS)
+    code, _, e = tight.err(TOKENS)
+    assert code == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] == 100, e
+    # --max-body-bytes: the POST body, and a socket's message.
+    padded = {"query": "{ __typename }" + " " * 3000}
+    assert default.http.post("/graphql", json=padded).status_code == 200
+    assert tight.http.post("/graphql", json=padded).status_code == 413
+
+    async def big_message(srv):
+        ws = await init(await connect(srv))
+        await subscribe(ws, "m", "{ __typename }" + " " * 3000)
+        try:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return msg["type"]
+        except Exception:  # noqa: BLE001 - closed, which is what `close_code` tells
+            return ws.close_code
+    assert asyncio.run(big_message(default)) == "next"
+    assert asyncio.run(big_message(tight)) == 1009
+    # --max-subscription-selections and --max-subscription-where-values
+    assert ws_first_error(default, SUB3) is None
+    e = ws_first_error(tight, SUB3)
+    assert e["extensions"]["code"] == "QUERY_TOO_COMPLEX" and e["extensions"]["limit"] == 2, e
+    assert ws_first_error(default, SUB_IN) is None
+    e = ws_first_error(tight, SUB_IN)
+    assert e["extensions"]["code"] == "BAD_USER_INPUT" and e["extensions"]["limit"] == 2, e
