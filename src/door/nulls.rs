@@ -2,7 +2,7 @@
 //! nullable parent (GraphQL spec, "Handling Field Errors"). async-graphql records the
 //! error but leaves the field out of its object
 //! (`resolver_utils::container::do_resolve_container` drops an `Err` field; see
-//! async-graphql issue #1347 on non-null propagation), which clients read as a
+//! https://github.com/async-graphql/async-graphql/issues/531), which clients read as a
 //! missing field: Apollo Client drops the whole object. The door puts the nulls
 //! back, from each error's path and the schema's types.
 
