@@ -7,8 +7,9 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::parser::Error as ParseError;
 use async_graphql::Value;
 
+use super::answer::{bad_input, error_answer};
 use super::expansion::{document_expansion, Expansion};
-use super::{bad_input, error_answer, nesting, typename, weight, wide, Answer, Status};
+use super::{nesting, typename, weight, wide, Answer, Status};
 use crate::config::Limits;
 use crate::error::Code;
 use crate::graphql::order::selected_operation;
