@@ -72,6 +72,8 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
 /// Streams one HTTP/2 connection may have open at once.
 const H2_MAX_STREAMS: u32 = 32;
 
+type Builder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+
 /// hyper's connection loop, as `axum::serve` runs it, plus what that lacks: a
 /// deadline for the request headers (a client sending them a byte a second is cut
 /// off), a cap on open connections, and a bound on the drain at shutdown.
@@ -81,37 +83,16 @@ pub async fn accept_loop(
     config: &Config,
     state: &AppState,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(config.client_timeout));
-    // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
-    // Its streams are bounded, and with them the bodies it can make us buffer (each
-    // at most --max-body-bytes): 190 unfinished 1 MB bodies on one connection held
-    // 214 MB.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(config.client_timeout)))
-        .keep_alive_timeout(Duration::from_secs(config.client_timeout))
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .initial_stream_window_size(256 << 10)
-        .initial_connection_window_size(1 << 20)
-        .max_send_buf_size(256 << 10)
-        .max_header_list_size(64 << 10);
+    let builder = http_builder(config);
+    let timeout = Duration::from_secs(config.client_timeout);
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok((stream, _peer)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -129,9 +110,73 @@ pub async fn accept_loop(
             drop(stream);
             continue;
         };
+        let conn = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            shutdown: shutdown_rx.clone(),
+            timeout,
+        };
+        tokio::spawn(async move {
+            conn.serve(stream).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Subscriptions end and sockets close (1001) once their buffered events are out.
+    let _ = shutdown_tx.send(true);
+    state.shut_down();
+    drain(&slots, config).await;
+}
+
+/// hyper's HTTP/1 and HTTP/2 settings.
+fn http_builder(config: &Config) -> Builder {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let timeout = Duration::from_secs(config.client_timeout);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    // An HTTP/2 peer that stops answering pings is closed like a silent HTTP/1 one.
+    // Its streams are bounded, and with them the bodies it can make us buffer (each
+    // at most --max-body-bytes): 190 unfinished 1 MB bodies on one connection held
+    // 214 MB.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(timeout))
+        .keep_alive_timeout(timeout)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(256 << 10)
+        .initial_connection_window_size(1 << 20)
+        .max_send_buf_size(256 << 10)
+        .max_header_list_size(64 << 10);
+    builder
+}
+
+/// One accepted connection, served until it ends.
+struct Connection {
+    builder: Builder,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    timeout: Duration,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: tokio::net::TcpStream) {
+        use hyper_util::rt::TokioIo;
+        // hyper's header deadline starts with the first byte: a connection that
+        // never sends one would hold its slot (of --max-connections) forever.
+        let mut first = [0u8; 1];
+        if !matches!(
+            tokio::time::timeout(self.timeout, stream.peek(&mut first)).await,
+            Ok(Ok(n)) if n > 0
+        ) {
+            return;
+        }
         let activity = crate::conn::Activity::new();
         let service = {
-            let (router, activity) = (router.clone(), activity.clone());
+            let (router, activity) = (self.router.clone(), activity.clone());
             hyper::service::service_fn(
                 move |request: axum::http::Request<hyper::body::Incoming>| {
                     let in_flight = activity.begin();
@@ -144,52 +189,35 @@ pub async fn accept_loop(
                 },
             )
         };
-        let builder = builder.clone();
-        let mut shutdown = shutdown_rx.clone();
-        let timeout = Duration::from_secs(config.client_timeout);
-        let first_bytes = timeout;
-        tokio::spawn(async move {
-            // hyper's header deadline starts with the first byte: a connection that
-            // never sends one would hold its slot (of --max-connections) forever.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(first_bytes, stream.peek(&mut first)).await,
-                Ok(Ok(n)) if n > 0
-            ) {
-                drop(slot);
-                return;
-            }
-            let io = TokioIo::new(crate::conn::StallGuard::new(stream, timeout));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    ended = conn.as_mut() => {
-                        if let Err(e) = ended {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        break;
+        let io = TokioIo::new(crate::conn::StallGuard::new(stream, self.timeout));
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "connection ended with an error");
                     }
-                    // At shutdown, and when nothing has been in flight for the client
-                    // timeout: finish what is in flight, then close.
-                    _ = shutdown.wait_for(|down| *down), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    () = activity.idle_for(timeout), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+                    return;
+                }
+                // At shutdown, and when nothing has been in flight for the client
+                // timeout: finish what is in flight, then close.
+                _ = self.shutdown.wait_for(|down| *down), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = activity.idle_for(self.timeout), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
                 }
             }
-            drop(slot);
-        });
+        }
     }
-    drop(listener);
-    // Subscriptions end and sockets close (1001) once their buffered events are out.
-    let _ = shutdown_tx.send(true);
-    state.shut_down();
+}
+
+/// Waits for the connections in flight to finish, for at most --shutdown-timeout.
+async fn drain(slots: &tokio::sync::Semaphore, config: &Config) {
     let deadline = Duration::from_secs(config.shutdown_timeout);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(deadline, slots.acquire_many(all))

@@ -3,7 +3,7 @@
 //! text. Each bound is checked before the work it bounds: the text before the
 //! parser, the whole document before async-graphql's validation.
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, OperationType};
 use async_graphql::parser::Error as ParseError;
 use async_graphql::Value;
 
@@ -37,12 +37,46 @@ fn too_complex(message: String, limit: usize, found: usize) -> Answer {
     )
 }
 
+// The refusal is the answer itself, built once and moved once; boxing it buys nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn check_text(
     bounds: &Limits,
     query: &str,
     operation: Option<&str>,
 ) -> Result<Checked, Answer> {
+    check_raw(bounds, query)?;
+    let mut doc = async_graphql::parser::parse_query(query).map_err(|e| {
+        error_answer(
+            Status::RequestError,
+            Code::BadUserInput,
+            syntax_error(&e, query),
+            e.positions().next(),
+            &[],
+        )
+    })?;
+    check_expansion(bounds, &doc)?;
+    let selected = selected_operation(&doc, operation);
+    if let Some(op) = selected {
+        check_operation(bounds, &doc, op)?;
+    }
+    let kind = selected.map(|op| op.ty);
+    if let Some((message, pos)) = typename::check(&doc) {
+        return Err(bad_input("query", message, Some(pos)));
+    }
+    typename::wrap_directives(&mut doc);
+    let kept = typename::keep_conditional_sets(&mut doc);
+    let weight = weight::cached_bytes(query, operation, &doc);
+    Ok(Checked {
+        doc,
+        kind,
+        weight,
+        kept,
+    })
+}
+
+/// The bounds on the text itself, before the parser sees it.
+#[allow(clippy::result_large_err)]
+fn check_raw(bounds: &Limits, query: &str) -> Result<(), Answer> {
     if let Some(pos) = nesting::text_too_deep(query, bounds.max_nesting) {
         return Err(bad_input(
             "query",
@@ -64,93 +98,78 @@ pub(super) fn check_text(
             tokens,
         ));
     }
-    if let Some(pos) = wide::in_graphql(query) {
-        return Err(bad_input(
+    match wide::in_graphql(query) {
+        Some(pos) => Err(bad_input(
             "query",
             "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
             Some(pos),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// async-graphql's validation visits every operation and fragment of the document
+/// with its spreads inlined, selected or not: the whole document is bounded before
+/// it gets there (and so is the selected operation, a part of it).
+#[allow(clippy::result_large_err)]
+fn check_expansion(bounds: &Limits, doc: &ExecutableDocument) -> Result<(), Answer> {
+    match document_expansion(doc, bounds.max_selections) {
+        Expansion::Cycle(name) => Err(bad_input(
+            "query",
+            format!("Cannot spread fragment \"{name}\" within itself: fragments must not form cycles"),
+            doc.fragments.get(name.as_str()).map(|f| f.pos),
+        )),
+        Expansion::Size(found) if found > bounds.max_selections => Err(too_complex(
+            format!(
+                "the document has more than {} selections once its fragments are expanded, counting every operation and fragment in it, selected or not (--max-selections)",
+                bounds.max_selections
+            ),
+            bounds.max_selections,
+            found,
+        )),
+        Expansion::Size(_) => Ok(()),
+    }
+}
+
+/// The bounds on the selected operation: its root fields, and a subscription's
+/// selections and single root field.
+#[allow(clippy::result_large_err)]
+fn check_operation(
+    bounds: &Limits,
+    doc: &ExecutableDocument,
+    op: &OperationDefinition,
+) -> Result<(), Answer> {
+    let roots = nesting::root_fields(doc, &op.selection_set.node, bounds.max_selections);
+    if roots > bounds.max_root_fields {
+        return Err(too_complex(
+            format!(
+                "the operation has more than {} root fields once its fragments are expanded (found {roots})",
+                bounds.max_root_fields
+            ),
+            bounds.max_root_fields,
+            roots,
         ));
     }
-    let mut doc = match async_graphql::parser::parse_query(query) {
-        Ok(doc) => doc,
-        Err(e) => {
-            return Err(error_answer(
-                Status::RequestError,
-                Code::BadUserInput,
-                syntax_error(&e, query),
-                e.positions().next(),
-                &[],
-            ));
-        }
-    };
-    // async-graphql's validation visits every operation and fragment of the
-    // document with its spreads inlined, selected or not: the whole document is
-    // bounded before it gets there (and so is the selected operation, a part of it).
-    match document_expansion(&doc, bounds.max_selections) {
-        Expansion::Cycle(name) => {
-            return Err(bad_input(
-                "query",
-                format!("Cannot spread fragment \"{name}\" within itself: fragments must not form cycles"),
-                doc.fragments.get(name.as_str()).map(|f| f.pos),
-            ));
-        }
-        Expansion::Size(found) if found > bounds.max_selections => {
-            return Err(too_complex(
-                format!(
-                    "the document has more than {} selections once its fragments are expanded, counting every operation and fragment in it, selected or not (--max-selections)",
-                    bounds.max_selections
-                ),
-                bounds.max_selections,
-                found,
-            ));
-        }
-        Expansion::Size(_) => {}
+    if op.ty != OperationType::Subscription {
+        return Ok(());
     }
-    let selected = selected_operation(&doc, operation);
-    if let Some(op) = selected {
-        let roots = nesting::root_fields(&doc, &op.selection_set.node, bounds.max_selections);
-        if roots > bounds.max_root_fields {
-            return Err(too_complex(
-                format!(
-                    "the operation has more than {} root fields once its fragments are expanded (found {roots})",
-                    bounds.max_root_fields
-                ),
-                bounds.max_root_fields,
-                roots,
-            ));
-        }
-        if op.ty == OperationType::Subscription {
-            let max = bounds.max_subscription_selections;
-            let found = nesting::selections(&doc, &op.selection_set.node, max);
-            if found > max {
-                return Err(too_complex(
-                    format!("the subscription selects more than {max} fields once its fragments are expanded (--max-subscription-selections): every event is answered for it"),
-                    max,
-                    found,
-                ));
-            }
-            if roots != 1 {
-                return Err(bad_input(
-                    "query",
-                    format!("a subscription selects exactly one root field; this one selects {roots}: send one subscription per field"),
-                    Some(op.selection_set.pos),
-                ));
-            }
-        }
+    let max = bounds.max_subscription_selections;
+    let found = nesting::selections(doc, &op.selection_set.node, max);
+    if found > max {
+        return Err(too_complex(
+            format!("the subscription selects more than {max} fields once its fragments are expanded (--max-subscription-selections): every event is answered for it"),
+            max,
+            found,
+        ));
     }
-    let kind = selected.map(|op| op.ty);
-    if let Some((message, pos)) = typename::check(&doc) {
-        return Err(bad_input("query", message, Some(pos)));
+    if roots != 1 {
+        return Err(bad_input(
+            "query",
+            format!("a subscription selects exactly one root field; this one selects {roots}: send one subscription per field"),
+            Some(op.selection_set.pos),
+        ));
     }
-    typename::wrap_directives(&mut doc);
-    let kept = typename::keep_conditional_sets(&mut doc);
-    let weight = weight::cached_bytes(query, operation, &doc);
-    Ok(Checked {
-        doc,
-        kind,
-        weight,
-        kept,
-    })
+    Ok(())
 }
 
 /// A parse error as one sentence with its place: the parser's own text for a
