@@ -337,32 +337,65 @@ impl Hub {
     /// Loads the buildsets of `changes` that someone waits for, once, and hands each
     /// change to every subscription that wants it, in order.
     async fn deliver(&self, changes: &[Change]) {
-        // A snapshot of who wants what, so that no lock is held across a query.
-        let wanted: Vec<(u64, Arc<Want>)> = match self.0.subscribers.lock() {
+        let wanted = self.wanted(changes);
+        if wanted.is_empty() {
+            return;
+        }
+        let mut ids: Vec<i32> = changes
+            .iter()
+            .filter(|c| wanted.iter().any(|(_, w)| w.kind.wants(**c)))
+            .map(|c| c.bsid())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let (slots, matched) = self.match_filters(&ids, &wanted).await;
+        let Some(views) = self.load(&ids, &wanted).await else {
+            return;
+        };
+        let Ok(mut subs) = self.0.subscribers.lock() else {
+            return;
+        };
+        let mut slow = Vec::new();
+        for ((id, want), slot) in wanted.iter().zip(&slots) {
+            let Some(sub) = subs.get(id) else { continue };
+            let matches = |bsid: i32| slot.is_none_or(|i| matched[i].contains(&bsid));
+            let theirs = changes
+                .iter()
+                .filter(|c| want.kind.wants(**c) && matches(c.bsid()))
+                // A buildset deleted in between has nothing left to show.
+                .filter_map(|c| views.get(&c.bsid()));
+            if !sub.hand(theirs) {
+                slow.push(*id);
+            }
+        }
+        for id in slow {
+            if let Some(sub) = subs.remove(&id) {
+                self.drop_slow(sub);
+            }
+        }
+    }
+
+    /// A snapshot of who wants any of `changes`, so that no lock is held across a
+    /// query.
+    fn wanted(&self, changes: &[Change]) -> Vec<(u64, Arc<Want>)> {
+        match self.0.subscribers.lock() {
             Ok(subs) => subs
                 .iter()
                 .filter(|(_, s)| changes.iter().any(|c| s.want.kind.wants(*c)))
                 .map(|(id, s)| (*id, s.want.clone()))
                 .collect(),
-            Err(_) => return,
-        };
-        if wanted.is_empty() {
-            return;
+            Err(_) => Vec::new(),
         }
-        let ids: Vec<i32> = {
-            let mut ids: Vec<i32> = changes
-                .iter()
-                .filter(|c| wanted.iter().any(|(_, w)| w.kind.wants(**c)))
-                .map(|c| c.bsid())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
-        let store = &self.0.store;
-        // The distinct filters, matched together: statements grow with the values
-        // they compare, not with the number of subscribers. Each subscriber keeps
-        // the index of its filter's matches.
+    }
+
+    /// The distinct filters, matched together: statements grow with the values
+    /// they compare, not with the number of subscribers. Each subscriber gets the
+    /// index of its filter's matches (none without a filter).
+    async fn match_filters(
+        &self,
+        ids: &[i32],
+        wanted: &[(u64, Arc<Want>)],
+    ) -> (Vec<Option<usize>>, Vec<HashSet<i32>>) {
         let mut distinct: Vec<&Filter> = Vec::new();
         let slots: Vec<Option<usize>> = wanted
             .iter()
@@ -374,70 +407,70 @@ impl Hub {
                 }))
             })
             .collect();
-        let matched = match store.matching(&ids, &distinct).await {
+        let matched = match self.0.store.matching(ids, &distinct).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "filtering buildset events failed");
                 vec![HashSet::new(); distinct.len()]
             }
         };
+        (slots, matched)
+    }
+
+    /// The buildsets `ids` with every relation someone asked for, loaded once.
+    async fn load(
+        &self,
+        ids: &[i32],
+        wanted: &[(u64, Arc<Want>)],
+    ) -> Option<HashMap<i32, Arc<BuildsetView>>> {
+        let store = &self.0.store;
         let relations = wanted.iter().fold(Relations::default(), |r, (_, w)| {
             r.merge(w.relations.clone())
         });
-        let views = match store.buildsets_by_ids(&ids).await {
+        let views = match store.buildsets_by_ids(ids).await {
             Ok(rows) => store.buildset_graph(rows, &relations).await,
             Err(e) => Err(e),
         };
-        let views: HashMap<i32, Arc<BuildsetView>> = match views {
-            Ok(v) => v.into_iter().map(|v| (v.row.bsid, Arc::new(v))).collect(),
+        match views {
+            Ok(v) => Some(v.into_iter().map(|v| (v.row.bsid, Arc::new(v))).collect()),
             Err(e) => {
                 tracing::warn!(error = %e, "loading buildset events failed; they are lost");
-                return;
-            }
-        };
-        let Ok(mut subs) = self.0.subscribers.lock() else {
-            return;
-        };
-        let mut slow = Vec::new();
-        for ((id, want), slot) in wanted.iter().zip(&slots) {
-            let Some(sub) = subs.get(id) else { continue };
-            let matches = |bsid: i32| slot.is_none_or(|i| matched[i].contains(&bsid));
-            for change in changes {
-                if !want.kind.wants(*change) || !matches(change.bsid()) {
-                    continue;
-                }
-                // A buildset deleted in between has nothing left to show.
-                let Some(view) = views.get(&change.bsid()) else {
-                    continue;
-                };
-                match sub.tx.try_send(view.clone()) {
-                    Ok(()) => {
-                        if let Some(c) = &sub.connection {
-                            c.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        slow.push(*id);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
+                None
             }
         }
-        for id in slow {
-            if let Some(sub) = subs.remove(&id) {
-                self.0.weight.fetch_sub(sub.weight, Ordering::AcqRel);
-                tracing::info!(
-                    connection = sub.connection.as_ref().map(|c| c.id),
-                    buffer = self.0.settings.buffer,
-                    "dropping a subscriber that does not read its events"
-                );
-                if let Some(c) = &sub.connection {
-                    c.too_slow.store(true, Ordering::Relaxed);
-                    c.kill.notify_one();
+    }
+
+    /// Unsubscribes a subscriber that does not read its events, and tells its
+    /// connection (which closes).
+    fn drop_slow(&self, sub: Subscriber) {
+        self.0.weight.fetch_sub(sub.weight, Ordering::AcqRel);
+        tracing::info!(
+            connection = sub.connection.as_ref().map(|c| c.id),
+            buffer = self.0.settings.buffer,
+            "dropping a subscriber that does not read its events"
+        );
+        if let Some(c) = &sub.connection {
+            c.too_slow.store(true, Ordering::Relaxed);
+            c.kill.notify_one();
+        }
+    }
+}
+
+impl Subscriber {
+    /// Hands `views` over in order; false when its buffer is full (too slow).
+    fn hand<'a>(&self, views: impl Iterator<Item = &'a Arc<BuildsetView>>) -> bool {
+        for view in views {
+            match self.tx.try_send(view.clone()) {
+                Ok(()) => {
+                    if let Some(c) = &self.connection {
+                        c.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                Err(mpsc::error::TrySendError::Full(_)) => return false,
+                Err(mpsc::error::TrySendError::Closed(_)) => return true,
             }
         }
+        true
     }
 }
 

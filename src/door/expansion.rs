@@ -16,80 +16,50 @@ pub enum Expansion {
     Cycle(String),
 }
 
+use std::collections::HashMap;
+
+/// A fragment's own items (nested fields included) and the spreads in it.
+fn local(set: &SelectionSet) -> (usize, Vec<Name>) {
+    let (mut own, mut spreads) = (0usize, Vec::new());
+    let mut stack = vec![set];
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            own = own.saturating_add(1);
+            match &item.node {
+                Selection::Field(f) => stack.push(&f.node.selection_set.node),
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(s) => spreads.push(s.node.fragment_name.node.clone()),
+            }
+        }
+    }
+    (own, spreads)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Open,
+    Done(usize),
+}
+
+/// Each fragment's expanded size (saturating at `cap`), or the first cycle found.
+type Sizes<'a> = HashMap<&'a Name, State>;
+
 /// The selections of the whole document once its fragments are expanded: every
 /// operation, selected or not, and every fragment definition, used or not, as
 /// async-graphql's validation visits them (it inlines spreads, without memo and
 /// without a guard against cycles). Each fragment's size is computed once, so this
 /// costs the document's length whatever its spreads would multiply to.
 pub fn document_expansion(doc: &ExecutableDocument, stop: usize) -> Expansion {
-    use std::collections::HashMap;
     let cap = stop.saturating_add(1);
-    // A fragment's own items (nested fields included) and the spreads in it.
-    let local = |set: &SelectionSet| -> (usize, Vec<Name>) {
-        let (mut own, mut spreads) = (0usize, Vec::new());
-        let mut stack = vec![set];
-        while let Some(set) = stack.pop() {
-            for item in &set.items {
-                own = own.saturating_add(1);
-                match &item.node {
-                    Selection::Field(f) => stack.push(&f.node.selection_set.node),
-                    Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
-                    Selection::FragmentSpread(s) => spreads.push(s.node.fragment_name.node.clone()),
-                }
-            }
-        }
-        (own, spreads)
-    };
     let parts: HashMap<&Name, (usize, Vec<Name>)> = doc
         .fragments
         .iter()
         .map(|(name, f)| (name, local(&f.node.selection_set.node)))
         .collect();
-    // Post-order over the spread graph, without recursion (a chain of fragments can
-    // be as long as the document allows).
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Open,
-        Done(usize),
-    }
-    let mut state: HashMap<&Name, State> = HashMap::with_capacity(parts.len());
-    for root in parts.keys() {
-        if state.contains_key(root) {
-            continue;
-        }
-        let mut stack: Vec<(&Name, usize)> = vec![(root, 0)];
-        state.insert(root, State::Open);
-        while let Some(&(name, next)) = stack.last() {
-            let (_, spreads) = &parts[name];
-            if let Some(child) = spreads.get(next) {
-                if let Some(top) = stack.last_mut() {
-                    top.1 += 1;
-                }
-                match parts.get_key_value(child) {
-                    // An unknown fragment: validation names it; it adds nothing.
-                    None => {}
-                    Some((child, _)) => match state.get(child) {
-                        Some(State::Open) => return Expansion::Cycle(child.to_string()),
-                        Some(State::Done(_)) => {}
-                        None => {
-                            state.insert(child, State::Open);
-                            stack.push((child, 0));
-                        }
-                    },
-                }
-                continue;
-            }
-            let (own, spreads) = &parts[name];
-            let size = spreads.iter().fold(*own, |sum, child| {
-                match parts.get_key_value(child).and_then(|(k, _)| state.get(k)) {
-                    Some(State::Done(n)) => sum.saturating_add(*n).min(cap),
-                    _ => sum,
-                }
-            });
-            state.insert(name, State::Done(size.min(cap)));
-            stack.pop();
-        }
-    }
+    let state = match fragment_sizes(&parts, cap) {
+        Ok(state) => state,
+        Err(cycle) => return Expansion::Cycle(cycle),
+    };
     let size_of = |set: &SelectionSet| {
         let (own, spreads) = local(set);
         spreads
@@ -111,6 +81,51 @@ pub fn document_expansion(doc: &ExecutableDocument, stop: usize) -> Expansion {
         }
     }
     Expansion::Size(total)
+}
+
+/// Post-order over the spread graph, without recursion (a chain of fragments can be
+/// as long as the document allows); a fragment reached again while open is a cycle.
+fn fragment_sizes<'a>(
+    parts: &'a HashMap<&'a Name, (usize, Vec<Name>)>,
+    cap: usize,
+) -> Result<Sizes<'a>, String> {
+    let mut state: Sizes<'a> = HashMap::with_capacity(parts.len());
+    for root in parts.keys() {
+        if state.contains_key(root) {
+            continue;
+        }
+        let mut stack: Vec<(&Name, usize)> = vec![(root, 0)];
+        state.insert(root, State::Open);
+        while let Some(&(name, next)) = stack.last() {
+            let (own, spreads) = &parts[name];
+            if let Some(child) = spreads.get(next) {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+                // An unknown fragment: validation names it; it adds nothing.
+                if let Some((child, _)) = parts.get_key_value(child) {
+                    match state.get(child) {
+                        Some(State::Open) => return Err(child.to_string()),
+                        Some(State::Done(_)) => {}
+                        None => {
+                            state.insert(child, State::Open);
+                            stack.push((child, 0));
+                        }
+                    }
+                }
+                continue;
+            }
+            let size = spreads.iter().fold(*own, |sum, child| {
+                match parts.get_key_value(child).and_then(|(k, _)| state.get(k)) {
+                    Some(State::Done(n)) => sum.saturating_add(*n).min(cap),
+                    _ => sum,
+                }
+            });
+            state.insert(name, State::Done(size.min(cap)));
+            stack.pop();
+        }
+    }
+    Ok(state)
 }
 
 #[cfg(test)]

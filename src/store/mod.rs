@@ -13,6 +13,7 @@ pub mod json;
 pub mod query;
 pub mod read;
 pub mod rows;
+mod stamps;
 pub mod tag;
 mod types;
 pub mod write;

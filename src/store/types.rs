@@ -280,6 +280,27 @@ impl NewBuildset {
         check_len("reason", self.reason.as_deref(), 256)?;
         check_len("external_idstring", self.external_idstring.as_deref(), 256)?;
         check_text_bytes("parent_relationship", self.parent_relationship.as_deref())?;
+        self.validate_properties()?;
+        for (i, b) in self.builderids.iter().enumerate() {
+            if self.builderids[..i].contains(b) {
+                return Err(StoreError::invalid(
+                    "builderids",
+                    format!("builder {b} is given twice"),
+                ));
+            }
+        }
+        for ss in &self.sourcestamps {
+            if let SourceStampRef::Spec(spec) = ss {
+                spec.validate()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NewBuildset {
+    /// Each property within a TEXT column as stored, named once.
+    fn validate_properties(&self) -> StoreResult<()> {
         for p in self.stored_properties() {
             // Stored as the JSON text of [value, source] in one TEXT column.
             let stored = super::json::encode_property(&p.value, &p.source);
@@ -304,40 +325,35 @@ impl NewBuildset {
                 ));
             }
         }
-        for (i, b) in self.builderids.iter().enumerate() {
-            if self.builderids[..i].contains(b) {
-                return Err(StoreError::invalid(
-                    "builderids",
-                    format!("builder {b} is given twice"),
-                ));
-            }
-        }
-        for ss in &self.sourcestamps {
-            if let SourceStampRef::Spec(spec) = ss {
-                check_len("branch", spec.branch.as_deref(), 256)?;
-                check_len("revision", spec.revision.as_deref(), 256)?;
-                check_len("codebase", Some(&spec.codebase), 256)?;
-                check_len("repository", Some(&spec.repository), 512)?;
-                check_len("project", Some(&spec.project), 512)?;
-                if let Some(patch) = &spec.patch {
-                    // Stored in base64: four bytes for every three.
-                    let stored = patch.body.len().div_ceil(3) * 4;
-                    if stored > TEXT_BYTES {
-                        return Err(StoreError::invalid(
-                            "patch.body",
-                            format!(
-                                "the patch is {} bytes, {stored} in base64 as stored; at most {TEXT_BYTES} are stored ({} bytes of patch)",
-                                patch.body.len(),
-                                TEXT_BYTES / 4 * 3
-                            ),
-                        ));
-                    }
-                    check_text_bytes("patch.author", Some(&patch.author))?;
-                    check_text_bytes("patch.comment", Some(&patch.comment))?;
-                    check_text_bytes("patch.subdir", patch.subdir.as_deref())?;
-                }
-            }
-        }
         Ok(())
+    }
+}
+
+impl SourceStampSpec {
+    /// The stamp's columns, and its patch's, within what they store.
+    fn validate(&self) -> StoreResult<()> {
+        check_len("branch", self.branch.as_deref(), 256)?;
+        check_len("revision", self.revision.as_deref(), 256)?;
+        check_len("codebase", Some(&self.codebase), 256)?;
+        check_len("repository", Some(&self.repository), 512)?;
+        check_len("project", Some(&self.project), 512)?;
+        let Some(patch) = &self.patch else {
+            return Ok(());
+        };
+        // Stored in base64: four bytes for every three.
+        let stored = patch.body.len().div_ceil(3) * 4;
+        if stored > TEXT_BYTES {
+            return Err(StoreError::invalid(
+                "patch.body",
+                format!(
+                    "the patch is {} bytes, {stored} in base64 as stored; at most {TEXT_BYTES} are stored ({} bytes of patch)",
+                    patch.body.len(),
+                    TEXT_BYTES / 4 * 3
+                ),
+            ));
+        }
+        check_text_bytes("patch.author", Some(&patch.author))?;
+        check_text_bytes("patch.comment", Some(&patch.comment))?;
+        check_text_bytes("patch.subdir", patch.subdir.as_deref())
     }
 }

@@ -4,10 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use base64::Engine as _;
-use entity::{
-    buildrequests, buildset_properties, buildset_sourcestamps, buildsets, patches, sourcestamps,
-};
+use entity::{buildrequests, buildset_properties, buildset_sourcestamps, buildsets};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
@@ -18,9 +15,10 @@ use sha1::Digest as _;
 
 use super::db::SchemaMode;
 use super::graph::{BuildsetView, Loader, Relations};
-use super::hash::{builder_name_hash, sourcestamp_hash};
+use super::hash::builder_name_hash;
 use super::rows::BuilderRow;
-use super::types::{AddedBuildset, NewBuildset, NewPatch, SourceStampRef, SourceStampSpec};
+use super::stamps::insert_if_absent;
+use super::types::{AddedBuildset, NewBuildset};
 use super::{json, StoreError, StoreResult};
 
 /// How often a transaction that lost a deadlock or busy race is run again.
@@ -135,7 +133,49 @@ async fn add_buildset_in(
     }
     // A new stamp's row is dated when it is written, as Buildbot's `findOrCreateId`
     // dates it, whatever (possibly backdated) time the buildset carries.
-    let ssids = resolve_sourcestamps(txn, &input.sourcestamps, super::now()).await?;
+    let ssids = super::stamps::resolve_sourcestamps(txn, &input.sourcestamps, super::now()).await?;
+    check_references(txn, mode, input).await?;
+    // With no builder there is nothing to wait for: Buildbot's data API completes
+    // such a buildset at once with SUCCESS (its `maybeBuildsetComplete` over no
+    // requests), dated now. Here it is written complete in the same transaction.
+    let done = input.builderids.is_empty();
+    let bsid = insert_buildset(txn, input, submitted_at, done).await?;
+    insert_properties(txn, bsid, input).await?;
+    // One multi-row statement per table, whatever the number of stamps and
+    // builders. A single INSERT numbers its rows in the order given, so the link
+    // ids keep the stamps' order.
+    buildset_sourcestamps::Entity::insert_many(ssids.iter().map(|ssid| {
+        buildset_sourcestamps::ActiveModel {
+            buildsetid: Set(bsid),
+            sourcestampid: Set(*ssid),
+            ..Default::default()
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    let brids = insert_requests(txn, bsid, input, submitted_at).await?;
+    notify(txn, 'a', bsid).await?;
+    if done {
+        notify(txn, 'c', bsid).await?;
+    }
+    if let Some(objectid) = bridge {
+        // The bridge announces it; one complete already is announced complete too.
+        let value = if done { r#"{"complete": true}"# } else { "{}" };
+        super::bridge::leave(txn, objectid, &format!("announce:{bsid}"), value).await?;
+    }
+    Ok(AddedBuildset {
+        bsid,
+        brids,
+        created: true,
+    })
+}
+
+/// The builders named exist; attached, so do the builds named.
+async fn check_references(
+    txn: &DatabaseTransaction,
+    mode: SchemaMode,
+    input: &NewBuildset,
+) -> StoreResult<()> {
     check_builders_exist(txn, &input.builderids).await?;
     if mode == SchemaMode::Attached {
         for (field, id) in [
@@ -147,12 +187,17 @@ async fn add_buildset_in(
             }
         }
     }
+    Ok(())
+}
 
-    // With no builder there is nothing to wait for: Buildbot's data API completes
-    // such a buildset at once with SUCCESS (its `maybeBuildsetComplete` over no
-    // requests), dated now. Here it is written complete in the same transaction.
-    let done = input.builderids.is_empty();
-    let bsid = buildsets::Entity::insert(buildsets::ActiveModel {
+/// The buildset's row; its id.
+async fn insert_buildset(
+    txn: &DatabaseTransaction,
+    input: &NewBuildset,
+    submitted_at: i32,
+    done: bool,
+) -> StoreResult<i32> {
+    Ok(buildsets::Entity::insert(buildsets::ActiveModel {
         external_idstring: Set(input
             .external_idstring
             .clone()
@@ -169,80 +214,71 @@ async fn add_buildset_in(
     })
     .exec(txn)
     .await?
-    .last_insert_id;
+    .last_insert_id)
+}
 
+async fn insert_properties(
+    txn: &DatabaseTransaction,
+    bsid: i32,
+    input: &NewBuildset,
+) -> StoreResult<()> {
     let properties: Vec<_> = input.stored_properties().collect();
-    if !properties.is_empty() {
-        buildset_properties::Entity::insert_many(properties.iter().map(|p| {
-            buildset_properties::ActiveModel {
-                buildsetid: Set(bsid),
-                property_name: Set(p.name.clone()),
-                property_value: Set(json::encode_property(&p.value, &p.source)),
-            }
-        }))
-        .exec_without_returning(txn)
-        .await?;
+    if properties.is_empty() {
+        return Ok(());
     }
-
-    // One multi-row statement per table, whatever the number of stamps and
-    // builders. A single INSERT numbers its rows in the order given, so the link
-    // ids keep the stamps' order.
-    buildset_sourcestamps::Entity::insert_many(ssids.iter().map(|ssid| {
-        buildset_sourcestamps::ActiveModel {
+    buildset_properties::Entity::insert_many(properties.iter().map(|p| {
+        buildset_properties::ActiveModel {
             buildsetid: Set(bsid),
-            sourcestampid: Set(*ssid),
+            property_name: Set(p.name.clone()),
+            property_value: Set(json::encode_property(&p.value, &p.source)),
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// One build request per builder; each builder with its request's id.
+async fn insert_requests(
+    txn: &DatabaseTransaction,
+    bsid: i32,
+    input: &NewBuildset,
+    submitted_at: i32,
+) -> StoreResult<Vec<(i32, i32)>> {
+    if input.builderids.is_empty() {
+        return Ok(Vec::new());
+    }
+    buildrequests::Entity::insert_many(input.builderids.iter().map(|builderid| {
+        buildrequests::ActiveModel {
+            buildsetid: Set(bsid),
+            builderid: Set(*builderid),
+            priority: Set(input.priority),
+            complete: Set(Some(0)),
+            results: Set(Some(-1)),
+            submitted_at: Set(submitted_at),
+            complete_at: Set(None),
+            waited_for: Set(Some(i16::from(input.waited_for))),
             ..Default::default()
         }
     }))
     .exec_without_returning(txn)
     .await?;
-
-    let mut brids = Vec::with_capacity(input.builderids.len());
-    if !input.builderids.is_empty() {
-        buildrequests::Entity::insert_many(input.builderids.iter().map(|builderid| {
-            buildrequests::ActiveModel {
-                buildsetid: Set(bsid),
-                builderid: Set(*builderid),
-                priority: Set(input.priority),
-                complete: Set(Some(0)),
-                results: Set(Some(-1)),
-                submitted_at: Set(submitted_at),
-                complete_at: Set(None),
-                waited_for: Set(Some(i16::from(input.waited_for))),
-                ..Default::default()
-            }
-        }))
-        .exec_without_returning(txn)
-        .await?;
-        // The builders are distinct (validated), so each has one request here.
-        let ids: std::collections::HashMap<i32, i32> = buildrequests::Entity::find()
-            .select_only()
-            .column(buildrequests::Column::Builderid)
-            .column(buildrequests::Column::Id)
-            .filter(buildrequests::Column::Buildsetid.eq(bsid))
-            .into_tuple::<(i32, i32)>()
-            .all(txn)
-            .await?
-            .into_iter()
-            .collect();
-        for builderid in &input.builderids {
-            brids.push((*builderid, *ids.get(builderid).ok_or(StoreError::Conflict)?));
-        }
-    }
-    notify(txn, 'a', bsid).await?;
-    if done {
-        notify(txn, 'c', bsid).await?;
-    }
-    if let Some(objectid) = bridge {
-        // The bridge announces it; one complete already is announced complete too.
-        let value = if done { r#"{"complete": true}"# } else { "{}" };
-        super::bridge::leave(txn, objectid, &format!("announce:{bsid}"), value).await?;
-    }
-    Ok(AddedBuildset {
-        bsid,
-        brids,
-        created: true,
-    })
+    // The builders are distinct (validated), so each has one request here.
+    let ids: std::collections::HashMap<i32, i32> = buildrequests::Entity::find()
+        .select_only()
+        .column(buildrequests::Column::Builderid)
+        .column(buildrequests::Column::Id)
+        .filter(buildrequests::Column::Buildsetid.eq(bsid))
+        .into_tuple::<(i32, i32)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    input
+        .builderids
+        .iter()
+        .map(|b| Ok((*b, *ids.get(b).ok_or(StoreError::Conflict)?)))
+        .collect()
 }
 
 /// The buildset an earlier add with idempotency key `key` wrote, if any, with its
@@ -317,282 +353,6 @@ pub(super) async fn notify(db: &impl ConnectionTrait, kind: char, bsid: i32) -> 
     Ok(())
 }
 
-/// Turns each input into a sourcestamp id, creating stamps (and patches) as needed.
-async fn resolve_sourcestamps(
-    txn: &DatabaseTransaction,
-    refs: &[SourceStampRef],
-    now: i32,
-) -> StoreResult<Vec<i32>> {
-    let given: Vec<i32> = refs
-        .iter()
-        .filter_map(|r| match r {
-            SourceStampRef::Id(id) => Some(*id),
-            SourceStampRef::Spec(_) => None,
-        })
-        .collect();
-    if let Some(missing) =
-        first_missing::<sourcestamps::Entity>(txn, sourcestamps::Column::Id, &given).await?
-    {
-        return Err(StoreError::invalid(
-            "sourcestamps",
-            format!("sourcestamp {missing} does not exist"),
-        ));
-    }
-
-    let specs: Vec<&SourceStampSpec> = refs
-        .iter()
-        .filter_map(|r| match r {
-            SourceStampRef::Spec(spec) => Some(spec),
-            SourceStampRef::Id(_) => None,
-        })
-        .collect();
-    let mut created = find_or_create_sourcestamps(txn, &specs, now)
-        .await?
-        .into_iter();
-    let mut ssids = Vec::with_capacity(refs.len());
-    for r in refs {
-        let ssid = match r {
-            SourceStampRef::Id(id) => *id,
-            SourceStampRef::Spec(_) => created.next().ok_or(StoreError::Conflict)?,
-        };
-        if ssids.contains(&ssid) {
-            return Err(StoreError::invalid(
-                "sourcestamps",
-                format!("sourcestamp {ssid} is given twice"),
-            ));
-        }
-        ssids.push(ssid);
-    }
-    Ok(ssids)
-}
-
-/// Finds each sourcestamp by its hash or creates it (with its patch, which is always
-/// new, as in Buildbot), safe against concurrent creators of the same description,
-/// in a constant number of statements: one multi-row insert that skips the hashes already there, one read
-/// of all their ids (patches, always new, are written first, one each: their ids
-/// are part of the hash). Returns the ids in the order of `specs`.
-pub async fn find_or_create_sourcestamps(
-    txn: &impl ConnectionTrait,
-    specs: &[&SourceStampSpec],
-    now: i32,
-) -> StoreResult<Vec<i32>> {
-    if specs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut hashes = Vec::with_capacity(specs.len());
-    let mut rows = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let patchid = match &spec.patch {
-            Some(patch) => Some(insert_patch(txn, patch).await?),
-            None => None,
-        };
-        let ss_hash = sourcestamp_hash(
-            spec.branch.as_deref(),
-            spec.revision.as_deref(),
-            &spec.repository,
-            &spec.project,
-            &spec.codebase,
-            patchid,
-        );
-        hashes.push(ss_hash.clone());
-        rows.push(vec![
-            Value::from(ss_hash),
-            spec.branch.clone().into(),
-            spec.revision.clone().into(),
-            patchid.into(),
-            spec.repository.clone().into(),
-            spec.codebase.clone().into(),
-            spec.project.clone().into(),
-            now.into(),
-        ]);
-    }
-    let columns = "ss_hash, branch, revision, patchid, repository, codebase, project, created_at";
-    let ids = insert_all_absent(txn, "sourcestamps", columns, "ss_hash", &hashes, rows).await?;
-    hashes
-        .iter()
-        .map(|h| ids.get(h).copied().ok_or(StoreError::Conflict))
-        .collect()
-}
-
-/// Inserts the rows whose unique `key_column` value is not there yet, in one
-/// statement, and returns the id of every key's row afterwards (one more). The same
-/// per-backend care as [`insert_if_absent`].
-async fn insert_all_absent(
-    txn: &impl ConnectionTrait,
-    table: &str,
-    columns: &str,
-    key_column: &str,
-    keys: &[String],
-    rows: Vec<Vec<Value>>,
-) -> StoreResult<std::collections::HashMap<String, i32>> {
-    let backend = txn.get_database_backend();
-    let row_marks = |n: usize| format!("({})", vec!["?"; n].join(", "));
-    let marks: Vec<String> = rows.iter().map(|r| row_marks(r.len())).collect();
-    let values: Vec<Value> = rows.into_iter().flatten().collect();
-    let key_marks = vec!["?"; keys.len()].join(", ");
-    let keys_as_values = keys.iter().map(|k| Value::from(k.clone()));
-    if backend == DbBackend::MySql {
-        let sql = format!(
-            "INSERT IGNORE INTO {table} ({columns}) VALUES {}",
-            marks.join(", ")
-        );
-        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        fail_on_warnings_but_duplicates(txn, table).await?;
-        let sql = format!(
-            "SELECT id, {key_column} FROM {table} WHERE {key_column} IN ({key_marks}) LOCK IN SHARE MODE"
-        );
-        return ids_by_key(
-            txn,
-            Statement::from_sql_and_values(backend, sql, keys_as_values),
-        )
-        .await;
-    }
-    let sql = numbered(
-        backend,
-        &format!(
-            "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT ({key_column}) DO NOTHING",
-            marks.join(", ")
-        ),
-    );
-    txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    let sql = numbered(
-        backend,
-        &format!("SELECT id, {key_column} FROM {table} WHERE {key_column} IN ({key_marks})"),
-    );
-    ids_by_key(
-        txn,
-        Statement::from_sql_and_values(backend, sql, keys_as_values),
-    )
-    .await
-}
-
-async fn ids_by_key(
-    txn: &impl ConnectionTrait,
-    stmt: Statement,
-) -> StoreResult<std::collections::HashMap<String, i32>> {
-    let mut out = std::collections::HashMap::new();
-    for row in txn.query_all_raw(stmt).await? {
-        out.insert(
-            row.try_get_by_index::<String>(1)?,
-            row.try_get_by_index::<i32>(0)?,
-        );
-    }
-    Ok(out)
-}
-
-/// IGNORE turns every error into a warning, not only the duplicate key it is
-/// there for: a text truncated or a character replaced by `?` would be stored
-/// silently, with a hash of what was given. Input is checked to fit before this,
-/// so any other warning is a bug, and the transaction is dropped.
-async fn fail_on_warnings_but_duplicates(
-    txn: &impl ConnectionTrait,
-    table: &str,
-) -> StoreResult<()> {
-    let backend = txn.get_database_backend();
-    let warnings = txn
-        .query_all_raw(Statement::from_string(backend, "SHOW WARNINGS"))
-        .await?;
-    for w in &warnings {
-        let code = w
-            .try_get::<u32>("", "Code")
-            .or_else(|_| w.try_get::<i64>("", "Code").map(|c| c as u32))
-            .unwrap_or(0);
-        if code != DUPLICATE_KEY {
-            let message = w.try_get::<String>("", "Message").unwrap_or_default();
-            return Err(StoreError::Db(sea_orm::DbErr::Custom(format!(
-                "INSERT IGNORE INTO {table} warned {code}: {message}"
-            ))));
-        }
-    }
-    Ok(())
-}
-
-async fn insert_patch(txn: &impl ConnectionTrait, patch: &NewPatch) -> StoreResult<i32> {
-    Ok(patches::Entity::insert(patches::ActiveModel {
-        patchlevel: Set(patch.level),
-        patch_base64: Set(base64::engine::general_purpose::STANDARD.encode(&patch.body)),
-        patch_author: Set(patch.author.clone()),
-        patch_comment: Set(patch.comment.clone()),
-        subdir: Set(patch.subdir.clone()),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?
-    .last_insert_id)
-}
-
-/// MySQL's ER_DUP_ENTRY.
-const DUPLICATE_KEY: u32 = 1062;
-
-/// Inserts a row unless one with the same unique `key_column` exists; returns the id
-/// of whichever row is there afterwards. Each backend needs its own statement: a
-/// unique violation aborts a PostgreSQL transaction, and a plain read after a
-/// duplicate may miss the winner's row under MySQL's REPEATABLE READ.
-async fn insert_if_absent(
-    txn: &impl ConnectionTrait,
-    table: &str,
-    columns: &str,
-    key_column: &str,
-    key: &str,
-    values: Vec<Value>,
-) -> StoreResult<i32> {
-    let backend = txn.get_database_backend();
-    let marks = vec!["?"; values.len()].join(", ");
-    if backend == DbBackend::MySql {
-        // INSERT IGNORE waits on a shared lock for an uncommitted duplicate, and the
-        // locking read then sees the committed winner; shared locks do not deadlock
-        // each other the way ON DUPLICATE KEY UPDATE's exclusive ones do.
-        let sql = format!("INSERT IGNORE INTO {table} ({columns}) VALUES ({marks})");
-        let done = txn
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        fail_on_warnings_but_duplicates(txn, table).await?;
-        if done.rows_affected() == 1 {
-            return i32::try_from(done.last_insert_id())
-                .map_err(|_| StoreError::Db(sea_orm::DbErr::Custom("id out of range".into())));
-        }
-        let sql = format!("SELECT id FROM {table} WHERE {key_column} = ? LOCK IN SHARE MODE");
-        return select_id(
-            txn,
-            Statement::from_sql_and_values(backend, sql, [key.into()]),
-        )
-        .await;
-    }
-    let sql = numbered(
-        backend,
-        &format!(
-            "INSERT INTO {table} ({columns}) VALUES ({marks}) \
-             ON CONFLICT ({key_column}) DO NOTHING RETURNING id"
-        ),
-    );
-    if let Some(row) = txn
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-    {
-        return Ok(row.try_get_by_index::<i32>(0)?);
-    }
-    let sql = numbered(
-        backend,
-        &format!("SELECT id FROM {table} WHERE {key_column} = ?"),
-    );
-    select_id(
-        txn,
-        Statement::from_sql_and_values(backend, sql, [key.into()]),
-    )
-    .await
-}
-
-async fn select_id(txn: &impl ConnectionTrait, stmt: Statement) -> StoreResult<i32> {
-    match txn.query_one_raw(stmt).await? {
-        Some(row) => Ok(row.try_get_by_index::<i32>(0)?),
-        // The conflicting row vanished between the insert and the read (its writer
-        // rolled back): a transient conflict, so the whole transaction runs again.
-        None => Err(StoreError::Conflict),
-    }
-}
-
 /// `?` placeholders to PostgreSQL's `$n`.
 pub(super) fn numbered(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Postgres {
@@ -625,7 +385,7 @@ async fn check_builders_exist(txn: &DatabaseTransaction, builderids: &[i32]) -> 
 
 /// The first of `ids` that no row of `E` has in `column` (one IN query; none for an
 /// empty list).
-async fn first_missing<E: EntityTrait>(
+pub(super) async fn first_missing<E: EntityTrait>(
     txn: &impl ConnectionTrait,
     column: E::Column,
     ids: &[i32],
