@@ -49,7 +49,7 @@ pub struct Limits {
     pub max_depth: usize,
 
     /// Largest query complexity accepted (list fields weigh by their page size).
-    #[arg(long, env = "MAX_COMPLEXITY", default_value_t = DEFAULTS.max_complexity, value_parser = ranged(1, 10_000_000), global = true)]
+    #[arg(long, env = "MAX_COMPLEXITY", default_value_t = DEFAULTS.max_complexity, value_parser = ranged(1, 1 << 40), global = true)]
     pub max_complexity: usize,
 
     /// Most fields one operation selects once its fragments are expanded (aliases count); counting stops at the bound, so a fragment bomb costs no more.

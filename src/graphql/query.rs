@@ -8,9 +8,9 @@ use super::filter::{
 use super::plan::{relations, Selected};
 use super::types::{parse_global_id, weighted, Node, NodeKind, BUILDERS_WEIGHT};
 use super::{app, StoreResultExt};
-use crate::config::{DEFAULT_LIMITS, MAX_PAGE_CEILING};
+use crate::config::{Limits, DEFAULT_LIMITS, MAX_PAGE_CEILING};
 use crate::error::bad_input;
-use crate::store::query::{effective_order, PageRequest};
+use crate::store::query::{effective_order, OrderKey, PageRequest};
 use crate::store::{
     BuildRequestRow, BuilderRow, BuildsetRow, BuildsetView, Property, RequestView, SourceStampRow,
     StampView,
@@ -124,43 +124,18 @@ impl QueryRoot {
         #[graphql(desc = "Cursor to page backwards from.")] before: Option<String>,
     ) -> Result<BuildsetConnection> {
         let app = app(ctx)?;
-        let max = app.limits.max_page;
-        let mut first = page_size("first", first, max)?;
-        let last = page_size("last", last, max)?;
-        if first.is_some() && last.is_some() {
-            return Err(bad_input("last", "give `first` or `last`, not both"));
-        }
-        if first.is_none() && last.is_none() {
-            first = Some(app.limits.default_page);
-        }
-        let filter = filter
-            .map(|f| {
-                f.into_bounded_filter(app.limits.max_where_conditions, app.limits.max_where_values)
-            })
-            .transpose()?;
-        let order: Vec<_> = order_by
-            .unwrap_or_default()
-            .into_iter()
-            .map(BuildsetOrder::key)
-            .collect();
-        let keys = effective_order(&order);
-        let start_after = after
-            .as_deref()
-            .map(|c| cursor::decode(&keys, c, "after"))
-            .transpose()?;
-        let end_before = before
-            .as_deref()
-            .map(|c| cursor::decode(&keys, c, "before"))
-            .transpose()?;
-        let req = PageRequest {
-            complete,
-            filter: filter.clone(),
-            order,
-            take_first: first,
-            start_after,
-            take_last: last,
-            end_before,
-        };
+        let (req, keys) = page_request(
+            &app.limits,
+            PageArgs {
+                complete,
+                filter,
+                order_by,
+                first,
+                after,
+                last,
+                before,
+            },
+        )?;
         let page = app.store.page(&req).await.gql(ctx)?;
         let look = ctx.look_ahead();
         let rel = relations(Selected::Buildset, &look.field("nodes")).merge(relations(
@@ -185,8 +160,8 @@ impl QueryRoot {
                 end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
             edges,
-            complete,
-            filter,
+            complete: req.complete,
+            filter: req.filter,
         })
     }
 
@@ -255,4 +230,55 @@ impl QueryRoot {
     async fn builders(&self, ctx: &Context<'_>) -> Result<Vec<BuilderRow>> {
         app(ctx)?.store.all_builders().await.gql(ctx)
     }
+}
+
+/// The arguments of `buildsets`, as given.
+struct PageArgs {
+    complete: Option<bool>,
+    filter: Option<BuildsetFilter>,
+    order_by: Option<Vec<BuildsetOrder>>,
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+}
+
+/// The store's page request for `args`, checked against `limits`, and the sort
+/// keys its cursors are made of.
+fn page_request(limits: &Limits, args: PageArgs) -> Result<(PageRequest, Vec<OrderKey>)> {
+    let max = limits.max_page;
+    let mut first = page_size("first", args.first, max)?;
+    let last = page_size("last", args.last, max)?;
+    if first.is_some() && last.is_some() {
+        return Err(bad_input("last", "give `first` or `last`, not both"));
+    }
+    if first.is_none() && last.is_none() {
+        first = Some(limits.default_page);
+    }
+    let filter = args
+        .filter
+        .map(|f| f.into_bounded_filter(limits.max_where_conditions, limits.max_where_values))
+        .transpose()?;
+    let order: Vec<_> = args
+        .order_by
+        .unwrap_or_default()
+        .into_iter()
+        .map(BuildsetOrder::key)
+        .collect();
+    let keys = effective_order(&order);
+    let cursor_at = |c: Option<String>, arg: &str| {
+        c.as_deref()
+            .map(|c| cursor::decode(&keys, c, arg))
+            .transpose()
+    };
+    let req = PageRequest {
+        complete: args.complete,
+        filter,
+        order,
+        take_first: first,
+        start_after: cursor_at(args.after, "after")?,
+        take_last: last,
+        end_before: cursor_at(args.before, "before")?,
+    };
+    Ok((req, keys))
 }

@@ -181,33 +181,30 @@ async fn follow(
         .subscribe(kind, filter, rel, connection, weight)
         .await
         .map(|events| events.map(Event))
-        .map_err(|r| match r {
-            Refused::TooMany(max) => {
-                let mut e = coded(
-                    Code::BadUserInput,
-                    format!("this connection already has {max} subscriptions (--max-subscriptions-per-connection): end one first"),
-                );
-                e = async_graphql::ErrorExtensions::extend_with(e, |_, x| {
-                    x.set("limit", max);
-                });
-                e
-            }
-            Refused::Full(max) => {
-                let e = coded(
-                    Code::Unavailable,
-                    format!("this server holds {max} subscriptions already (--max-subscriptions): try again later"),
-                );
-                async_graphql::ErrorExtensions::extend_with(e, |_, x| x.set("limit", max))
-            }
-            Refused::Heavy(max) => {
-                let e = coded(
-                    Code::Unavailable,
-                    format!("the open subscriptions hold {max} bytes of documents already (--max-subscription-bytes): try again later, or subscribe with a smaller selection"),
-                );
-                async_graphql::ErrorExtensions::extend_with(e, |_, x| x.set("limit", max))
-            }
-            Refused::ShuttingDown => coded(Code::Unavailable, "the server is shutting down"),
-        })
+        .map_err(refused)
+}
+
+/// A subscription the hub refused, as the client's error.
+fn refused(r: Refused) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions as _;
+    match r {
+        Refused::TooMany(max) => coded(
+            Code::BadUserInput,
+            format!("this connection already has {max} subscriptions (--max-subscriptions-per-connection): end one first"),
+        )
+        .extend_with(|_, x| x.set("limit", max)),
+        Refused::Full(max) => coded(
+            Code::Unavailable,
+            format!("this server holds {max} subscriptions already (--max-subscriptions): try again later"),
+        )
+        .extend_with(|_, x| x.set("limit", max)),
+        Refused::Heavy(max) => coded(
+            Code::Unavailable,
+            format!("the open subscriptions hold {max} bytes of documents already (--max-subscription-bytes): try again later, or subscribe with a smaller selection"),
+        )
+        .extend_with(|_, x| x.set("limit", max)),
+        Refused::ShuttingDown => coded(Code::Unavailable, "the server is shutting down"),
+    }
 }
 
 /// Buildsets as they are added and completed.

@@ -54,12 +54,46 @@ async fn cancel_in(
     target: CancelTarget,
     bridge: Option<i32>,
 ) -> StoreResult<i32> {
-    // Cancels and completions of one buildset take turns on its row (a request's
-    // buildset never changes, so it is read first without a lock): two cancels of
-    // its requests at once must not each see the other's request unfinished and
-    // leave the buildset incomplete for ever. Every read after the lock is a locking
-    // read, which sees what committed meanwhile (MySQL's plain reads would see the
-    // transaction's first snapshot). SQLite's write transactions already take turns.
+    let (bsid, unfinished) = lock_target(txn, target).await?;
+    let now = super::now();
+    let (ours, running) = match (mode, bridge) {
+        (SchemaMode::Attached, Some(_)) => claim(txn, &unfinished, now).await?,
+        _ => (unfinished, Vec::new()),
+    };
+    if !ours.is_empty() {
+        buildrequests::Entity::update_many()
+            .col_expr(buildrequests::Column::Complete, Expr::value(1))
+            .col_expr(buildrequests::Column::Results, Expr::value(CANCELLED))
+            .col_expr(buildrequests::Column::CompleteAt, Expr::value(now))
+            .filter(buildrequests::Column::Id.is_in(ours.clone()))
+            .exec(txn)
+            .await?;
+    }
+    let completed = unfinished_requests(txn, bsid, true).await?.is_empty()
+        && complete_when_done(txn, bsid, now).await?;
+    if let Some(objectid) = bridge.filter(|_| mode == SchemaMode::Attached) {
+        let done = Cancelled {
+            bsid,
+            ours: &ours,
+            running: &running,
+            completed,
+        };
+        done.leave_for_bridge(txn, objectid).await?;
+    }
+    Ok(bsid)
+}
+
+/// Takes the target's buildset row (cancels and completions of one buildset take
+/// turns on it: two cancels of its requests at once must not each see the other's
+/// request unfinished and leave the buildset incomplete for ever); its id and the
+/// requests to cancel. A request's buildset never changes, so it is read first
+/// without a lock. Every read after the lock is a locking read, which sees what
+/// committed meanwhile (MySQL's plain reads would see the transaction's first
+/// snapshot). SQLite's write transactions already take turns.
+async fn lock_target(
+    txn: &DatabaseTransaction,
+    target: CancelTarget,
+) -> StoreResult<(i32, Vec<i32>)> {
     let bsid = match target {
         CancelTarget::BuildRequest(brid) => buildrequests::Entity::find_by_id(brid)
             .select_only()
@@ -90,46 +124,66 @@ async fn cancel_in(
             }
             vec![brid]
         }
-        CancelTarget::Buildset(_) => {
-            if buildset.complete == 1 {
-                return Err(StoreError::AlreadyComplete(bsid));
-            }
-            unfinished_requests(txn, bsid, true).await?
+        CancelTarget::Buildset(_) if buildset.complete == 1 => {
+            return Err(StoreError::AlreadyComplete(bsid))
         }
+        CancelTarget::Buildset(_) => unfinished_requests(txn, bsid, true).await?,
     };
-    let now = super::now();
-    let (ours, running) = match (mode, bridge) {
-        (SchemaMode::Attached, Some(_)) => claim(txn, &unfinished, now).await?,
-        _ => (unfinished, Vec::new()),
-    };
-    if !ours.is_empty() {
-        buildrequests::Entity::update_many()
-            .col_expr(buildrequests::Column::Complete, Expr::value(1))
-            .col_expr(buildrequests::Column::Results, Expr::value(CANCELLED))
-            .col_expr(buildrequests::Column::CompleteAt, Expr::value(now))
-            .filter(buildrequests::Column::Id.is_in(ours.clone()))
-            .exec(txn)
-            .await?;
-    }
-    let completed = unfinished_requests(txn, bsid, true).await?.is_empty()
-        && complete_when_done(txn, bsid, now).await?;
-    if let Some(objectid) = bridge.filter(|_| mode == SchemaMode::Attached) {
-        for brid in &running {
+    Ok((bsid, unfinished))
+}
+
+/// What a cancel did, for the master's bridge.
+struct Cancelled<'a> {
+    bsid: i32,
+    /// Requests cancelled here.
+    ours: &'a [i32],
+    /// Requests a master runs, which its own cancel must stop.
+    running: &'a [i32],
+    /// Whether the buildset was completed.
+    completed: bool,
+}
+
+impl Cancelled<'_> {
+    async fn leave_for_bridge(&self, txn: &DatabaseTransaction, objectid: i32) -> StoreResult<()> {
+        let bsid = self.bsid;
+        for brid in self.running {
             super::bridge::leave(txn, objectid, &format!("cancel:{brid}"), "{}").await?;
         }
         // Buildbot's cancel tells the master's reporters and waiting schedulers; the
         // bridge sends those messages for what was cancelled here.
-        for brid in &ours {
-            let value = format!(r#"{{"bsid": {bsid}, "buildset_complete": {completed}}}"#);
+        for brid in self.ours {
+            let value = format!(
+                r#"{{"bsid": {bsid}, "buildset_complete": {}}}"#,
+                self.completed
+            );
             super::bridge::leave(txn, objectid, &format!("cancelled:{brid}"), &value).await?;
         }
-        if completed && ours.is_empty() {
+        if self.completed && self.ours.is_empty() {
             // Nothing was left to cancel, but the buildset was completed here.
             super::bridge::leave(txn, objectid, &format!("completed:{bsid}"), "{}").await?;
         }
-        notify(txn, 'x', bsid).await?;
+        notify(txn, 'x', bsid).await
     }
-    Ok(bsid)
+}
+
+/// Which of `brids` a master has claimed.
+async fn claimed(txn: &DatabaseTransaction, brids: &[i32]) -> StoreResult<HashSet<i32>> {
+    let backend = txn.get_database_backend();
+    let marks = vec!["?"; brids.len()].join(", ");
+    let sql = numbered(
+        backend,
+        &format!("SELECT brid FROM buildrequest_claims WHERE brid IN ({marks})"),
+    );
+    Ok(txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            brids.iter().map(|b| Value::from(*b)),
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<i32>(0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// The unfinished build requests of `bsid`, by id; `lock`: a locking read.
@@ -164,21 +218,7 @@ async fn claim(
         return Ok((Vec::new(), Vec::new()));
     }
     let backend = txn.get_database_backend();
-    let marks = vec!["?"; brids.len()].join(", ");
-    let sql = numbered(
-        backend,
-        &format!("SELECT brid FROM buildrequest_claims WHERE brid IN ({marks})"),
-    );
-    let held: HashSet<i32> = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            brids.iter().map(|b| Value::from(*b)),
-        ))
-        .await?
-        .iter()
-        .map(|row| row.try_get_by_index::<i32>(0))
-        .collect::<Result<_, _>>()?;
+    let held = claimed(txn, brids).await?;
     let master: Option<i32> = match txn
         .query_one_raw(Statement::from_string(
             backend,

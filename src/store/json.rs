@@ -199,67 +199,90 @@ fn portable(text: &str) -> Cow<'_, str> {
     if !maybe {
         return Cow::Borrowed(text);
     }
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 16);
-    let (mut i, mut copied) = (0, 0);
-    let quote = |out: &mut String, from: usize, to: usize, copied: &mut usize| {
-        out.push_str(&text[*copied..from]);
-        out.push('"');
-        out.push_str(&text[from..to]);
-        out.push('"');
-        *copied = to;
+    let mut out = Quoted {
+        text,
+        out: String::new(),
+        copied: 0,
     };
+    out.scan();
+    if out.copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    let Quoted {
+        mut out, copied, ..
+    } = out;
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// The tokens of a JSON text quoted as strings, and how far it was copied.
+struct Quoted<'a> {
+    text: &'a str,
+    out: String,
+    copied: usize,
+}
+
+impl Quoted<'_> {
+    /// Copies the text up to `from`, then `from..to` as a JSON string.
+    fn quote(&mut self, from: usize, to: usize) {
+        let text = self.text;
+        self.out.push_str(&text[self.copied..from]);
+        self.out.push('"');
+        self.out.push_str(&text[from..to]);
+        self.out.push('"');
+        self.copied = to;
+    }
+
+    fn scan(&mut self) {
+        let text = self.text;
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            i = match b[i] {
+                b'"' => skip_string(b, i),
+                b'N' if text[i..].starts_with("NaN") => self.quoted(i, 3),
+                b'I' if text[i..].starts_with("Infinity") => self.quoted(i, 8),
+                b'-' if text[i..].starts_with("-Infinity") => self.quoted(i, 9),
+                b'-' | b'0'..=b'9' => self.number(i),
+                _ => i + 1,
+            };
+        }
+    }
+
+    fn quoted(&mut self, at: usize, len: usize) -> usize {
+        self.quote(at, at + len);
+        at + len
+    }
+
+    /// Past the number at `start`; an integer too wide for 64 bits is quoted.
+    fn number(&mut self, start: usize) -> usize {
+        let b = self.text.as_bytes();
+        let mut i = start + 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i < b.len() && matches!(b[i], b'.' | b'e' | b'E') {
+            while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                i += 1;
+            }
+        } else if is_wide_integer(&self.text[start..i]) {
+            self.quote(start, i);
+        }
+        i
+    }
+}
+
+/// Past the JSON string that starts at `i` (its opening quote).
+fn skip_string(b: &[u8], mut i: usize) -> usize {
+    i += 1;
     while i < b.len() {
         match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() {
-                    match b[i] {
-                        b'\\' => i += 2,
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        _ => i += 1,
-                    }
-                }
-            }
-            b'N' if text[i..].starts_with("NaN") => {
-                quote(&mut out, i, i + 3, &mut copied);
-                i += 3;
-            }
-            b'I' if text[i..].starts_with("Infinity") => {
-                quote(&mut out, i, i + 8, &mut copied);
-                i += 8;
-            }
-            b'-' if text[i..].starts_with("-Infinity") => {
-                quote(&mut out, i, i + 9, &mut copied);
-                i += 9;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                if i < b.len() && matches!(b[i], b'.' | b'e' | b'E') {
-                    while i < b.len()
-                        && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-                    {
-                        i += 1;
-                    }
-                } else if is_wide_integer(&text[start..i]) {
-                    quote(&mut out, start, i, &mut copied);
-                }
-            }
+            b'\\' => i += 2,
+            b'"' => return i + 1,
             _ => i += 1,
         }
     }
-    if copied == 0 {
-        return Cow::Borrowed(text);
-    }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out)
+    i
 }
 
 #[cfg(test)]
