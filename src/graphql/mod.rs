@@ -7,6 +7,7 @@ pub mod fast;
 pub mod filter;
 mod mutation;
 pub mod order;
+mod plain;
 pub mod plan;
 mod query;
 pub mod scalars;

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod graph;
 pub mod hash;
 pub mod json;
+mod paging;
 pub mod query;
 pub mod read;
 pub mod rows;

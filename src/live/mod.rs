@@ -4,18 +4,21 @@
 //! buildsets with one statement per relation level (the store's page loader).
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::store::feed::{Change, Tracker};
 use crate::store::query::Filter;
 use crate::store::{BuildsetView, Relations, Store};
+
+mod connection;
+mod subscription;
+
+pub use connection::Connection;
+pub use subscription::Subscription;
 
 /// How the poller runs.
 #[derive(Clone, Copy, Debug)]
@@ -72,56 +75,6 @@ impl Kind {
             (Kind::Completed(Some(bsid)), Change::Completed(id)) => bsid == id,
             _ => false,
         }
-    }
-}
-
-/// One WebSocket connection, as the feed sees it: its subscriptions, the events
-/// delivered to it, and the signal that drops it when it reads too slowly.
-#[derive(Debug)]
-pub struct Connection {
-    pub id: u64,
-    open: AtomicUsize,
-    subscribed: AtomicU64,
-    delivered: AtomicU64,
-    too_slow: AtomicBool,
-    kill: Notify,
-}
-
-impl Connection {
-    pub fn new() -> Arc<Connection> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Arc::new(Connection {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
-            open: AtomicUsize::new(0),
-            subscribed: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            too_slow: AtomicBool::new(false),
-            kill: Notify::new(),
-        })
-    }
-
-    /// Subscriptions open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Subscriptions opened in all.
-    pub fn subscribed(&self) -> u64 {
-        self.subscribed.load(Ordering::Relaxed)
-    }
-
-    /// Events delivered to its subscriptions.
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
-    }
-
-    /// Resolves when a subscription of this connection overflowed its buffer.
-    pub async fn dropped_for_slowness(&self) {
-        self.kill.notified().await;
-    }
-
-    pub fn is_too_slow(&self) -> bool {
-        self.too_slow.load(Ordering::Relaxed)
     }
 }
 
@@ -264,33 +217,7 @@ impl Hub {
         connection: Option<Arc<Connection>>,
         weight: u64,
     ) -> Result<Subscription, Refused> {
-        if self.0.closed.load(Ordering::Relaxed) {
-            return Err(Refused::ShuttingDown);
-        }
-        let max_total = self.0.settings.max_total;
-        if self.subscriptions() >= max_total {
-            return Err(Refused::Full(max_total));
-        }
-        let max_weight = self.0.settings.max_weight;
-        if self
-            .0
-            .weight
-            .fetch_add(weight, Ordering::AcqRel)
-            .saturating_add(weight)
-            > max_weight
-        {
-            self.0.weight.fetch_sub(weight, Ordering::AcqRel);
-            return Err(Refused::Heavy(max_weight));
-        }
-        if let Some(c) = &connection {
-            let max = self.0.settings.max_per_connection;
-            if c.open.fetch_add(1, Ordering::Relaxed) >= max {
-                c.open.fetch_sub(1, Ordering::Relaxed);
-                self.0.weight.fetch_sub(weight, Ordering::AcqRel);
-                return Err(Refused::TooMany(max));
-            }
-            c.subscribed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.admit(connection.as_ref(), weight)?;
         let (tx, rx) = mpsc::channel(self.0.settings.buffer.max(1));
         let id = self.0.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut subs) = self.0.subscribers.lock() {
@@ -324,6 +251,39 @@ impl Hub {
             }
         }
         Ok(subscription)
+    }
+
+    /// Takes a place for a new subscription of `weight` (and on its connection), or
+    /// says which bound refuses it.
+    fn admit(&self, connection: Option<&Arc<Connection>>, weight: u64) -> Result<(), Refused> {
+        if self.0.closed.load(Ordering::Relaxed) {
+            return Err(Refused::ShuttingDown);
+        }
+        let max_total = self.0.settings.max_total;
+        if self.subscriptions() >= max_total {
+            return Err(Refused::Full(max_total));
+        }
+        let max_weight = self.0.settings.max_weight;
+        if self
+            .0
+            .weight
+            .fetch_add(weight, Ordering::AcqRel)
+            .saturating_add(weight)
+            > max_weight
+        {
+            self.0.weight.fetch_sub(weight, Ordering::AcqRel);
+            return Err(Refused::Heavy(max_weight));
+        }
+        if let Some(c) = connection {
+            let max = self.0.settings.max_per_connection;
+            if c.open.fetch_add(1, Ordering::Relaxed) >= max {
+                c.open.fetch_sub(1, Ordering::Relaxed);
+                self.0.weight.fetch_sub(weight, Ordering::AcqRel);
+                return Err(Refused::TooMany(max));
+            }
+            c.subscribed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -471,44 +431,5 @@ impl Subscriber {
             }
         }
         true
-    }
-}
-
-/// The events of one subscription; dropping it unsubscribes.
-pub struct Subscription {
-    hub: Hub,
-    id: u64,
-    rx: mpsc::Receiver<Arc<BuildsetView>>,
-    connection: Option<Arc<Connection>>,
-    done: bool,
-}
-
-impl Subscription {
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        self.hub.unsubscribe(self.id);
-        if let Some(c) = &self.connection {
-            c.open.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Stream for Subscription {
-    type Item = Arc<BuildsetView>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = self.rx.poll_recv(cx);
-        if let Poll::Ready(None) = next {
-            self.finish();
-        }
-        next
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
