@@ -4,7 +4,7 @@
 # request and its peak RSS. Alternating keeps the machine's drift out of the
 # comparison. Needs wrk (apt-get install wrk).
 #
-#   bench/ab/ab.sh OLD_BIN NEW_BIN [b|d] [ROUNDS=3] [SECONDS=8] [DATABASE_URL]
+#   bench/ab/ab.sh OLD_BIN NEW_BIN [a|b|c|d] [ROUNDS=3] [SECONDS=8] [DATABASE_URL]
 #
 # DATABASE_URL defaults to sqlite:///tmp/rig.db?mode=rwc; seed one with
 #   .venv-interop/bin/python bench/buildbot/seed.py 'sqlite:////tmp/rig.db' --count 10000

@@ -7,6 +7,7 @@ use async_graphql::{Context, Interface, Json, Object, Result, SimpleObject, ID};
 use base64::Engine as _;
 
 use super::fast::{Each, One};
+use super::fields::output_type;
 use super::scalars::DateTime;
 use crate::error::{internal, RequestId};
 use crate::store::{
@@ -98,81 +99,64 @@ pub enum Node {
     Builder(BuilderRow),
 }
 
-/// A set of build requests submitted together by a scheduler, with the sourcestamps
-/// and properties they share.
-#[Object(name = "Buildset")]
-impl BuildsetView {
-    /// Globally unique opaque id.
-    async fn id(&self) -> ID {
-        global_id(NodeKind::Buildset, self.row.bsid)
+output_type! {
+    #[Object(name = "Buildset")]
+    /// A set of build requests submitted together by a scheduler, with the sourcestamps
+    /// and properties they share.
+    impl BuildsetView;
+    scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |b| global_id(NodeKind::Buildset, b.row.bsid);
+        /// Buildbot's buildset id.
+        "bsid" bsid: i32 = |b| b.row.bsid;
+        /// An identifier given by the submitter, e.g. a change-request id.
+        "externalIdstring" external_idstring: Option<&str> = |b| b.row.external_idstring.as_deref();
+        /// Why the buildset was submitted.
+        "reason" reason: Option<&str> = |b| b.row.reason.as_deref();
+        /// When it was submitted (UTC).
+        "submittedAt" submitted_at: DateTime = |b| time(b.row.submitted_at);
+        /// Whether all its build requests are done.
+        "complete" complete: bool = |b| b.row.complete;
+        /// When it was completed (UTC); null while incomplete.
+        "completeAt" complete_at: Option<DateTime> = |b| b.row.complete_at.map(time);
+        /// Buildbot result code (0 SUCCESS, 1 WARNINGS, 2 FAILURE, 3 SKIPPED, 4 EXCEPTION,
+        /// 5 RETRY, 6 CANCELLED); null while incomplete.
+        "results" results: Option<i32> = |b| b.row.results.map(i32::from);
+        /// The build that triggered this buildset, if any.
+        "parentBuildid" parent_buildid: Option<i32> = |b| b.row.parent_buildid;
+        /// How this buildset relates to its parent build.
+        "parentRelationship" parent_relationship: Option<&str> = |b| b.row.parent_relationship.as_deref();
+        /// The build this buildset rebuilds, if any.
+        "rebuiltBuildid" rebuilt_buildid: Option<i32> = |b| b.row.rebuilt_buildid;
     }
-    /// Buildbot's buildset id.
-    async fn bsid(&self) -> i32 {
-        self.row.bsid
-    }
-    /// An identifier given by the submitter, e.g. a change-request id.
-    async fn external_idstring(&self) -> Option<&str> {
-        self.row.external_idstring.as_deref()
-    }
-    /// Why the buildset was submitted.
-    async fn reason(&self) -> Option<&str> {
-        self.row.reason.as_deref()
-    }
-    /// When it was submitted (UTC).
-    async fn submitted_at(&self) -> DateTime {
-        time(self.row.submitted_at)
-    }
-    /// Whether all its build requests are done.
-    async fn complete(&self) -> bool {
-        self.row.complete
-    }
-    /// When it was completed (UTC); null while incomplete.
-    async fn complete_at(&self) -> Option<DateTime> {
-        self.row.complete_at.map(time)
-    }
-    /// Buildbot result code (0 SUCCESS, 1 WARNINGS, 2 FAILURE, 3 SKIPPED, 4 EXCEPTION,
-    /// 5 RETRY, 6 CANCELLED); null while incomplete.
-    async fn results(&self) -> Option<i32> {
-        self.row.results.map(i32::from)
-    }
-    /// The build that triggered this buildset, if any.
-    async fn parent_buildid(&self) -> Option<i32> {
-        self.row.parent_buildid
-    }
-    /// How this buildset relates to its parent build.
-    async fn parent_relationship(&self) -> Option<&str> {
-        self.row.parent_relationship.as_deref()
-    }
-    /// The build this buildset rebuilds, if any.
-    async fn rebuilt_buildid(&self) -> Option<i32> {
-        self.row.rebuilt_buildid
-    }
-    /// Ids of its sourcestamps, in the order given when it was added.
-    #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
-    async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
-        let stamps = listed(ctx, self.stamps(ctx)?)?;
-        Ok(stamps.iter().map(|s| s.row.ssid).collect())
-    }
-    /// Its sourcestamps, in the order given when it was added.
-    #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
-    async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<Each<'_, StampView>> {
-        listed(ctx, self.stamps(ctx)?).map(Each::Slice)
-    }
-    /// Its properties, sorted by name.
-    #[graphql(complexity = "weighted(PROPERTIES_WEIGHT, child_complexity)")]
-    async fn properties(&self, ctx: &Context<'_>) -> Result<Each<'_, Property>> {
-        listed(ctx, self.props(ctx)?).map(Each::Slice)
-    }
-    /// One property by name, or null.
-    async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<&Property>> {
-        Ok(self.props(ctx)?.iter().find(|p| p.name == name))
-    }
-    /// Its build requests, one per builder, by id.
-    #[graphql(complexity = "weighted(REQUESTS_WEIGHT, child_complexity)")]
-    async fn buildrequests(&self, ctx: &Context<'_>) -> Result<Each<'_, RequestView>> {
-        match &self.requests {
-            Some(r) => listed(ctx, r).map(Each::Slice),
-            None => not_loaded(ctx, "build requests"),
+    fields {
+        /// Ids of its sourcestamps, in the order given when it was added.
+        #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
+        async fn sourcestamp_ids(&self, ctx: &Context<'_>) -> Result<Vec<i32>> {
+            let stamps = listed(ctx, self.stamps(ctx)?)?;
+            Ok(stamps.iter().map(|s| s.row.ssid).collect())
+        }
+        /// Its sourcestamps, in the order given when it was added.
+        #[graphql(complexity = "weighted(STAMPS_WEIGHT, child_complexity)")]
+        async fn sourcestamps(&self, ctx: &Context<'_>) -> Result<Each<'_, StampView>> {
+            listed(ctx, self.stamps(ctx)?).map(Each::Slice)
+        }
+        /// Its properties, sorted by name.
+        #[graphql(complexity = "weighted(PROPERTIES_WEIGHT, child_complexity)")]
+        async fn properties(&self, ctx: &Context<'_>) -> Result<Each<'_, Property>> {
+            listed(ctx, self.props(ctx)?).map(Each::Slice)
+        }
+        /// One property by name, or null.
+        async fn property(&self, ctx: &Context<'_>, name: String) -> Result<Option<&Property>> {
+            Ok(self.props(ctx)?.iter().find(|p| p.name == name))
+        }
+        /// Its build requests, one per builder, by id.
+        #[graphql(complexity = "weighted(REQUESTS_WEIGHT, child_complexity)")]
+        async fn buildrequests(&self, ctx: &Context<'_>) -> Result<Each<'_, RequestView>> {
+            match &self.requests {
+                Some(r) => listed(ctx, r).map(Each::Slice),
+                None => not_loaded(ctx, "build requests"),
+            }
         }
     }
 }
@@ -202,231 +186,182 @@ impl BuildsetView {
     }
 }
 
-/// A description of source code to build: repository, branch, revision, and an
-/// optional patch on top.
-#[Object(name = "SourceStamp")]
-impl StampView {
-    /// Globally unique opaque id.
-    async fn id(&self) -> ID {
-        global_id(NodeKind::SourceStamp, self.row.ssid)
+output_type! {
+    #[Object(name = "SourceStamp")]
+    /// A description of source code to build: repository, branch, revision, and an
+    /// optional patch on top.
+    impl StampView;
+    scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |s| global_id(NodeKind::SourceStamp, s.row.ssid);
+        /// Buildbot's sourcestamp id.
+        "ssid" ssid: i32 = |s| s.row.ssid;
+        /// The branch, or null for the default branch.
+        "branch" branch: Option<&str> = |s| s.row.branch.as_deref();
+        /// The revision, or null for the latest.
+        "revision" revision: Option<&str> = |s| s.row.revision.as_deref();
+        /// The repository URL ('' when not given).
+        "repository" repository: &str = |s| &s.row.repository;
+        /// The codebase name ('' when not given).
+        "codebase" codebase: &str = |s| &s.row.codebase;
+        /// The project name ('' when not given).
+        "project" project: &str = |s| &s.row.project;
+        /// When the sourcestamp was first stored (UTC).
+        "createdAt" created_at: DateTime = |s| time(s.row.created_at);
     }
-    /// Buildbot's sourcestamp id.
-    async fn ssid(&self) -> i32 {
-        self.row.ssid
-    }
-    /// The branch, or null for the default branch.
-    async fn branch(&self) -> Option<&str> {
-        self.row.branch.as_deref()
-    }
-    /// The revision, or null for the latest.
-    async fn revision(&self) -> Option<&str> {
-        self.row.revision.as_deref()
-    }
-    /// The repository URL ('' when not given).
-    async fn repository(&self) -> &str {
-        &self.row.repository
-    }
-    /// The codebase name ('' when not given).
-    async fn codebase(&self) -> &str {
-        &self.row.codebase
-    }
-    /// The project name ('' when not given).
-    async fn project(&self) -> &str {
-        &self.row.project
-    }
-    /// When the sourcestamp was first stored (UTC).
-    async fn created_at(&self) -> DateTime {
-        time(self.row.created_at)
-    }
-    /// The patch applied on top of the revision, if any.
-    async fn patch(&self, ctx: &Context<'_>) -> Result<Option<One<'_, PatchRow>>> {
-        match &self.patch {
-            Some(p) => Ok(p.as_ref().map(One::Ref)),
-            None => not_loaded(ctx, "patches"),
+    fields {
+        /// The patch applied on top of the revision, if any.
+        async fn patch(&self, ctx: &Context<'_>) -> Result<Option<One<'_, PatchRow>>> {
+            match &self.patch {
+                Some(p) => Ok(p.as_ref().map(One::Ref)),
+                None => not_loaded(ctx, "patches"),
+            }
         }
     }
 }
 
-/// A patch applied on top of a sourcestamp's revision.
-#[Object(name = "Patch")]
-impl PatchRow {
-    /// Buildbot's patch id.
-    async fn patchid(&self) -> i32 {
-        self.patchid
+output_type! {
+    #[Object(name = "Patch")]
+    /// A patch applied on top of a sourcestamp's revision.
+    impl PatchRow;
+    scalars {
+        /// Buildbot's patch id.
+        "patchid" patchid: i32 = |p| p.patchid;
+        /// The strip level (`patch -p<level>`).
+        "level" level: i32 = |p| p.level;
+        /// The subdirectory the patch applies in, if any.
+        "subdir" subdir: Option<&str> = |p| p.subdir.as_deref();
+        /// Who wrote the patch.
+        "author" author: &str = |p| &p.author;
+        /// What the patch is for.
+        "comment" comment: &str = |p| &p.comment;
     }
-    /// The strip level (`patch -p<level>`).
-    async fn level(&self) -> i32 {
-        self.level
-    }
-    /// The subdirectory the patch applies in, if any.
-    async fn subdir(&self) -> Option<&str> {
-        self.subdir.as_deref()
-    }
-    /// Who wrote the patch.
-    async fn author(&self) -> &str {
-        &self.author
-    }
-    /// What the patch is for.
-    async fn comment(&self) -> &str {
-        &self.comment
-    }
-    /// The patch text (bytes that are not UTF-8 are shown as U+FFFD).
-    async fn body(&self, ctx: &Context<'_>) -> Result<String> {
-        match &self.body {
-            Some(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            None => Err(internal(
-                &format!("the stored body of patch {} is not base64", self.patchid),
-                ctx.data_opt::<RequestId>(),
-            )),
+    fields {
+        /// The patch text (bytes that are not UTF-8 are shown as U+FFFD).
+        async fn body(&self, ctx: &Context<'_>) -> Result<String> {
+            match &self.body {
+                Some(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+                None => Err(internal(
+                    &format!("the stored body of patch {} is not base64", self.patchid),
+                    ctx.data_opt::<RequestId>(),
+                )),
+            }
         }
     }
 }
 
-/// A buildset property: a JSON value and where it came from.
-#[Object(name = "Property")]
-impl Property {
-    /// The property name.
-    async fn name(&self) -> &str {
-        &self.name
-    }
-    /// The value, exactly as stored (any JSON).
-    async fn value(&self) -> Option<Json<&serde_json::Value>> {
-        match &self.value {
+output_type! {
+    #[Object(name = "Property")]
+    /// A buildset property: a JSON value and where it came from.
+    impl Property;
+    scalars {
+        /// The property name.
+        "name" name: &str = |p| &p.name;
+        /// The value, exactly as stored (any JSON).
+        "value" value: Option<Json<&serde_json::Value>> = |p| match &p.value {
             serde_json::Value::Null => None,
             v => Some(Json(v)),
-        }
+        };
+        /// What set the property (e.g. the scheduler's name).
+        "source" source: &str = |p| &p.source;
     }
-    /// What set the property (e.g. the scheduler's name).
-    async fn source(&self) -> &str {
-        &self.source
-    }
+    fields {}
 }
 
-/// A request to build a buildset on one builder.
-#[Object(name = "BuildRequest")]
-impl RequestView {
-    /// Globally unique opaque id.
-    async fn id(&self) -> ID {
-        global_id(NodeKind::BuildRequest, self.row.buildrequestid)
+output_type! {
+    #[Object(name = "BuildRequest")]
+    /// A request to build a buildset on one builder.
+    impl RequestView;
+    scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |r| global_id(NodeKind::BuildRequest, r.row.buildrequestid);
+        /// Buildbot's build request id.
+        "buildrequestid" buildrequestid: i32 = |r| r.row.buildrequestid;
+        /// The id of its buildset.
+        "bsid" bsid: i32 = |r| r.row.bsid;
+        /// The id of the builder it is for.
+        "builderid" builderid: i32 = |r| r.row.builderid;
+        /// Scheduling priority; higher runs first.
+        "priority" priority: i32 = |r| r.row.priority;
+        /// Whether the request is done.
+        "complete" complete: bool = |r| r.row.complete;
+        /// Buildbot result code; null while incomplete.
+        "results" results: Option<i32> = |r| r.row.results.map(i32::from);
+        /// When it was submitted (UTC).
+        "submittedAt" submitted_at: DateTime = |r| time(r.row.submitted_at);
+        /// When it completed (UTC); null while incomplete.
+        "completeAt" complete_at: Option<DateTime> = |r| r.row.complete_at.map(time);
+        /// Whether the submitter waits for its result.
+        "waitedFor" waited_for: bool = |r| r.row.waited_for;
     }
-    /// Buildbot's build request id.
-    async fn buildrequestid(&self) -> i32 {
-        self.row.buildrequestid
-    }
-    /// The id of its buildset.
-    async fn bsid(&self) -> i32 {
-        self.row.bsid
-    }
-    /// Its buildset.
-    async fn buildset(&self, ctx: &Context<'_>) -> Result<One<'_, BuildsetView>> {
-        match &self.buildset {
-            Some(b) => Ok(One::Ref(b)),
-            None => not_loaded(ctx, "a build request's buildset"),
+    fields {
+        /// Its buildset.
+        async fn buildset(&self, ctx: &Context<'_>) -> Result<One<'_, BuildsetView>> {
+            match &self.buildset {
+                Some(b) => Ok(One::Ref(b)),
+                None => not_loaded(ctx, "a build request's buildset"),
+            }
         }
-    }
-    /// The id of the builder it is for.
-    async fn builderid(&self) -> i32 {
-        self.row.builderid
-    }
-    /// The builder it is for.
-    async fn builder(&self, ctx: &Context<'_>) -> Result<One<'_, BuilderRow>> {
-        match &self.builder {
-            Some(b) => Ok(One::Ref(b)),
-            None => not_loaded(ctx, "builders"),
+        /// The builder it is for.
+        async fn builder(&self, ctx: &Context<'_>) -> Result<One<'_, BuilderRow>> {
+            match &self.builder {
+                Some(b) => Ok(One::Ref(b)),
+                None => not_loaded(ctx, "builders"),
+            }
         }
-    }
-    /// Scheduling priority; higher runs first.
-    async fn priority(&self) -> i32 {
-        self.row.priority
-    }
-    /// Whether the request is done.
-    async fn complete(&self) -> bool {
-        self.row.complete
-    }
-    /// Buildbot result code; null while incomplete.
-    async fn results(&self) -> Option<i32> {
-        self.row.results.map(i32::from)
-    }
-    /// When it was submitted (UTC).
-    async fn submitted_at(&self) -> DateTime {
-        time(self.row.submitted_at)
-    }
-    /// When it completed (UTC); null while incomplete.
-    async fn complete_at(&self) -> Option<DateTime> {
-        self.row.complete_at.map(time)
-    }
-    /// Whether the submitter waits for its result.
-    async fn waited_for(&self) -> bool {
-        self.row.waited_for
-    }
-    /// The builds Buildbot ran for it, oldest first (a retried request has several).
-    /// Null on a standalone database, which has no builds.
-    #[graphql(complexity = "weighted(BUILDS_WEIGHT, child_complexity)")]
-    async fn builds(&self, ctx: &Context<'_>) -> Result<Option<Each<'_, BuildRow>>> {
-        match &self.builds {
-            Some(b) => listed(ctx, b).map(|b| Some(Each::Slice(b))),
-            None if super::app(ctx)?.store.mode() == SchemaMode::Standalone => Ok(None),
-            None => not_loaded(ctx, "builds"),
+        /// The builds Buildbot ran for it, oldest first (a retried request has several).
+        /// Null on a standalone database, which has no builds.
+        #[graphql(complexity = "weighted(BUILDS_WEIGHT, child_complexity)")]
+        async fn builds(&self, ctx: &Context<'_>) -> Result<Option<Each<'_, BuildRow>>> {
+            match &self.builds {
+                Some(b) => listed(ctx, b).map(|b| Some(Each::Slice(b))),
+                None if super::app(ctx)?.store.mode() == SchemaMode::Standalone => Ok(None),
+                None => not_loaded(ctx, "builds"),
+            }
         }
     }
 }
 
-/// A build Buildbot ran for a build request (its `builds` table).
-#[Object(name = "Build")]
-impl BuildRow {
-    /// Buildbot's build id.
-    async fn buildid(&self) -> i32 {
-        self.buildid
+output_type! {
+    #[Object(name = "Build")]
+    /// A build Buildbot ran for a build request (its `builds` table).
+    impl BuildRow;
+    scalars {
+        /// Buildbot's build id.
+        "buildid" buildid: i32 = |b| b.buildid;
+        /// The build's number on its builder.
+        "number" number: i32 = |b| b.number;
+        /// The builder it ran on.
+        "builderid" builderid: i32 = |b| b.builderid;
+        /// The build request it ran for.
+        "buildrequestid" buildrequestid: i32 = |b| b.buildrequestid;
+        /// Buildbot's one-line state ("building", "build successful", …).
+        "stateString" state_string: &str = |b| &b.state_string;
+        /// Buildbot result code; null while it runs.
+        "results" results: Option<i32> = |b| b.results;
+        /// When it started (UTC).
+        "startedAt" started_at: DateTime = |b| time(b.started_at);
+        /// When it finished (UTC); null while it runs.
+        "completeAt" complete_at: Option<DateTime> = |b| b.complete_at.map(time);
     }
-    /// The build's number on its builder.
-    async fn number(&self) -> i32 {
-        self.number
-    }
-    /// The builder it ran on.
-    async fn builderid(&self) -> i32 {
-        self.builderid
-    }
-    /// The build request it ran for.
-    async fn buildrequestid(&self) -> i32 {
-        self.buildrequestid
-    }
-    /// Buildbot's one-line state ("building", "build successful", …).
-    async fn state_string(&self) -> &str {
-        &self.state_string
-    }
-    /// Buildbot result code; null while it runs.
-    async fn results(&self) -> Option<i32> {
-        self.results
-    }
-    /// When it started (UTC).
-    async fn started_at(&self) -> DateTime {
-        time(self.started_at)
-    }
-    /// When it finished (UTC); null while it runs.
-    async fn complete_at(&self) -> Option<DateTime> {
-        self.complete_at.map(time)
-    }
+    fields {}
 }
 
-/// A builder: the thing that runs builds of one kind.
-#[Object(name = "Builder")]
-impl BuilderRow {
-    /// Globally unique opaque id.
-    async fn id(&self) -> ID {
-        global_id(NodeKind::Builder, self.builderid)
+output_type! {
+    #[Object(name = "Builder")]
+    /// A builder: the thing that runs builds of one kind.
+    impl BuilderRow;
+    scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |b| global_id(NodeKind::Builder, b.builderid);
+        /// Buildbot's builder id.
+        "builderid" builderid: i32 = |b| b.builderid;
+        /// The builder's unique name.
+        "name" name: &str = |b| &b.name;
+        /// A human description, if any.
+        "description" description: Option<&str> = |b| b.description.as_deref();
     }
-    /// Buildbot's builder id.
-    async fn builderid(&self) -> i32 {
-        self.builderid
-    }
-    /// The builder's unique name.
-    async fn name(&self) -> &str {
-        &self.name
-    }
-    /// A human description, if any.
-    async fn description(&self) -> Option<&str> {
-        self.description.as_deref()
-    }
+    fields {}
 }
 
 /// The build request created for one builder by `addBuildset`.

@@ -16,6 +16,37 @@ REQUEST = "id buildrequestid bsid builderid priority complete results submittedA
 BUILDER = "id builderid name description"
 
 
+def scalars(srv, type_name):
+    """Every field of `type_name` without arguments whose type is a scalar, read
+    from introspection: a field added to the schema is compared here without
+    anyone listing it."""
+    q = """query($t: String!) { __type(name: $t) { fields { name args { name }
+      type { kind ofType { kind ofType { kind ofType { kind } } } } } } }"""
+    fields = srv.ok(q, {"t": type_name})["__type"]["fields"]
+
+    def base(t):
+        while t.get("ofType"):
+            t = t["ofType"]
+        return t["kind"]
+    return [f["name"] for f in fields if not f["args"] and base(f["type"]) == "SCALAR"]
+
+
+EXPECTED = {"Buildset": BUILDSET, "SourceStamp": STAMP, "Patch": PATCH, "Property": PROPERTY,
+            "Builder": BUILDER}
+
+
+def test_every_scalar_field_is_in_the_comparison(start):
+    # The lists the comparison below selects hold every scalar field the schema
+    # has: a new field fails here until it is compared too.
+    srv = start("sqlite")
+    for t, listed in EXPECTED.items():
+        assert sorted(scalars(srv, t)) == sorted(listed.split()), t
+    request = [f for f in REQUEST.split() if f.isidentifier() and f not in ("builds", "buildid")]
+    assert sorted(scalars(srv, "BuildRequest")) == sorted(request)
+    build = "buildid number builderid buildrequestid stateString results startedAt completeAt"
+    assert sorted(scalars(srv, "Build")) == sorted(build.split())
+
+
 def tree(frag):
     """The whole nested selection; `frag` wraps each object's fields in an inline
     fragment on its own type, which sends it down async-graphql's path."""
