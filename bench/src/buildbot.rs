@@ -1,0 +1,135 @@
+//! The Buildbot baselines: its REST API (bench/buildbot/rest_load.py) and its connector's writes (writes.py), on the same database.
+
+use super::*;
+
+pub(crate) async fn measure_buildbot(
+    args: &Args,
+    client: &reqwest::Client,
+    py: &Path,
+    db_url: &str,
+    scenarios: &[char],
+    report: &mut Report,
+    backend: &str,
+) -> Result<(), String> {
+    let dir = root().join("bench/buildbot");
+    let secs = args.seconds.to_string();
+    let conns = args.connections.to_string();
+    let rest: Vec<char> = scenarios
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, 'a' | 'b' | 'c' | 'e'))
+        .collect();
+    if !rest.is_empty() {
+        measure_rest(args, client, py, db_url, &rest, report, backend).await?;
+    }
+    if scenarios.iter().any(|s| matches!(s, 'f' | 'g')) {
+        for v in python_lines(
+            py,
+            &[
+                &dir.join("writes.py").to_string_lossy(),
+                db_url,
+                "--seconds",
+                &secs,
+                "--inflight",
+                &conns,
+            ],
+        )? {
+            let s = match v["op"].as_str() {
+                Some("addBuildset") => 'f',
+                Some("completeBuildset") => 'g',
+                _ => continue,
+            };
+            let f = Figures {
+                per_s: v["ops_per_s"].as_f64().unwrap_or(0.0),
+                p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
+                p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+                ..Figures::default()
+            };
+            eprintln!(
+                "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
+                f.per_s, f.p50_ms, f.p99_ms
+            );
+            report.record(backend, s, "buildbot", f);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn measure_rest(
+    args: &Args,
+    client: &reqwest::Client,
+    py: &Path,
+    db_url: &str,
+    scenarios: &[char],
+    report: &mut Report,
+    backend: &str,
+) -> Result<(), String> {
+    let dir = root().join("bench/buildbot");
+    let port = free_port();
+    let basedir = std::env::temp_dir().join(format!("bench-master-{}-{port}", std::process::id()));
+    let child = Command::new(py)
+        .arg(dir.join("master.py"))
+        .args([
+            db_url,
+            "--port",
+            &port.to_string(),
+            "--basedir",
+            &basedir.to_string_lossy(),
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("master.py: {e}"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        client,
+        &format!("{base}/api/v2/buildsets?limit=1"),
+        "Buildbot's master",
+        180,
+    )
+    .await?;
+    let pid = child.id();
+    let secs = args.seconds.to_string();
+    let conns = args.connections.to_string();
+    for &s in scenarios
+        .iter()
+        .filter(|s| matches!(s, 'a' | 'b' | 'c' | 'e'))
+    {
+        let before = pid.and_then(proc_stats).map(|s| s.0);
+        let v = python_json(
+            py,
+            &[
+                &dir.join("rest_load.py").to_string_lossy(),
+                "--base",
+                &base,
+                "--scenario",
+                &s.to_string(),
+                "--seconds",
+                &secs,
+                "--connections",
+                &conns,
+            ],
+        )?;
+        let mut f = Figures {
+            per_s: v["units_per_s"].as_f64().unwrap_or(0.0),
+            p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
+            p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+            requests_per_unit: v["requests_per_unit"].as_f64(),
+            units: v["units"].as_u64().unwrap_or(0),
+            errors: v["errors"].as_u64().unwrap_or(0),
+            ..Figures::default()
+        };
+        let units = (f.per_s * args.seconds as f64).max(1.0);
+        if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
+            f.cpu_ms = Some((b - a) * 1000.0 / units);
+        }
+        eprintln!(
+            "  buildbot REST {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
+            f.per_s, f.p50_ms, f.p99_ms
+        );
+        report.record(backend, s, "buildbot", f);
+    }
+    report.peak(backend, "buildbot", pid);
+    drop(child);
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The PostGraphile baseline: its process on the same database, and its queries for scenarios a-d.
+
+use super::*;
+
+/// PostGraphile serving the seeded PostgreSQL database, read-only.
+pub(crate) struct PostGraphile {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) queries: Value,
+}
+
+impl PostGraphile {
+    pub(crate) async fn start(client: &reqwest::Client, db_url: &str) -> Result<Self, String> {
+        let dir = root().join("bench/postgraphile");
+        let queries: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("queries.json")).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let port = free_port();
+        let child = Command::new(dir.join("run.sh"))
+            .args([
+                port.to_string(),
+                db_url.split('?').next().unwrap_or(db_url).to_owned(),
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("postgraphile: {e}"))?;
+        let url = format!("http://127.0.0.1:{port}/graphql");
+        wait_ready(client, &url, "PostGraphile", 180).await?;
+        Ok(PostGraphile {
+            child,
+            url,
+            queries,
+        })
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub(crate) fn serves(&self, s: char) -> bool {
+        ('a'..='d').contains(&s) && self.queries.get(s.to_string()).is_some()
+    }
+
+    /// One scenario, after the warm-up.
+    pub(crate) async fn measure(
+        &self,
+        args: &Args,
+        client: &reqwest::Client,
+        data: &Arc<Data>,
+        s: char,
+    ) -> Figures {
+        let q = &self.queries[s.to_string()];
+        let (query, vars) = (q["query"].clone(), q["variables"].clone());
+        let d = data.clone();
+        let make = move |n: u64| {
+            let mut vars = vars.clone();
+            if s == 'a' {
+                let mut r = Lcg(n.wrapping_mul(7919) + 13);
+                vars["id"] = json!(1 + r.below(d.max_bsid.max(1) as u64) as i64);
+            }
+            Some(json!({"query": query, "variables": vars}))
+        };
+        let make = Arc::new(make);
+        if args.warmup > 0 {
+            drive(
+                client,
+                &self.url,
+                args.warmup,
+                args.connections,
+                make.clone(),
+            )
+            .await;
+        }
+        let pid = self.pid();
+        let before = pid.and_then(proc_stats).map(|s| s.0);
+        let mut f = drive(client, &self.url, args.seconds, args.connections, make).await;
+        if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
+            if f.units > 0 {
+                f.cpu_ms = Some((b - a) * 1000.0 / f.units as f64);
+            }
+        }
+        eprintln!(
+            "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
+            f.per_s, f.p50_ms, f.p99_ms, f.errors
+        );
+        f.print_first_error();
+        f
+    }
+}
