@@ -5,7 +5,7 @@
 #
 #   examples/callgrind-page.sh target/release/buildsets-graphql buildsets.db 20
 #
-# DB is a SQLite file with buildsets in it (e.g. seeded by examples/loadgen.rs); it is
+# DB is a SQLite file with buildsets in it (e.g. seeded by `bench/buildbot/seed.py 'sqlite:////tmp/rig.db' --count 10000`); it is
 # copied first, so it is not changed. Prints instructions per page request: the run
 # with N requests minus the run with none (start-up and shutdown), over N+1 requests
 # (one warm-up).

@@ -97,6 +97,11 @@ struct Args {
     /// Write the results (Markdown) here too.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A/B: another build of this server (e.g. the previous commit's), run on the
+    /// same data and measured in alternating turns with this one on every read
+    /// scenario; the report gives its req/s and CPU per request beside ours.
+    #[arg(long)]
+    baseline_server: Option<PathBuf>,
     /// Profile the server during each scenario with `perf record -e cpu-clock -g`,
     /// keeping `DIR/<backend>-<scenario>.data` and printing its hottest symbols
     /// (`perf script | inferno-flamegraph` makes a flame graph of one).
@@ -311,6 +316,10 @@ async fn run_backend(
         began.elapsed().as_secs_f64()
     ));
     let data = Arc::new(read_data(client, &url, backend == "postgres").await?);
+    let before = match &args.baseline_server {
+        Some(old) => Some(Server::start(old, &db_url, client).await?),
+        None => None,
+    };
     // Every system reads the same data: the reads first (this server, then the
     // baselines), then the writes, which add and complete buildsets.
     let (reads, writes): (Vec<char>, Vec<char>) = scenarios.iter().partition(|s| **s <= 'e');
@@ -331,6 +340,7 @@ async fn run_backend(
     }
     let mut rounds: BTreeMap<(char, &'static str), Vec<Figures>> = BTreeMap::new();
     let mut paired: BTreeMap<char, Vec<f64>> = BTreeMap::new();
+    let mut paired_before: BTreeMap<char, Vec<f64>> = BTreeMap::new();
     for round in 1..=args.rounds.max(1) {
         if args.rounds > 1 {
             eprintln!("{backend}: reads, round {round} of {}", args.rounds);
@@ -339,6 +349,17 @@ async fn run_backend(
             let f = measure_ours(args, client, &server, &data, s).await;
             let ours = f.per_s;
             rounds.entry((s, "ours")).or_default().push(f);
+            if let Some(old) = &before {
+                let f = measure_ours(args, client, old, &data, s).await;
+                if f.per_s > 0.0 {
+                    eprintln!(
+                        "  round {round} {s}: {:.2}x the baseline build",
+                        ours / f.per_s
+                    );
+                    paired_before.entry(s).or_default().push(ours / f.per_s);
+                }
+                rounds.entry((s, "before")).or_default().push(f);
+            }
             if let Some(pg) = theirs
                 .as_ref()
                 .filter(|pg| pg.serves(s) && theirs_skip != Some(s))
@@ -357,11 +378,17 @@ async fn run_backend(
             if system == "postgraphile" {
                 f.paired = paired.remove(&s).unwrap_or_default();
             }
+            if system == "before" {
+                f.paired = paired_before.remove(&s).unwrap_or_default();
+            }
             report.record(backend, s, system, f);
         }
     }
     if let Some(pg) = theirs {
         report.peak(backend, "postgraphile", pg.pid());
+    }
+    if let Some(old) = before {
+        report.peak(backend, "before", old.pid());
     }
     let buildbot = if args.buildbot { python.clone() } else { None };
     if args.buildbot && buildbot.is_none() {

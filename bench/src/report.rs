@@ -46,22 +46,27 @@ pub(crate) fn median_round(mut rounds: Vec<Figures>) -> Option<Figures> {
 
 /// A baseline's req/s and this server's ratio to it: with rounds, the median of the
 /// per-round ratios and their range; else the quotient of the two figures.
+/// The median of per-round ratios, and their lowest and highest; none for fewer
+/// than two rounds.
+fn paired_median(paired: &[f64]) -> Option<(f64, f64, f64)> {
+    if paired.len() < 2 {
+        return None;
+    }
+    let mut r = paired.to_vec();
+    r.sort_by(|a, b| a.total_cmp(b));
+    let median = if r.len() % 2 == 1 {
+        r[r.len() / 2]
+    } else {
+        (r[r.len() / 2 - 1] + r[r.len() / 2]) / 2.0
+    };
+    Some((median, r[0], r[r.len() - 1]))
+}
+
 pub(crate) fn ratio(ours: &Figures, other: Option<&Figures>) -> String {
     match other {
         Some(o) if o.paired.len() > 1 => {
-            let mut r = o.paired.clone();
-            r.sort_by(|a, b| a.total_cmp(b));
-            let median = if r.len() % 2 == 1 {
-                r[r.len() / 2]
-            } else {
-                (r[r.len() / 2 - 1] + r[r.len() / 2]) / 2.0
-            };
-            format!(
-                "{:.1} ({median:.2}×; rounds {:.2}–{:.2}×)",
-                o.per_s,
-                r[0],
-                r[r.len() - 1]
-            )
+            let (median, low, high) = paired_median(&o.paired).unwrap_or_default();
+            format!("{:.1} ({median:.2}×; rounds {low:.2}–{high:.2}×)", o.per_s)
         }
         Some(o) if o.per_s > 0.0 => format!("{:.1} ({:.2}×)", o.per_s, ours.per_s / o.per_s),
         _ => "–".into(),
@@ -129,6 +134,12 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
                 )),
             ));
         }
+        if scenarios
+            .values()
+            .any(|systems| systems.contains_key("before"))
+        {
+            out.push_str(&baseline_table(scenarios));
+        }
         if let Some(rss) = report.rss.get(backend) {
             let parts: Vec<String> = rss.iter().map(|(k, v)| format!("{k} {v:.1} MiB")).collect();
             out.push_str(&format!("\nPeak RSS: {}\n\n", parts.join(", ")));
@@ -136,6 +147,36 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
     }
     for n in &report.notes {
         out.push_str(&format!("- {n}\n"));
+    }
+    out
+}
+
+/// This server against `--baseline-server`, scenario by scenario.
+fn baseline_table(scenarios: &BTreeMap<char, BTreeMap<&'static str, Figures>>) -> String {
+    let mut out = String::from(
+        "\nAgainst `--baseline-server` (alternating turns; ratio: the median of the per-round ratios of req/s):\n\n| scenario | baseline req/s | this server req/s (ratio) | baseline CPU ms/req | this server CPU ms/req | baseline p99 ms | this server p99 ms |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (s, systems) in scenarios {
+        let (Some(ours), Some(old)) = (systems.get("ours"), systems.get("before")) else {
+            continue;
+        };
+        let cpu = |f: &Figures| f.cpu_ms.map_or("–".into(), |v| format!("{v:.3}"));
+        out.push_str(&format!(
+            "| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} |\n",
+            describe(*s),
+            old.per_s,
+            match paired_median(&old.paired) {
+                Some((median, low, high)) => format!(
+                    "{:.1} ({median:.2}×; rounds {low:.2}–{high:.2}×)",
+                    ours.per_s
+                ),
+                None => format!("{:.1}", ours.per_s),
+            },
+            cpu(old),
+            cpu(ours),
+            old.p99_ms,
+            ours.p99_ms,
+        ));
     }
     out
 }
