@@ -7,22 +7,25 @@ pub(crate) async fn measure_buildbot(
     client: &reqwest::Client,
     py: &Path,
     db_url: &str,
-    scenarios: &[char],
+    scenarios: &[Scenario],
     report: &mut Report,
     backend: &str,
 ) -> Result<(), String> {
     let dir = root().join("bench/buildbot");
     let secs = args.seconds.to_string();
     let conns = args.connections.to_string();
-    let rest: Vec<char> = scenarios
+    let rest: Vec<Scenario> = scenarios
         .iter()
         .copied()
-        .filter(|s| matches!(s, 'a' | 'b' | 'c' | 'e'))
+        .filter(|s| matches!(s, Scenario::A | Scenario::B | Scenario::C | Scenario::E))
         .collect();
     if !rest.is_empty() {
         measure_rest(args, client, py, db_url, &rest, report, backend).await?;
     }
-    if scenarios.iter().any(|s| matches!(s, 'f' | 'g')) {
+    if scenarios
+        .iter()
+        .any(|s| matches!(s, Scenario::F | Scenario::G))
+    {
         for v in python_lines(
             py,
             &[
@@ -35,8 +38,8 @@ pub(crate) async fn measure_buildbot(
             ],
         )? {
             let s = match v["op"].as_str() {
-                Some("addBuildset") => 'f',
-                Some("completeBuildset") => 'g',
+                Some("addBuildset") => Scenario::F,
+                Some("completeBuildset") => Scenario::G,
                 _ => continue,
             };
             let f = Figures {
@@ -60,7 +63,7 @@ pub(crate) async fn measure_rest(
     client: &reqwest::Client,
     py: &Path,
     db_url: &str,
-    scenarios: &[char],
+    scenarios: &[Scenario],
     report: &mut Report,
     backend: &str,
 ) -> Result<(), String> {
@@ -93,7 +96,7 @@ pub(crate) async fn measure_rest(
     let conns = args.connections.to_string();
     for &s in scenarios
         .iter()
-        .filter(|s| matches!(s, 'a' | 'b' | 'c' | 'e'))
+        .filter(|s| matches!(s, Scenario::A | Scenario::B | Scenario::C | Scenario::E))
     {
         let before = pid.and_then(proc_stats).map(|s| s.0);
         let v = python_json(

@@ -115,7 +115,7 @@ async fn measure_ours(
     client: &reqwest::Client,
     server: &Server,
     data: &Arc<Data>,
-    scenario: char,
+    scenario: Scenario,
 ) -> Figures {
     let url = format!("{}/graphql", server.base);
     let query = our_query(scenario);
@@ -124,8 +124,8 @@ async fn measure_ours(
     let make = move |n: u64| -> Option<Value> {
         let mut r = Lcg(n.wrapping_mul(7919) + 13);
         match scenario {
-            'a'..='e' => Some(read_body(&query, scenario, &d, n)),
-            'f' => {
+            s if s.is_read() => Some(read_body(&query, scenario, &d, n)),
+            Scenario::F => {
                 let two: Vec<i64> = d.builders.iter().take(2).copied().collect();
                 Some(
                     json!({"query": query, "operationName": "f", "variables": {"in": {
@@ -136,7 +136,7 @@ async fn measure_ours(
                     }}}),
                 )
             }
-            'g' => {
+            Scenario::G => {
                 let i = seq.fetch_add(1, Ordering::Relaxed);
                 d.incomplete
                     .get(i)
@@ -146,7 +146,7 @@ async fn measure_ours(
         }
     };
     let make = Arc::new(make);
-    if scenario <= 'e' && args.warmup > 0 {
+    if scenario.is_read() && args.warmup > 0 {
         drive(client, &url, args.warmup, args.connections, make.clone()).await;
     }
     let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
@@ -250,7 +250,7 @@ async fn measure_all(
     client: &reqwest::Client,
     server: &Server,
     data: &Arc<Data>,
-    which: &[char],
+    which: &[Scenario],
     report: &mut Report,
     backend: &str,
 ) {
@@ -266,7 +266,7 @@ async fn run_backend(
     bin: &Path,
     backend: &str,
     db_url: String,
-    scenarios: &[char],
+    scenarios: &[Scenario],
     report: &mut Report,
 ) -> Result<(), String> {
     let python = args
@@ -322,25 +322,26 @@ async fn run_backend(
     };
     // Every system reads the same data: the reads first (this server, then the
     // baselines), then the writes, which add and complete buildsets.
-    let (reads, writes): (Vec<char>, Vec<char>) = scenarios.iter().partition(|s| **s <= 'e');
+    let (reads, writes): (Vec<Scenario>, Vec<Scenario>) =
+        scenarios.iter().partition(|s| s.is_read());
     let (mut theirs, mut theirs_skip) = (None, None);
     if args.postgraphile && backend == "postgres" {
         match PostGraphile::start(client, &db_url).await {
             Ok(pg) => theirs = Some(pg),
             Err(e) => report.notes.push(format!("PostGraphile on {backend}: {e}")),
         }
-        if !through_buildbot && reads.contains(&'d') {
+        if !through_buildbot && reads.contains(&Scenario::D) {
             // d reads builds: only Buildbot's schema has that table (this server reads
             // it when it is there), so PostGraphile has no relation to query.
-            theirs_skip = Some('d');
+            theirs_skip = Some(Scenario::D);
             report.notes.push(
                 "PostGraphile d: not run (seeded through addBuildset: no builds table)".into(),
             );
         }
     }
-    let mut rounds: BTreeMap<(char, &'static str), Vec<Figures>> = BTreeMap::new();
-    let mut paired: BTreeMap<char, Vec<f64>> = BTreeMap::new();
-    let mut paired_before: BTreeMap<char, Vec<f64>> = BTreeMap::new();
+    let mut rounds: BTreeMap<(Scenario, &'static str), Vec<Figures>> = BTreeMap::new();
+    let mut paired: BTreeMap<Scenario, Vec<f64>> = BTreeMap::new();
+    let mut paired_before: BTreeMap<Scenario, Vec<f64>> = BTreeMap::new();
     for round in 1..=args.rounds.max(1) {
         if args.rounds > 1 {
             eprintln!("{backend}: reads, round {round} of {}", args.rounds);
@@ -432,11 +433,11 @@ async fn main() {
             root().join("target/debug/buildsets-graphql")
         }
     });
-    let scenarios: Vec<char> = args
+    let scenarios: Vec<Scenario> = args
         .scenarios
         .split(',')
         .filter_map(|s| s.trim().chars().next())
-        .filter(|c| ('a'..='g').contains(c))
+        .filter_map(Scenario::from_letter)
         .collect();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections * 2)

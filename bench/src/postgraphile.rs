@@ -39,8 +39,8 @@ impl PostGraphile {
         self.child.id()
     }
 
-    pub(crate) fn serves(&self, s: char) -> bool {
-        ('a'..='d').contains(&s) && self.queries.get(s.to_string()).is_some()
+    pub(crate) fn serves(&self, s: Scenario) -> bool {
+        s <= Scenario::D && self.queries.get(s.to_string()).is_some()
     }
 
     /// One scenario, after the warm-up.
@@ -49,14 +49,14 @@ impl PostGraphile {
         args: &Args,
         client: &reqwest::Client,
         data: &Arc<Data>,
-        s: char,
+        s: Scenario,
     ) -> Figures {
         let q = &self.queries[s.to_string()];
         let (query, vars) = (q["query"].clone(), q["variables"].clone());
         let d = data.clone();
         let make = move |n: u64| {
             let mut vars = vars.clone();
-            if s == 'a' {
+            if s == Scenario::A {
                 let mut r = Lcg(n.wrapping_mul(7919) + 13);
                 vars["id"] = json!(1 + r.below(d.max_bsid.max(1) as u64) as i64);
             }

@@ -6,7 +6,7 @@ impl Report {
     pub(crate) fn record(
         &mut self,
         backend: &str,
-        scenario: char,
+        scenario: Scenario,
         system: &'static str,
         f: Figures,
     ) {
@@ -31,7 +31,7 @@ impl Report {
 #[derive(Default)]
 pub(crate) struct Report {
     /// backend -> scenario -> system -> figures
-    pub(crate) rows: BTreeMap<String, BTreeMap<char, BTreeMap<&'static str, Figures>>>,
+    pub(crate) rows: BTreeMap<String, BTreeMap<Scenario, BTreeMap<&'static str, Figures>>>,
     /// backend -> system -> peak RSS in MiB
     pub(crate) rss: BTreeMap<String, BTreeMap<&'static str, f64>>,
     pub(crate) notes: Vec<String>,
@@ -152,7 +152,7 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
 }
 
 /// This server against `--baseline-server`, scenario by scenario.
-fn baseline_table(scenarios: &BTreeMap<char, BTreeMap<&'static str, Figures>>) -> String {
+fn baseline_table(scenarios: &BTreeMap<Scenario, BTreeMap<&'static str, Figures>>) -> String {
     let mut out = String::from(
         "\nAgainst `--baseline-server` (alternating turns; ratio: the median of the per-round ratios of req/s):\n\n| scenario | baseline req/s | this server req/s (ratio) | baseline CPU ms/req | this server CPU ms/req | baseline p99 ms | this server p99 ms |\n|---|---|---|---|---|---|---|\n",
     );

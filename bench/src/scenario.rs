@@ -2,6 +2,64 @@
 
 use super::*;
 
+/// A scenario of the run: reads a-e, writes f-g.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scenario {
+    /// One buildset with its stamps and patch.
+    A,
+    /// A page of 100 with stamps and patches.
+    B,
+    /// A page of 20 with stamps and build requests.
+    C,
+    /// A page of 20 with everything nested.
+    D,
+    /// `recentBuildsets(count: 50, branch)`.
+    E,
+    /// `addBuildset` with a new stamp.
+    F,
+    /// `completeBuildset`.
+    G,
+}
+
+impl Scenario {
+    pub(crate) const ALL: [Scenario; 7] = [
+        Scenario::A,
+        Scenario::B,
+        Scenario::C,
+        Scenario::D,
+        Scenario::E,
+        Scenario::F,
+        Scenario::G,
+    ];
+
+    /// Its letter: the operation name, the command line's and the report's id.
+    pub(crate) fn letter(self) -> char {
+        match self {
+            Scenario::A => 'a',
+            Scenario::B => 'b',
+            Scenario::C => 'c',
+            Scenario::D => 'd',
+            Scenario::E => 'e',
+            Scenario::F => 'f',
+            Scenario::G => 'g',
+        }
+    }
+
+    pub(crate) fn from_letter(c: char) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.letter() == c)
+    }
+
+    pub(crate) fn is_read(self) -> bool {
+        self <= Scenario::E
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.letter())
+    }
+}
+
 pub(crate) const SELECTION: &str = "bsid externalIdstring reason submittedAt complete completeAt results parentBuildid parentRelationship rebuiltBuildid";
 
 pub(crate) const STAMP: &str = "ssid branch revision repository codebase project createdAt";
@@ -13,40 +71,38 @@ pub(crate) const REQUEST: &str =
 
 /// Our operation for a scenario; the operation name is the scenario's letter, so
 /// that `/metrics` counts its statements apart.
-pub(crate) fn our_query(s: char) -> String {
+pub(crate) fn our_query(s: Scenario) -> String {
     match s {
-        'a' => format!("query a($id: Int!) {{ buildset(bsid: $id) {{ {SELECTION} sourcestamps {{ {STAMP} {PATCH} }} }} }}"),
-        'b' => format!("query b {{ buildsets(first: 100, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} sourcestamps {{ {STAMP} {PATCH} }} }} }} }}"),
-        'c' => format!("query c {{ buildsets(first: 20, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} sourcestamps {{ {STAMP} }} buildrequests {{ {REQUEST} }} }} }} }}"),
-        'd' => format!("query d {{ buildsets(first: 20, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} properties {{ name value source }} sourcestamps {{ {STAMP} {PATCH} }} buildrequests {{ {REQUEST} builder {{ builderid name description }} builds {{ buildid number builderid buildrequestid stateString results startedAt completeAt }} }} }} }} }}"),
-        'e' => format!("query e($branch: String!) {{ recentBuildsets(count: 50, branch: $branch) {{ {SELECTION} sourcestamps {{ {STAMP} }} }} }}"),
-        'f' => "mutation f($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }".into(),
-        'g' => "mutation g($b: Int!) { completeBuildset(bsid: $b, results: 0) { bsid } }".into(),
-        _ => String::new(),
+        Scenario::A => format!("query a($id: Int!) {{ buildset(bsid: $id) {{ {SELECTION} sourcestamps {{ {STAMP} {PATCH} }} }} }}"),
+        Scenario::B => format!("query b {{ buildsets(first: 100, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} sourcestamps {{ {STAMP} {PATCH} }} }} }} }}"),
+        Scenario::C => format!("query c {{ buildsets(first: 20, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} sourcestamps {{ {STAMP} }} buildrequests {{ {REQUEST} }} }} }} }}"),
+        Scenario::D => format!("query d {{ buildsets(first: 20, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} properties {{ name value source }} sourcestamps {{ {STAMP} {PATCH} }} buildrequests {{ {REQUEST} builder {{ builderid name description }} builds {{ buildid number builderid buildrequestid stateString results startedAt completeAt }} }} }} }} }}"),
+        Scenario::E => format!("query e($branch: String!) {{ recentBuildsets(count: 50, branch: $branch) {{ {SELECTION} sourcestamps {{ {STAMP} }} }} }}"),
+        Scenario::F => "mutation f($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }".into(),
+        Scenario::G => "mutation g($b: Int!) { completeBuildset(bsid: $b, results: 0) { bsid } }".into(),
     }
 }
 
-pub(crate) fn describe(s: char) -> &'static str {
+pub(crate) fn describe(s: Scenario) -> &'static str {
     match s {
-        'a' => "a: one buildset + stamps + patch",
-        'b' => "b: 100-page + stamps + patches",
-        'c' => "c: 20-page + stamps + requests",
-        'd' => "d: 20-page, everything nested",
-        'e' => "e: recentBuildsets(count: 50, branch)",
-        'f' => "f: addBuildset (new stamp)",
-        'g' => "g: completeBuildset",
-        _ => "?",
+        Scenario::A => "a: one buildset + stamps + patch",
+        Scenario::B => "b: 100-page + stamps + patches",
+        Scenario::C => "c: 20-page + stamps + requests",
+        Scenario::D => "d: 20-page, everything nested",
+        Scenario::E => "e: recentBuildsets(count: 50, branch)",
+        Scenario::F => "f: addBuildset (new stamp)",
+        Scenario::G => "g: completeBuildset",
     }
 }
 
 /// The `n`th request of read scenario `scenario` to this server.
-pub(crate) fn read_body(query: &str, scenario: char, d: &Data, n: u64) -> Value {
+pub(crate) fn read_body(query: &str, scenario: Scenario, d: &Data, n: u64) -> Value {
     let mut r = Lcg(n.wrapping_mul(7919) + 13);
     match scenario {
-        'a' => {
+        Scenario::A => {
             json!({"query": query, "operationName": "a", "variables": {"id": 1 + r.below(d.max_bsid.max(1) as u64) as i64}})
         }
-        'e' => {
+        Scenario::E => {
             json!({"query": query, "operationName": "e", "variables": {"branch": d.branches.get(r.below(d.branches.len() as u64) as usize).cloned().unwrap_or_default()}})
         }
         other => json!({"query": query, "operationName": other.to_string()}),

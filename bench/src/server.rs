@@ -40,7 +40,7 @@ pub(crate) async fn wait_ready(
 pub(crate) async fn statements(
     client: &reqwest::Client,
     base: &str,
-    op: char,
+    op: Scenario,
 ) -> Option<(f64, f64)> {
     let text = client
         .get(format!("{base}/metrics"))
