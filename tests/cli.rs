@@ -7,11 +7,12 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_buildsets-graphql");
 
-fn temp_db(name: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("bsgql-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/cli.db?mode=rwc", dir.display());
+fn temp_db(name: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("bsgql-cli-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let url = format!("sqlite://{}/cli.db?mode=rwc", dir.path().display());
     (dir, url)
 }
 
@@ -40,13 +41,12 @@ fn migrate_creates_the_tables_and_is_repeatable() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("Standalone"));
     }
-    assert!(dir.join("cli.db").exists());
-    let _ = std::fs::remove_dir_all(dir);
+    assert!(dir.path().join("cli.db").exists());
 }
 
 #[test]
 fn refuses_open_writes_beyond_loopback() {
-    let (dir, url) = temp_db("refuse");
+    let (_dir, url) = temp_db("refuse");
     let out = Command::new(BIN)
         .args(["--listen", "0.0.0.0:0", "--database-url", &url])
         .env_remove("WRITE_TOKEN")
@@ -55,12 +55,11 @@ fn refuses_open_writes_beyond_loopback() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--write-token"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn serves_then_exits_cleanly_on_sigterm() {
-    let (dir, url) = temp_db("serve");
+    let (_dir, url) = temp_db("serve");
     let (mut child, endpoint) = spawn_server(&url).await;
     let client = reqwest::Client::new();
     let health = client
@@ -87,7 +86,6 @@ async fn serves_then_exits_cleanly_on_sigterm() {
     assert!(status.success());
     let exited = wait_for_exit(&mut child).await;
     assert!(exited.success(), "exit status {exited:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Waits up to 5 s for the server to exit (and kills it if it does not).
@@ -127,7 +125,7 @@ async fn spawn_server(url: &str) -> (std::process::Child, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_mutation_finish() {
-    let (dir, url) = temp_db("drain");
+    let (_dir, url) = temp_db("drain");
     let (mut child, endpoint) = spawn_server(&url).await;
     let client = reqwest::Client::new();
     let post = |query: String| {
@@ -182,5 +180,4 @@ async fn sigterm_lets_an_in_flight_mutation_finish() {
     assert_eq!(body["data"]["addBuildset"]["bsid"], 1, "{body}");
     let exited = wait_for_exit(&mut child).await;
     assert!(exited.success(), "exit status {exited:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -36,14 +36,7 @@ impl TestDb {
     }
 }
 
-/// A folder removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use tempfile::TempDir;
 
 fn env_url(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|s| !s.is_empty())
@@ -54,15 +47,12 @@ fn env_url(var: &str) -> Option<String> {
 pub async fn empty_database(backend: Backend, test: &str) -> Option<(String, Option<TempDir>)> {
     let var = match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!(
-                "bsgql-{}-{}-{}",
-                test,
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let url = format!("sqlite://{}/test.db?mode=rwc", dir.display());
-            return Some((url, Some(TempDir(dir))));
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("bsgql-{test}-"))
+                .tempdir()
+                .expect("temp dir");
+            let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+            return Some((url, Some(dir)));
         }
         Backend::Postgres => "TEST_POSTGRES_URL",
         Backend::MySql => "TEST_MYSQL_URL",
@@ -98,8 +88,6 @@ pub async fn empty_database(backend: Backend, test: &str) -> Option<(String, Opt
     admin.close().await.ok();
     Some((format!("{server}/{name}"), None))
 }
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Database names are limited to 63 characters: long test names are shortened with a
 /// hash so they stay distinct.
