@@ -122,15 +122,10 @@ impl Door {
     }
 
     /// Runs `operation` with its statements counted, its bytes bounded and its
-    /// statements tagged for cancelling; the tag is made here, never taken from a
+    /// statements tagged for cancelling; the tag is the store's, never taken from a
     /// client (who could name another's operation).
     async fn tagged<F: std::future::Future>(&self, operation: F) -> (F::Output, u64) {
-        crate::store::tag::scope(
-            &RequestId::new().0,
-            self.0.bounds.max_response_bytes,
-            operation,
-        )
-        .await
+        crate::store::tag::scope(self.0.bounds.max_response_bytes, operation).await
     }
 
     /// Runs one operation that arrived on a WebSocket: a subscription gives its

@@ -106,13 +106,9 @@ impl OutputType for Event {
         // An event's answer is bounded as a query's is (--max-response-bytes).
         let max_bytes = app.map_or(0, |a| a.limits.max_response_bytes);
         let answer_it = || async {
-            crate::store::tag::scope(
-                "event",
-                max_bytes,
-                OutputType::resolve(&*self.0, ctx, field),
-            )
-            .await
-            .0
+            crate::store::tag::scope(max_bytes, OutputType::resolve(&*self.0, ctx, field))
+                .await
+                .0
         };
         let shared = ctx
             .data_opt::<SelectionKey>()

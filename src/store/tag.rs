@@ -5,18 +5,82 @@
 //! `--statement-timeout` at most). With a tag in the text of the statements whose
 //! cost the client controls (see [`Tagged`]), a [`CancelOnDrop`] finds them in
 //! PostgreSQL's `pg_stat_activity` or MySQL's process list and cancels them.
+//!
+//! A tag is this process's id and a slot number, the lowest free one: a tag per
+//! request made every statement's text new, so the driver prepared each one anew
+//! (a Parse and a Describe more per statement, and PostgreSQL planning it again);
+//! with slots, a statement shape has as many texts as operations ran at once, and
+//! the driver's prepared-statement cache serves them again. A slot stays taken
+//! until its operation's cancel, if any, is done: no other operation's statements
+//! can carry its tag meanwhile.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement, Value};
 
 use super::Store;
 
+/// This process's part of every tag: servers sharing a database tell their
+/// statements apart by it.
+fn instance() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("{start:x}{:x}", std::process::id())
+    })
+}
+
+/// Which slots are taken.
+static SLOTS: Mutex<Vec<bool>> = Mutex::new(Vec::new());
+
+/// A tag: taken from the lowest free slot, given back when the last holder (the
+/// operation, or its cancel) lets go.
+pub(crate) struct Slot {
+    index: usize,
+    tag: String,
+}
+
+impl Slot {
+    fn take() -> Arc<Slot> {
+        let index = match SLOTS.lock() {
+            Ok(mut slots) => match slots.iter().position(|taken| !taken) {
+                Some(i) => {
+                    slots[i] = true;
+                    i
+                }
+                None => {
+                    slots.push(true);
+                    slots.len() - 1
+                }
+            },
+            // Poisoned (a panic while held): a slot past any taken one.
+            Err(_) => usize::MAX,
+        };
+        Arc::new(Slot {
+            index,
+            tag: format!("{}-{index:x}", instance()),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = SLOTS.lock() {
+            if let Some(taken) = slots.get_mut(self.index) {
+                *taken = false;
+            }
+        }
+    }
+}
+
 /// The operation the current task runs: its tag and the statements it has sent.
 struct Operation {
-    tag: Arc<str>,
+    tag: Arc<Slot>,
     statements: AtomicU64,
     /// Bytes of text (property values, patches) read so far, and the bound.
     bytes: AtomicU64,
@@ -27,16 +91,12 @@ tokio::task_local! {
     static OPERATION: Arc<Operation>;
 }
 
-/// Runs `fut` with its statements tagged with `tag` (letters, digits and `-` kept);
-/// returns its output and how many statements it sent (counted by a store opened
-/// with [`Store::open`](super::Store::open)).
-pub async fn scope<F: Future>(tag: &str, max_bytes: u64, fut: F) -> (F::Output, u64) {
-    let clean: String = tag
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+/// Runs `fut` with its statements tagged (see [`Slot`]) and its bytes bounded by
+/// `max_bytes`; returns its output and how many statements it sent (counted by a
+/// store opened with [`Store::open`](super::Store::open)).
+pub async fn scope<F: Future>(max_bytes: u64, fut: F) -> (F::Output, u64) {
     let op = Arc::new(Operation {
-        tag: clean.into(),
+        tag: Slot::take(),
         statements: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         max_bytes,
@@ -45,7 +105,7 @@ pub async fn scope<F: Future>(tag: &str, max_bytes: u64, fut: F) -> (F::Output, 
     (out, op.statements.load(Ordering::Relaxed))
 }
 
-fn current() -> Option<Arc<str>> {
+fn current() -> Option<Arc<Slot>> {
     OPERATION.try_with(|op| op.tag.clone()).ok()
 }
 
@@ -105,8 +165,8 @@ impl<'a, C: ConnectionTrait> Tagged<'a, C> {
 
     fn tag(&self, mut stmt: Statement) -> Statement {
         if self.on && self.db.get_database_backend() != DbBackend::Sqlite {
-            if let Some(tag) = current() {
-                stmt.sql = format!("{} {}", marker(&tag), stmt.sql);
+            if let Some(slot) = current() {
+                stmt.sql = format!("{} {}", marker(&slot.tag), stmt.sql);
             }
         }
         stmt
@@ -210,30 +270,18 @@ impl Store {
 /// Cancels the statements of an operation that is dropped before it finishes.
 pub struct CancelOnDrop {
     store: Option<Store>,
-    tag: String,
+    /// Kept taken until the cancel is done.
+    slot: Option<Arc<Slot>>,
 }
 
 impl CancelOnDrop {
-    /// Armed for `tag` on a database that can cancel (PostgreSQL, MySQL/MariaDB).
-    pub fn new(store: &Store, tag: &str) -> Self {
+    /// Armed for the operation the current task runs (see [`scope`]), on a database
+    /// that can cancel (PostgreSQL, MySQL/MariaDB).
+    pub fn current(store: &Store) -> Self {
         let cancels = store.db.get_database_backend() != DbBackend::Sqlite;
         CancelOnDrop {
             store: cancels.then(|| store.clone()),
-            tag: tag
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect(),
-        }
-    }
-
-    /// Armed for the operation the current task runs (see [`scope`]).
-    pub fn current(store: &Store) -> Self {
-        match current() {
-            Some(tag) => Self::new(store, &tag),
-            None => CancelOnDrop {
-                store: None,
-                tag: String::new(),
-            },
+            slot: current(),
         }
     }
 
@@ -245,18 +293,41 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let Some(store) = self.store.take() else {
+        let (Some(store), Some(slot)) = (self.store.take(), self.slot.take()) else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let tag = std::mem::take(&mut self.tag);
         runtime.spawn(async move {
-            let n = store.cancel_tagged(&tag).await;
+            let n = store.cancel_tagged(&slot.tag).await;
             if n > 0 {
-                tracing::info!(request_id = %tag, statements = n, "cancelled the statements of an abandoned operation");
+                tracing::info!(tag = %slot.tag, statements = n, "cancelled the statements of an abandoned operation");
             }
+            drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slot;
+
+    #[test]
+    fn slots_are_reused_lowest_first_and_held_by_every_holder() {
+        let a = Slot::take();
+        let b = Slot::take();
+        assert_ne!(a.index, b.index);
+        assert!(a.tag.ends_with(&format!("-{:x}", a.index)));
+        let held = a.clone();
+        let index = a.index;
+        drop(a);
+        // Still held (by a pending cancel, say): not handed out again.
+        let c = Slot::take();
+        assert_ne!(c.index, index);
+        drop(held);
+        let d = Slot::take();
+        assert!(d.index <= index, "the lowest free slot comes first");
+        drop((b, c, d));
     }
 }
