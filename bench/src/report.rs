@@ -91,8 +91,17 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
         })
         .unwrap_or(0.0);
     out.push_str(&format!(
-        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario after {} s of warm-up, N = {}. Reads: the median of {} rounds, this server and PostGraphile taking turns on each scenario; the ratio to PostGraphile is the median of the per-round ratios.\n\n",
-        args.connections, args.seconds, args.warmup, args.count, args.rounds.max(1)
+        "Command: `{command}`\n\nMachine: {nproc} cores, {mem:.0} GiB; {} connections, {} s per scenario after {} s of warm-up, N = {}. Reads: the median of {} rounds, this server and {} taking turns on each scenario; each ratio is the median of the per-round ratios.\n\n",
+        args.connections,
+        args.seconds,
+        args.warmup,
+        args.count,
+        args.rounds.max(1),
+        if args.baseline_server.is_some() {
+            "the baseline build"
+        } else {
+            "PostGraphile"
+        }
     ));
     for (backend, scenarios) in &report.rows {
         out.push_str(&format!("### {backend}\n\n"));
