@@ -33,7 +33,7 @@ use crate::error::{Code, RequestId};
 use crate::graphql::order::in_query_order;
 use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
 use crate::graphql::{with_codes, ApiSchema};
-use crate::store::tag::CancelOnDrop;
+use crate::store::tag::{Budget, CancelOnDrop};
 
 /// The key of the request extension that carries the path of an integer too wide for
 /// 64 bits, found in the raw text before it was parsed (see [`wide`]).
@@ -121,11 +121,16 @@ impl Door {
         answer
     }
 
-    /// Runs `operation` with its statements counted, its bytes bounded and its
-    /// statements tagged for cancelling; the tag is the store's, never taken from a
-    /// client (who could name another's operation).
+    /// Runs `operation` with its statements counted and tagged for cancelling; the
+    /// tag is the store's, never taken from a client (who could name another's
+    /// operation).
     async fn tagged<F: std::future::Future>(&self, operation: F) -> (F::Output, u64) {
-        crate::store::tag::scope(self.0.bounds.max_response_bytes, operation).await
+        crate::store::tag::scope(operation).await
+    }
+
+    /// A new operation's byte budget (`--max-response-bytes`), for its request data.
+    fn budget(&self) -> Arc<Budget> {
+        Arc::new(Budget::new(self.0.bounds.max_response_bytes))
     }
 
     /// Runs one operation that arrived on a WebSocket: a subscription gives its
@@ -193,7 +198,11 @@ impl Door {
         let shape = op.shape;
         let cost = SubscriptionCost(shape.checked.weight);
         let responses = self.0.schema.execute_stream_with_session_data(
-            op.request.data(request_id).data(key).data(cost),
+            op.request
+                .data(request_id)
+                .data(key)
+                .data(cost)
+                .data(self.budget()),
             session.unwrap_or_default(),
         );
         let door = self.clone();
@@ -228,7 +237,10 @@ impl Door {
         // Dropped before it finishes (the client went away, or the timeout below),
         // the operation's statements still running in the database are cancelled.
         let guard = CancelOnDrop::current(&self.0.store);
-        let execution = self.0.schema.execute(op.request.data(request_id));
+        let execution = self
+            .0
+            .schema
+            .execute(op.request.data(request_id).data(self.budget()));
         let response = match self.0.request_timeout {
             None => execution.await,
             // Dropping the execution drops its statements and rolls back its

@@ -15,6 +15,7 @@ pub mod subscription;
 pub mod types;
 
 use crate::error::{from_store, RequestId};
+use crate::store::tag::Budget;
 use crate::store::{Store, StoreResult};
 use async_graphql::{Context, Result, Schema, SchemaBuilder};
 
@@ -38,6 +39,17 @@ pub struct AppData {
 
 pub(crate) fn app<'a>(ctx: &Context<'a>) -> Result<&'a AppData> {
     ctx.data::<AppData>()
+}
+
+/// The operation's byte budget (`--max-response-bytes`), which the door puts in
+/// every request's data; unbounded where there is none (tests running the schema
+/// alone).
+pub(crate) fn budget<'a, T>(ctx: &async_graphql::context::ContextBase<'a, T>) -> &'a Budget {
+    static UNBOUNDED: std::sync::OnceLock<Budget> = std::sync::OnceLock::new();
+    match ctx.data_opt::<std::sync::Arc<Budget>>() {
+        Some(b) => b,
+        None => UNBOUNDED.get_or_init(Budget::unbounded),
+    }
 }
 
 /// Maps store errors to client errors, with the request id for internal ones.

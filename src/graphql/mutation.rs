@@ -213,7 +213,11 @@ impl MutationRoot {
         input.check_lists(app.limits.max_input_list)?;
         let new = input.into_new()?;
         let rel = relations(Selected::Buildset, &ctx.look_ahead().field("buildset"));
-        let (added, buildset) = app.store.add_buildset(&new, &rel).await.gql(ctx)?;
+        let (added, buildset) = app
+            .store
+            .add_buildset(&new, &rel, super::budget(ctx))
+            .await
+            .gql(ctx)?;
         Ok(AddBuildsetPayload {
             bsid: added.bsid,
             created: added.created,
@@ -245,7 +249,7 @@ impl MutationRoot {
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         match app
             .store
-            .complete_buildset(bsid, results, complete_at, &rel)
+            .complete_buildset(bsid, results, complete_at, &rel, super::budget(ctx))
             .await
         {
             Ok(view) => Ok(view),
@@ -284,7 +288,7 @@ impl MutationRoot {
             .gql(ctx)?;
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         app.store
-            .buildset_view(bsid, &rel)
+            .buildset_view(bsid, &rel, super::budget(ctx))
             .await
             .and_then(|v| {
                 v.ok_or_else(|| {
@@ -313,7 +317,7 @@ impl MutationRoot {
             .gql(ctx)?;
         let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
         app.store
-            .request_graph(rows, &rel)
+            .request_graph(rows, &rel, super::budget(ctx))
             .await
             .and_then(|mut v| {
                 v.pop().ok_or_else(|| {

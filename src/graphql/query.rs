@@ -7,7 +7,7 @@ use super::filter::{
 };
 use super::plan::{relations, Selected};
 use super::types::{parse_global_id, weighted, Node, NodeKind, BUILDERS_WEIGHT};
-use super::{app, StoreResultExt};
+use super::{app, budget, StoreResultExt};
 use crate::config::{Limits, DEFAULT_LIMITS, MAX_PAGE_CEILING};
 use crate::error::bad_input;
 use crate::store::query::{effective_order, OrderKey, PageRequest};
@@ -25,7 +25,11 @@ pub(crate) async fn buildsets_for(
     rows: Vec<BuildsetRow>,
 ) -> Result<Vec<BuildsetView>> {
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
-    app(ctx)?.store.buildset_graph(rows, &rel).await.gql(ctx)
+    app(ctx)?
+        .store
+        .buildset_graph(rows, &rel, budget(ctx))
+        .await
+        .gql(ctx)
 }
 
 async fn buildrequests_for(
@@ -33,14 +37,18 @@ async fn buildrequests_for(
     rows: Vec<BuildRequestRow>,
 ) -> Result<Vec<RequestView>> {
     let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
-    app(ctx)?.store.request_graph(rows, &rel).await.gql(ctx)
+    app(ctx)?
+        .store
+        .request_graph(rows, &rel, budget(ctx))
+        .await
+        .gql(ctx)
 }
 
 async fn sourcestamps_for(ctx: &Context<'_>, rows: Vec<SourceStampRow>) -> Result<Vec<StampView>> {
     let rel = relations(Selected::SourceStamp, &ctx.look_ahead());
     app(ctx)?
         .store
-        .stamp_graph(rows, rel.patches)
+        .stamp_graph(rows, rel.patches, budget(ctx))
         .await
         .gql(ctx)
 }
@@ -91,7 +99,7 @@ impl QueryRoot {
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         Ok(app(ctx)?
             .store
-            .buildset_view(bsid, &rel)
+            .buildset_view(bsid, &rel, budget(ctx))
             .await
             .gql(ctx)?
             .map(One::Owned))
@@ -143,7 +151,11 @@ impl QueryRoot {
             &look.field("edges").field("node"),
         ));
         let (rows, values): (Vec<_>, Vec<_>) = page.rows.into_iter().unzip();
-        let nodes = app.store.buildset_graph(rows, &rel).await.gql(ctx)?;
+        let nodes = app
+            .store
+            .buildset_graph(rows, &rel, budget(ctx))
+            .await
+            .gql(ctx)?;
         let edges: Vec<BuildsetEdge> = nodes
             .into_iter()
             .zip(values)

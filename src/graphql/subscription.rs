@@ -103,12 +103,11 @@ impl OutputType for Event {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         let app = ctx.data_opt::<super::AppData>();
-        // An event's answer is bounded as a query's is (--max-response-bytes).
-        let max_bytes = app.map_or(0, |a| a.limits.max_response_bytes);
+        // An event's answer is bounded as a query's is (--max-response-bytes): the
+        // subscription's budget starts again for each event, answered one at a time.
         let answer_it = || async {
-            crate::store::tag::scope(max_bytes, OutputType::resolve(&*self.0, ctx, field))
-                .await
-                .0
+            super::budget(ctx).reset();
+            OutputType::resolve(&*self.0, ctx, field).await
         };
         let shared = ctx
             .data_opt::<SelectionKey>()

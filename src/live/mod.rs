@@ -388,7 +388,12 @@ impl Hub {
             r.merge(w.relations.clone())
         });
         let views = match store.buildsets_by_ids(ids).await {
-            Ok(rows) => store.buildset_graph(rows, &relations).await,
+            // Bounded per event when each subscriber's answer is made.
+            Ok(rows) => {
+                store
+                    .buildset_graph(rows, &relations, &crate::store::tag::Budget::unbounded())
+                    .await
+            }
             Err(e) => Err(e),
         };
         match views {

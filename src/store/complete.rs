@@ -38,11 +38,12 @@ pub async fn complete_buildset_loading(
     results: i32,
     complete_at: Option<i32>,
     relations: &Relations,
+    budget: &super::tag::Budget,
 ) -> StoreResult<BuildsetView> {
     in_write_transaction!(db, |txn| async {
         let row = complete_buildset_in(&txn, mode, bsid, results, complete_at).await?;
         let loader = Loader {
-            db: super::tag::Tagged::off(&txn),
+            db: super::tag::Tagged::off(&txn, budget),
             mode,
         };
         loader

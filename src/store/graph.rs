@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use super::db::SchemaMode;
 use super::read::{self, distinct};
 use super::rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
+use super::tag::{Budget, Charge};
 use sea_orm::ConnectionTrait;
 
 use super::{Property, Store, StoreResult};
@@ -93,8 +94,9 @@ impl Store {
         &'a self,
         rows: Vec<BuildsetRow>,
         relations: &'a Relations,
+        budget: &'a Budget,
     ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
-        Box::pin(async move { self.loader().buildset_graph(rows, relations).await })
+        Box::pin(async move { self.loader(budget).buildset_graph(rows, relations).await })
     }
 
     /// One buildset with what `relations` asks. Its stamps (and their patches) come
@@ -104,8 +106,9 @@ impl Store {
         &self,
         bsid: i32,
         relations: &Relations,
+        budget: &Budget,
     ) -> StoreResult<Option<BuildsetView>> {
-        let loader = self.loader();
+        let loader = self.loader(budget);
         let found = if relations.stamps {
             read::buildset_with_stamps(&loader.db, bsid, relations.patches)
                 .await?
@@ -136,8 +139,11 @@ impl Store {
         &self,
         rows: Vec<BuildRequestRow>,
         relations: &Relations,
+        budget: &Budget,
     ) -> StoreResult<Vec<RequestView>> {
-        self.loader().requests_with(rows, relations, None).await
+        self.loader(budget)
+            .requests_with(rows, relations, None)
+            .await
     }
 
     /// Sourcestamps, with their patches when asked (one query for all of them).
@@ -145,13 +151,18 @@ impl Store {
         &self,
         rows: Vec<SourceStampRow>,
         with_patches: bool,
+        budget: &Budget,
     ) -> StoreResult<Vec<StampView>> {
-        self.loader().stamp_graph(rows, with_patches).await
+        self.loader(budget).stamp_graph(rows, with_patches).await
     }
 
-    fn loader(&self) -> Loader<super::tag::Tagged<'_, sea_orm::DatabaseConnection>> {
+    /// The loader over the pool, its reads charged to `budget`.
+    fn loader<'a>(
+        &'a self,
+        budget: &'a Budget,
+    ) -> Loader<super::tag::Tagged<'a, sea_orm::DatabaseConnection>> {
         Loader {
-            db: super::tag::Tagged::off(&self.db),
+            db: super::tag::Tagged::off(&self.db, budget),
             mode: self.mode,
         }
     }
@@ -164,7 +175,7 @@ pub(crate) struct Loader<C> {
     pub mode: SchemaMode,
 }
 
-impl<C: ConnectionTrait + Sync> Loader<C> {
+impl<C: ConnectionTrait + Charge + Sync> Loader<C> {
     /// Loads `relations` for all of `rows` at once, keeping their order.
     pub fn buildset_graph<'a>(
         &'a self,

@@ -226,6 +226,7 @@ impl Store {
         &self,
         input: &NewBuildset,
         relations: &Relations,
+        budget: &tag::Budget,
     ) -> StoreResult<(AddedBuildset, BuildsetView)> {
         let rep = self.repertoire().await?;
         for (field, text) in input.texts() {
@@ -233,8 +234,14 @@ impl Store {
         }
         let bridge = self.storage.observe(self.bridge_object().await)?;
         let turn = self.turn().await;
-        let added =
-            write::add_buildset_loading(&self.db, self.mode, input, Some(relations), bridge).await;
+        let added = write::add_buildset_loading(
+            &self.db,
+            self.mode,
+            input,
+            Some((relations, budget)),
+            bridge,
+        )
+        .await;
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
@@ -251,6 +258,7 @@ impl Store {
         results: i32,
         complete_at: Option<i32>,
         relations: &Relations,
+        budget: &tag::Budget,
     ) -> StoreResult<BuildsetView> {
         let turn = self.turn().await;
         let view = async {
@@ -285,6 +293,7 @@ impl Store {
                 results,
                 complete_at,
                 relations,
+                budget,
             )
             .await
         }

@@ -13,6 +13,7 @@ use super::graph::StampView;
 use super::rows::{
     self, BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow,
 };
+use super::tag::Charge;
 use super::{json, Property, StoreResult};
 
 /// `ids` sorted, each once: the list for an `IN (…)`.
@@ -106,7 +107,7 @@ const JOINED_AT_MOST: usize = 100;
 /// stamp)` in the order given at add time; `None` when `bsids` is too many for one
 /// join (then [`sourcestamps_of_buildsets`] and a patch lookup serve).
 pub async fn stamp_views_of_few_buildsets(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + Charge),
     bsids: &[i32],
     with_patches: bool,
 ) -> StoreResult<Option<Vec<(i32, StampView)>>> {
@@ -145,7 +146,7 @@ pub async fn stamp_views_of_few_buildsets(
         .and_also_related(patches::Entity)
         .all(db)
         .await?;
-    super::tag::charge(
+    db.charge(
         rows.iter()
             .filter_map(|(_, _, p)| p.as_ref().map(|p| p.patch_base64.len()))
             .sum(),
@@ -169,7 +170,7 @@ pub async fn stamp_views_of_few_buildsets(
 /// One buildset with its sourcestamps (in the order given at add time) and their
 /// patches when asked, in one statement: what `buildset(bsid:)` shows most often.
 pub async fn buildset_with_stamps(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + Charge),
     bsid: i32,
     with_patches: bool,
 ) -> StoreResult<Option<(BuildsetRow, Vec<StampView>)>> {
@@ -187,7 +188,7 @@ pub async fn buildset_with_stamps(
             .find_also(sourcestamps::Entity, patches::Entity)
             .all(db)
             .await?;
-        super::tag::charge(
+        db.charge(
             rows.iter()
                 .filter_map(|(_, _, _, p)| p.as_ref().map(|p| p.patch_base64.len()))
                 .sum(),
@@ -224,22 +225,25 @@ pub async fn sourcestamps_by_ids(
     ))
 }
 
-pub async fn patches_by_ids(db: &impl ConnectionTrait, ids: &[i32]) -> StoreResult<Vec<PatchRow>> {
+pub async fn patches_by_ids(
+    db: &(impl ConnectionTrait + Charge),
+    ids: &[i32],
+) -> StoreResult<Vec<PatchRow>> {
     let found = where_in::<patches::Entity>(db, patches::Column::Id, ids).await?;
-    super::tag::charge(found.iter().map(|p| p.patch_base64.len()).sum())?;
+    db.charge(found.iter().map(|p| p.patch_base64.len()).sum())?;
     Ok(rows::all(found))
 }
 
 /// The properties of each buildset as `(bsid, property)`, sorted by bsid then name;
 /// rows whose JSON cannot be read are skipped, as Buildbot skips them.
 pub async fn properties_of_buildsets(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + Charge),
     bsids: &[i32],
 ) -> StoreResult<Vec<(i32, Property)>> {
     let rows =
         where_in::<buildset_properties::Entity>(db, buildset_properties::Column::Buildsetid, bsids)
             .await?;
-    super::tag::charge(
+    db.charge(
         rows.iter()
             .map(|r| json::decoded_weight(&r.property_value))
             .sum(),
@@ -271,7 +275,7 @@ pub async fn properties_of_buildsets(
 
 /// Buildbot's `getBuildsetProperties`: empty for an unknown buildset.
 pub async fn get_buildset_properties(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + Charge),
     bsid: i32,
 ) -> StoreResult<Vec<Property>> {
     Ok(properties_of_buildsets(db, &[bsid])

@@ -79,27 +79,25 @@ impl Drop for Slot {
 }
 
 /// The operation the current task runs: its tag and the statements it has sent.
+/// These two stay with the task: SeaORM's metric callback, which counts, and the
+/// driver calls, which carry the tag, have no parameter to pass them through. The
+/// operation's byte budget is passed explicitly ([`Budget`]).
 struct Operation {
     tag: Arc<Slot>,
     statements: AtomicU64,
-    /// Bytes of text (property values, patches) read so far, and the bound.
-    bytes: AtomicU64,
-    max_bytes: u64,
 }
 
 tokio::task_local! {
     static OPERATION: Arc<Operation>;
 }
 
-/// Runs `fut` with its statements tagged (see [`Slot`]) and its bytes bounded by
-/// `max_bytes`; returns its output and how many statements it sent (counted by a
-/// store opened with [`Store::open`](super::Store::open)).
-pub async fn scope<F: Future>(max_bytes: u64, fut: F) -> (F::Output, u64) {
+/// Runs `fut` with its statements tagged (see [`Slot`]); returns its output and how
+/// many statements it sent (counted by a store opened with
+/// [`Store::open`](super::Store::open)).
+pub async fn scope<F: Future>(fut: F) -> (F::Output, u64) {
     let op = Arc::new(Operation {
         tag: Slot::take(),
         statements: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        max_bytes,
     });
     let out = OPERATION.scope(op.clone(), fut).await;
     (out, op.statements.load(Ordering::Relaxed))
@@ -109,27 +107,78 @@ fn current() -> Option<Arc<Slot>> {
     OPERATION.try_with(|op| op.tag.clone()).ok()
 }
 
-/// Counts `bytes` of text the current operation read; past its bound (0: none) the
-/// operation fails rather than build an answer of that size (a page of large
-/// property values, asked for under ten aliases, made an 840 MB answer).
-pub(crate) fn charge(bytes: usize) -> Result<(), super::StoreError> {
-    let over = OPERATION.try_with(|op| {
-        let total = op.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
-        (op.max_bytes > 0 && total > op.max_bytes).then_some(op.max_bytes)
-    });
-    match over {
-        Ok(Some(limit)) => Err(super::StoreError::TooLarge { limit }),
-        _ => Ok(()),
-    }
-}
-
 /// What one object of a nested list weighs against the operation's bound: about
 /// what it takes in the answer being built.
 const ITEM_BYTES: usize = 64;
 
-/// Counts `items` objects of a nested list the current operation puts in its answer.
-pub fn charge_items(items: usize) -> Result<(), super::StoreError> {
-    charge(items.saturating_mul(ITEM_BYTES))
+/// The bytes of text (property values, patches) and of nested lists one operation
+/// may put in its answer (`--max-response-bytes`): past it the operation fails
+/// rather than build an answer of that size (a page of large property values,
+/// asked for under ten aliases, made an 840 MB answer). Made per operation by the
+/// door, passed to the store with the reads it bounds.
+#[derive(Debug, Default)]
+pub struct Budget {
+    used: AtomicU64,
+    /// 0: no bound.
+    max: u64,
+}
+
+impl Budget {
+    pub fn new(max: u64) -> Budget {
+        Budget {
+            used: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// No bound (the live feed's loads, tools, tests).
+    pub fn unbounded() -> Budget {
+        Budget::default()
+    }
+
+    /// Counts `bytes`; an error past the bound.
+    pub fn charge(&self, bytes: usize) -> Result<(), super::StoreError> {
+        let total = self.used.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if self.max > 0 && total > self.max {
+            return Err(super::StoreError::TooLarge { limit: self.max });
+        }
+        Ok(())
+    }
+
+    /// Counts `items` objects of a nested list put in the answer.
+    pub fn charge_items(&self, items: usize) -> Result<(), super::StoreError> {
+        self.charge(items.saturating_mul(ITEM_BYTES))
+    }
+
+    /// Starts again from nothing: one subscription's events are answered one after
+    /// the other, each within the bound.
+    pub fn reset(&self) {
+        self.used.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A connection that counts what its reads put in an answer against a budget (a
+/// [`Tagged`] one carries the operation's); a plain connection counts nothing.
+pub trait Charge {
+    fn charge(&self, bytes: usize) -> Result<(), super::StoreError>;
+}
+
+impl Charge for sea_orm::DatabaseConnection {
+    fn charge(&self, _: usize) -> Result<(), super::StoreError> {
+        Ok(())
+    }
+}
+
+impl Charge for sea_orm::DatabaseTransaction {
+    fn charge(&self, _: usize) -> Result<(), super::StoreError> {
+        Ok(())
+    }
+}
+
+impl<C> Charge for Tagged<'_, C> {
+    fn charge(&self, bytes: usize) -> Result<(), super::StoreError> {
+        self.budget.map_or(Ok(()), |b| b.charge(bytes))
+    }
 }
 
 /// Counts one statement for the current operation (SeaORM's metric callback calls
@@ -152,15 +201,25 @@ fn marker(tag: &str) -> String {
 pub(crate) struct Tagged<'a, C> {
     db: &'a C,
     on: bool,
+    budget: Option<&'a Budget>,
 }
 
 impl<'a, C: ConnectionTrait> Tagged<'a, C> {
     pub fn on(db: &'a C) -> Self {
-        Tagged { db, on: true }
+        Tagged {
+            db,
+            on: true,
+            budget: None,
+        }
     }
 
-    pub fn off(db: &'a C) -> Self {
-        Tagged { db, on: false }
+    /// Untagged, its reads charged to `budget`.
+    pub fn off(db: &'a C, budget: &'a Budget) -> Self {
+        Tagged {
+            db,
+            on: false,
+            budget: Some(budget),
+        }
     }
 
     fn tag(&self, mut stmt: Statement) -> Statement {

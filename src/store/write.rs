@@ -18,6 +18,7 @@ use super::graph::{BuildsetView, Loader, Relations};
 use super::hash::builder_name_hash;
 use super::rows::BuilderRow;
 use super::stamps::insert_if_absent;
+use super::tag::Budget;
 use super::types::{AddedBuildset, NewBuildset};
 use super::{json, StoreError, StoreResult};
 
@@ -89,7 +90,7 @@ pub async fn add_buildset_loading(
     db: &DatabaseConnection,
     mode: SchemaMode,
     input: &NewBuildset,
-    relations: Option<&Relations>,
+    relations: Option<(&Relations, &Budget)>,
     bridge: Option<i32>,
 ) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
@@ -97,7 +98,7 @@ pub async fn add_buildset_loading(
     in_write_transaction!(db, |txn| async {
         let added = add_buildset_in(&txn, mode, input, submitted_at, bridge).await?;
         let view = match relations {
-            Some(rel) => load_one(&txn, mode, added.bsid, rel).await?,
+            Some((rel, budget)) => load_one(&txn, mode, added.bsid, rel, budget).await?,
             None => None,
         };
         Ok((added, view))
@@ -110,10 +111,11 @@ async fn load_one(
     mode: SchemaMode,
     bsid: i32,
     relations: &Relations,
+    budget: &Budget,
 ) -> StoreResult<Option<BuildsetView>> {
     let rows = super::read::buildsets_by_ids(txn, &[bsid]).await?;
     let loader = Loader {
-        db: super::tag::Tagged::off(txn),
+        db: super::tag::Tagged::off(txn, budget),
         mode,
     };
     Ok(loader.buildset_graph(rows, relations).await?.pop())

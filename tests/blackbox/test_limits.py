@@ -215,3 +215,28 @@ def test_every_limit_read_from_the_one_struct_is_enforced_as_configured(start):
     assert ws_first_error(default, SUB_IN) is None
     e = ws_first_error(tight, SUB_IN)
     assert e["extensions"]["code"] == "BAD_USER_INPUT" and e["extensions"]["limit"] == 2, e
+
+
+def test_each_subscription_event_gets_the_whole_byte_budget(start):
+    """--max-response-bytes bounds each event's answer on its own: the budget a
+    subscription carries starts again for every event (64 bytes are charged per
+    listed object, so three events of two sourcestamps would pass 300 together)."""
+    from test_subscriptions import Inbox
+
+    srv = start("sqlite", "--max-response-bytes", "300", "--poll-interval-ms", "50")
+    stamps = [{"stamp": {"repository": f"r{i}"}} for i in range(2)]
+
+    async def go():
+        ws = await init(await connect(srv))
+        inbox = Inbox(ws)
+        await subscribe(ws, "s", "subscription { buildsetAdded { bsid sourcestamps { ssid } } }")
+        await asyncio.sleep(0.5)
+        for _ in range(4):
+            add_buildset(srv, sourcestamps=stamps)
+        events = await inbox.wait("s", 4)
+        await ws.close()
+        return events, inbox.by_id["s"]
+
+    events, messages = asyncio.run(go())
+    assert all(len(e["buildsetAdded"]["sourcestamps"]) == 2 for e in events), messages
+    assert not any(m["payload"].get("errors") for m in messages if m["type"] == "next"), messages
