@@ -1264,8 +1264,14 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
         .collect();
     assert_eq!(brids.len(), 2);
     // One request: it is CANCELLED, the buildset still waits for the other.
-    let got =
-        store::cancel::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await;
+    let got = store::cancel::cancel(
+        &t.db,
+        t.mode,
+        CancelTarget::BuildRequest(brids[0]),
+        None,
+        &store::tag::Operation::unbounded(),
+    )
+    .await;
     assert_eq!(got.unwrap(), bsid);
     let mut reqs = read::buildrequests_by_ids(&t.db, &brids).await.unwrap();
     reqs.sort_by_key(|r| r.buildrequestid);
@@ -1283,7 +1289,7 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
             .complete
     );
     assert!(matches!(
-        store::cancel::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None).await,
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::BuildRequest(brids[0]), None, &store::tag::Operation::unbounded()).await,
         Err(StoreError::RequestComplete(id)) if id == brids[0]
     ));
     // The other finishes with FAILURE; then cancelling the buildset completes it
@@ -1299,19 +1305,32 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
     .await
     .unwrap();
     assert_eq!(
-        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None)
-            .await
-            .unwrap(),
+        store::cancel::cancel(
+            &t.db,
+            t.mode,
+            CancelTarget::Buildset(bsid),
+            None,
+            &store::tag::Operation::unbounded()
+        )
+        .await
+        .unwrap(),
         bsid
     );
     let row = read::get_buildset(&t.db, bsid).await.unwrap().unwrap();
     assert_eq!((row.complete, row.results), (true, Some(6)));
     assert!(matches!(
-        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None).await,
+        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid), None, &store::tag::Operation::unbounded()).await,
         Err(StoreError::AlreadyComplete(id)) if id == bsid
     ));
     assert!(matches!(
-        store::cancel::cancel(&t.db, t.mode, CancelTarget::Buildset(bsid + 100), None).await,
+        store::cancel::cancel(
+            &t.db,
+            t.mode,
+            CancelTarget::Buildset(bsid + 100),
+            None,
+            &store::tag::Operation::unbounded()
+        )
+        .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
@@ -1319,7 +1338,8 @@ async fn cancel_completes_requests_then_the_buildset(t: TestDb) {
             &t.db,
             t.mode,
             CancelTarget::BuildRequest(brids[1] + 100),
-            None
+            None,
+            &store::tag::Operation::unbounded()
         )
         .await,
         Err(StoreError::NotFound(_))

@@ -33,7 +33,7 @@ use crate::error::{Code, RequestId};
 use crate::graphql::order::in_query_order;
 use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
 use crate::graphql::{with_codes, ApiSchema};
-use crate::store::tag::{Budget, CancelOnDrop};
+use crate::store::tag::{CancelOnDrop, Operation as Work};
 
 /// The key of the request extension that carries the path of an integer too wide for
 /// 64 bits, found in the raw text before it was parsed (see [`wide`]).
@@ -95,42 +95,38 @@ impl Door {
         let operation = request.operation_name.clone();
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
-        let (answer, statements) = self
-            .tagged(async {
-                match self.prepare(request, &caller, transport) {
-                    Err(answer) => answer,
-                    Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        Code::BadUserInput,
-                        "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
-                    )
-                    .answer(),
-                    Ok(op) => self.execute(op, request_id.clone()).await,
-                }
-            })
-            .instrument(span)
-            .await;
+        let work = self.work();
+        let answer = async {
+            match self.prepare(request, &caller, transport) {
+                Err(answer) => answer,
+                Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::BadUserInput,
+                    "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
+                )
+                .answer(),
+                Ok(op) => self.execute(op, request_id.clone(), &work).await,
+            }
+        }
+        .instrument(span)
+        .await;
         log_line(
             &request_id,
             operation.as_deref(),
             transport,
             &answer,
             started,
-            Some(statements),
+            Some(work.statements()),
         );
         answer
     }
 
-    /// Runs `operation` with its statements counted and tagged for cancelling; the
-    /// tag is the store's, never taken from a client (who could name another's
-    /// operation).
-    async fn tagged<F: std::future::Future>(&self, operation: F) -> (F::Output, u64) {
-        crate::store::tag::scope(operation).await
-    }
-
-    /// A new operation's byte budget (`--max-response-bytes`), for its request data.
-    fn budget(&self) -> Arc<Budget> {
-        Arc::new(Budget::new(self.0.bounds.max_response_bytes))
+    /// The store's side of a new operation: its statements counted and tagged for
+    /// cancelling (the tag is the store's, never taken from a client, who could name
+    /// another's operation), its answer's bytes within `--max-response-bytes`. It
+    /// goes in the request's data, and resolvers pass it to every store call.
+    fn work(&self) -> Arc<Work> {
+        Work::new(self.0.bounds.max_response_bytes)
     }
 
     /// Runs one operation that arrived on a WebSocket: a subscription gives its
@@ -161,14 +157,11 @@ impl Door {
             prepared => {
                 let door = self.clone();
                 stream::once(async move {
-                    let (answer, statements) = door
-                        .tagged(async {
-                            match prepared {
-                                Err(answer) => answer,
-                                Ok(op) => door.execute(op, request_id.clone()).await,
-                            }
-                        })
-                        .await;
+                    let work = door.work();
+                    let answer = match prepared {
+                        Err(answer) => answer,
+                        Ok(op) => door.execute(op, request_id.clone(), &work).await,
+                    };
                     let how = Transport::WebSocket;
                     log_line(
                         &request_id,
@@ -176,7 +169,7 @@ impl Door {
                         how,
                         &answer,
                         started,
-                        Some(statements),
+                        Some(work.statements()),
                     );
                     answer
                 })
@@ -202,7 +195,8 @@ impl Door {
                 .data(request_id)
                 .data(key)
                 .data(cost)
-                .data(self.budget()),
+                // One for the subscription; its budget starts again for each event.
+                .data(self.work()),
             session.unwrap_or_default(),
         );
         let door = self.clone();
@@ -233,14 +227,14 @@ impl Door {
             .boxed()
     }
 
-    async fn execute(&self, op: Prepared, request_id: RequestId) -> Answer {
+    async fn execute(&self, op: Prepared, request_id: RequestId, work: &Arc<Work>) -> Answer {
         // Dropped before it finishes (the client went away, or the timeout below),
         // the operation's statements still running in the database are cancelled.
-        let guard = CancelOnDrop::current(&self.0.store);
+        let guard = CancelOnDrop::new(&self.0.store, work);
         let execution = self
             .0
             .schema
-            .execute(op.request.data(request_id).data(self.budget()));
+            .execute(op.request.data(request_id).data(work.clone()));
         let response = match self.0.request_timeout {
             None => execution.await,
             // Dropping the execution drops its statements and rolls back its

@@ -460,7 +460,7 @@ impl BuildsetConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i32> {
         let n = app(ctx)?
             .store
-            .count(self.complete, self.filter.as_ref())
+            .count(self.complete, self.filter.as_ref(), super::operation(ctx))
             .await
             .gql(ctx)?;
         Ok(i32::try_from(n).unwrap_or(i32::MAX))

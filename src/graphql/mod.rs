@@ -15,7 +15,7 @@ pub mod subscription;
 pub mod types;
 
 use crate::error::{from_store, RequestId};
-use crate::store::tag::Budget;
+use crate::store::tag::Operation;
 use crate::store::{Store, StoreResult};
 use async_graphql::{Context, Result, Schema, SchemaBuilder};
 
@@ -41,14 +41,14 @@ pub(crate) fn app<'a>(ctx: &Context<'a>) -> Result<&'a AppData> {
     ctx.data::<AppData>()
 }
 
-/// The operation's byte budget (`--max-response-bytes`), which the door puts in
-/// every request's data; unbounded where there is none (tests running the schema
-/// alone).
-pub(crate) fn budget<'a, T>(ctx: &async_graphql::context::ContextBase<'a, T>) -> &'a Budget {
-    static UNBOUNDED: std::sync::OnceLock<Budget> = std::sync::OnceLock::new();
-    match ctx.data_opt::<std::sync::Arc<Budget>>() {
-        Some(b) => b,
-        None => UNBOUNDED.get_or_init(Budget::unbounded),
+/// The store's view of the operation (its statements, tag and byte budget), which
+/// the door puts in every request's data and every store call is given; an
+/// unbounded one where there is none (tests running the schema alone).
+pub(crate) fn operation<'a, T>(ctx: &async_graphql::context::ContextBase<'a, T>) -> &'a Operation {
+    static UNBOUNDED: std::sync::OnceLock<std::sync::Arc<Operation>> = std::sync::OnceLock::new();
+    match ctx.data_opt::<std::sync::Arc<Operation>>() {
+        Some(op) => op,
+        None => UNBOUNDED.get_or_init(Operation::unbounded),
     }
 }
 

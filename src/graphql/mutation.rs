@@ -215,7 +215,7 @@ impl MutationRoot {
         let rel = relations(Selected::Buildset, &ctx.look_ahead().field("buildset"));
         let (added, buildset) = app
             .store
-            .add_buildset(&new, &rel, super::budget(ctx))
+            .add_buildset(&new, &rel, super::operation(ctx))
             .await
             .gql(ctx)?;
         Ok(AddBuildsetPayload {
@@ -249,14 +249,18 @@ impl MutationRoot {
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         match app
             .store
-            .complete_buildset(bsid, results, complete_at, &rel, super::budget(ctx))
+            .complete_buildset(bsid, results, complete_at, &rel, super::operation(ctx))
             .await
         {
             Ok(view) => Ok(view),
             Err(e @ crate::store::StoreError::AlreadyComplete(_)) => {
                 // A retry after a lost answer lands here: the stored result lets the
                 // client tell its own completion from someone else's.
-                let stored = app.store.buildset(bsid).await.gql(ctx)?;
+                let stored = app
+                    .store
+                    .buildset(bsid, super::operation(ctx))
+                    .await
+                    .gql(ctx)?;
                 Err::<BuildsetView, _>(e).gql(ctx).map_err(|err| {
                     async_graphql::ErrorExtensions::extend_with(err, |_, x| {
                         if let Some(row) = &stored {
@@ -283,12 +287,15 @@ impl MutationRoot {
     ) -> Result<BuildsetView> {
         let app = app(ctx)?;
         app.store
-            .cancel(store::cancel::CancelTarget::Buildset(bsid))
+            .cancel(
+                store::cancel::CancelTarget::Buildset(bsid),
+                super::operation(ctx),
+            )
             .await
             .gql(ctx)?;
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         app.store
-            .buildset_view(bsid, &rel, super::budget(ctx))
+            .buildset_view(bsid, &rel, super::operation(ctx))
             .await
             .and_then(|v| {
                 v.ok_or_else(|| {
@@ -307,17 +314,20 @@ impl MutationRoot {
     ) -> Result<RequestView> {
         let app = app(ctx)?;
         app.store
-            .cancel(store::cancel::CancelTarget::BuildRequest(buildrequestid))
+            .cancel(
+                store::cancel::CancelTarget::BuildRequest(buildrequestid),
+                super::operation(ctx),
+            )
             .await
             .gql(ctx)?;
         let rows = app
             .store
-            .buildrequests_by_ids(&[buildrequestid])
+            .buildrequests_by_ids(&[buildrequestid], super::operation(ctx))
             .await
             .gql(ctx)?;
         let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
         app.store
-            .request_graph(rows, &rel, super::budget(ctx))
+            .request_graph(rows, &rel, super::operation(ctx))
             .await
             .and_then(|mut v| {
                 v.pop().ok_or_else(|| {
@@ -338,7 +348,7 @@ impl MutationRoot {
     ) -> Result<BuilderRow> {
         app(ctx)?
             .store
-            .ensure_builder(&name, description.as_deref())
+            .ensure_builder(&name, description.as_deref(), super::operation(ctx))
             .await
             .gql(ctx)
     }

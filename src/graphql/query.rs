@@ -7,7 +7,7 @@ use super::filter::{
 };
 use super::plan::{relations, Selected};
 use super::types::{parse_global_id, weighted, Node, NodeKind, BUILDERS_WEIGHT};
-use super::{app, budget, StoreResultExt};
+use super::{app, operation, StoreResultExt};
 use crate::config::{Limits, DEFAULT_LIMITS, MAX_PAGE_CEILING};
 use crate::error::bad_input;
 use crate::store::query::{effective_order, OrderKey, PageRequest};
@@ -27,7 +27,7 @@ pub(crate) async fn buildsets_for(
     let rel = relations(Selected::Buildset, &ctx.look_ahead());
     app(ctx)?
         .store
-        .buildset_graph(rows, &rel, budget(ctx))
+        .buildset_graph(rows, &rel, operation(ctx))
         .await
         .gql(ctx)
 }
@@ -39,7 +39,7 @@ async fn buildrequests_for(
     let rel = relations(Selected::BuildRequest, &ctx.look_ahead());
     app(ctx)?
         .store
-        .request_graph(rows, &rel, budget(ctx))
+        .request_graph(rows, &rel, operation(ctx))
         .await
         .gql(ctx)
 }
@@ -48,7 +48,7 @@ async fn sourcestamps_for(ctx: &Context<'_>, rows: Vec<SourceStampRow>) -> Resul
     let rel = relations(Selected::SourceStamp, &ctx.look_ahead());
     app(ctx)?
         .store
-        .stamp_graph(rows, rel.patches, budget(ctx))
+        .stamp_graph(rows, rel.patches, operation(ctx))
         .await
         .gql(ctx)
 }
@@ -64,25 +64,34 @@ impl QueryRoot {
         let store = &app(ctx)?.store;
         Ok(match kind {
             NodeKind::Buildset => {
-                let rows = store.buildsets_by_ids(&[n]).await.gql(ctx)?;
+                let rows = store
+                    .buildsets_by_ids(&[n], operation(ctx))
+                    .await
+                    .gql(ctx)?;
                 buildsets_for(ctx, rows).await?.pop().map(Node::Buildset)
             }
             NodeKind::SourceStamp => {
-                let rows = store.sourcestamps_by_ids(&[n]).await.gql(ctx)?;
+                let rows = store
+                    .sourcestamps_by_ids(&[n], operation(ctx))
+                    .await
+                    .gql(ctx)?;
                 sourcestamps_for(ctx, rows)
                     .await?
                     .pop()
                     .map(Node::SourceStamp)
             }
             NodeKind::BuildRequest => {
-                let rows = store.buildrequests_by_ids(&[n]).await.gql(ctx)?;
+                let rows = store
+                    .buildrequests_by_ids(&[n], operation(ctx))
+                    .await
+                    .gql(ctx)?;
                 buildrequests_for(ctx, rows)
                     .await?
                     .pop()
                     .map(Node::BuildRequest)
             }
             NodeKind::Builder => store
-                .builders_by_ids(&[n])
+                .builders_by_ids(&[n], operation(ctx))
                 .await
                 .gql(ctx)?
                 .pop()
@@ -99,7 +108,7 @@ impl QueryRoot {
         let rel = relations(Selected::Buildset, &ctx.look_ahead());
         Ok(app(ctx)?
             .store
-            .buildset_view(bsid, &rel, budget(ctx))
+            .buildset_view(bsid, &rel, operation(ctx))
             .await
             .gql(ctx)?
             .map(One::Owned))
@@ -144,7 +153,7 @@ impl QueryRoot {
                 before,
             },
         )?;
-        let page = app.store.page(&req).await.gql(ctx)?;
+        let page = app.store.page(&req, operation(ctx)).await.gql(ctx)?;
         let look = ctx.look_ahead();
         let rel = relations(Selected::Buildset, &look.field("nodes")).merge(relations(
             Selected::Buildset,
@@ -153,7 +162,7 @@ impl QueryRoot {
         let (rows, values): (Vec<_>, Vec<_>) = page.rows.into_iter().unzip();
         let nodes = app
             .store
-            .buildset_graph(rows, &rel, budget(ctx))
+            .buildset_graph(rows, &rel, operation(ctx))
             .await
             .gql(ctx)?;
         let edges: Vec<BuildsetEdge> = nodes
@@ -192,7 +201,13 @@ impl QueryRoot {
         let count = page_size("count", Some(count), app.limits.max_page)?.unwrap_or_default();
         let rows = app
             .store
-            .recent(count, branch.as_deref(), repository.as_deref(), complete)
+            .recent(
+                count,
+                branch.as_deref(),
+                repository.as_deref(),
+                complete,
+                operation(ctx),
+            )
             .await
             .gql(ctx)?;
         buildsets_for(ctx, rows).await.map(Each::Owned)
@@ -200,14 +215,18 @@ impl QueryRoot {
 
     /// The properties of a buildset, sorted by name; empty for an unknown buildset.
     async fn buildset_properties(&self, ctx: &Context<'_>, bsid: i32) -> Result<Vec<Property>> {
-        app(ctx)?.store.buildset_properties(bsid).await.gql(ctx)
+        app(ctx)?
+            .store
+            .buildset_properties(bsid, operation(ctx))
+            .await
+            .gql(ctx)
     }
 
     /// One sourcestamp by its id, or null.
     async fn sourcestamp(&self, ctx: &Context<'_>, ssid: i32) -> Result<Option<StampView>> {
         let rows = app(ctx)?
             .store
-            .sourcestamps_by_ids(&[ssid])
+            .sourcestamps_by_ids(&[ssid], operation(ctx))
             .await
             .gql(ctx)?;
         Ok(sourcestamps_for(ctx, rows).await?.pop())
@@ -221,7 +240,7 @@ impl QueryRoot {
     ) -> Result<Option<RequestView>> {
         let rows = app(ctx)?
             .store
-            .buildrequests_by_ids(&[buildrequestid])
+            .buildrequests_by_ids(&[buildrequestid], operation(ctx))
             .await
             .gql(ctx)?;
         Ok(buildrequests_for(ctx, rows).await?.pop())
@@ -231,7 +250,7 @@ impl QueryRoot {
     async fn builder(&self, ctx: &Context<'_>, builderid: i32) -> Result<Option<BuilderRow>> {
         let rows = app(ctx)?
             .store
-            .builders_by_ids(&[builderid])
+            .builders_by_ids(&[builderid], operation(ctx))
             .await
             .gql(ctx)?;
         Ok(rows.into_iter().next())
@@ -240,7 +259,7 @@ impl QueryRoot {
     /// Every builder, by id.
     #[graphql(complexity = "weighted(BUILDERS_WEIGHT, child_complexity)")]
     async fn builders(&self, ctx: &Context<'_>) -> Result<Vec<BuilderRow>> {
-        app(ctx)?.store.all_builders().await.gql(ctx)
+        app(ctx)?.store.all_builders(operation(ctx)).await.gql(ctx)
     }
 }
 

@@ -106,7 +106,7 @@ impl OutputType for Event {
         // An event's answer is bounded as a query's is (--max-response-bytes): the
         // subscription's budget starts again for each event, answered one at a time.
         let answer_it = || async {
-            super::budget(ctx).reset();
+            super::operation(ctx).budget().reset();
             OutputType::resolve(&*self.0, ctx, field).await
         };
         let shared = ctx

@@ -166,7 +166,10 @@ output_type! {
 /// goes back up (`buildrequests { buildset { buildrequests } }`) repeats them in
 /// the answer, a thousandfold per level for a buildset of 1,000 requests.
 fn listed<'a, T>(ctx: &Context<'_>, items: &'a [T]) -> Result<&'a [T]> {
-    super::StoreResultExt::gql(super::budget(ctx).charge_items(items.len()), ctx)?;
+    super::StoreResultExt::gql(
+        super::operation(ctx).budget().charge_items(items.len()),
+        ctx,
+    )?;
     Ok(items)
 }
 

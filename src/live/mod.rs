@@ -387,13 +387,10 @@ impl Hub {
         let relations = wanted.iter().fold(Relations::default(), |r, (_, w)| {
             r.merge(w.relations.clone())
         });
-        let views = match store.buildsets_by_ids(ids).await {
-            // Bounded per event when each subscriber's answer is made.
-            Ok(rows) => {
-                store
-                    .buildset_graph(rows, &relations, &crate::store::tag::Budget::unbounded())
-                    .await
-            }
+        // Bounded per event when each subscriber's answer is made.
+        let work = crate::store::tag::Operation::unbounded();
+        let views = match store.buildsets_by_ids(ids, &work).await {
+            Ok(rows) => store.buildset_graph(rows, &relations, &work).await,
             Err(e) => Err(e),
         };
         match views {

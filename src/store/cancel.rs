@@ -8,8 +8,8 @@ use std::time::Duration;
 use entity::{buildrequests, buildsets};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait, Value,
 };
 
@@ -42,14 +42,15 @@ pub async fn cancel(
     mode: SchemaMode,
     target: CancelTarget,
     bridge: Option<i32>,
+    op: &super::tag::Operation,
 ) -> StoreResult<i32> {
-    in_write_transaction!(db, |txn| async {
+    in_write_transaction!(db, op, |txn| async {
         cancel_in(&txn, mode, target, bridge).await
     })
 }
 
 async fn cancel_in(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     mode: SchemaMode,
     target: CancelTarget,
     bridge: Option<i32>,
@@ -91,7 +92,7 @@ async fn cancel_in(
 /// committed meanwhile (MySQL's plain reads would see the transaction's first
 /// snapshot). SQLite's write transactions already take turns.
 async fn lock_target(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     target: CancelTarget,
 ) -> StoreResult<(i32, Vec<i32>)> {
     let bsid = match target {
@@ -144,7 +145,7 @@ struct Cancelled<'a> {
 }
 
 impl Cancelled<'_> {
-    async fn leave_for_bridge(&self, txn: &DatabaseTransaction, objectid: i32) -> StoreResult<()> {
+    async fn leave_for_bridge(&self, txn: &impl ConnectionTrait, objectid: i32) -> StoreResult<()> {
         let bsid = self.bsid;
         for brid in self.running {
             super::bridge::leave(txn, objectid, &format!("cancel:{brid}"), "{}").await?;
@@ -167,7 +168,7 @@ impl Cancelled<'_> {
 }
 
 /// Which of `brids` a master has claimed.
-async fn claimed(txn: &DatabaseTransaction, brids: &[i32]) -> StoreResult<HashSet<i32>> {
+async fn claimed(txn: &impl ConnectionTrait, brids: &[i32]) -> StoreResult<HashSet<i32>> {
     let backend = txn.get_database_backend();
     let marks = vec!["?"; brids.len()].join(", ");
     let sql = numbered(
@@ -210,7 +211,7 @@ pub(super) async fn unfinished_requests(
 /// Splits `brids` into those claimed here (no master holds them: now claimed in the
 /// name of a master, or there is no master to claim them) and those a master holds.
 async fn claim(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     brids: &[i32],
     now: i32,
 ) -> StoreResult<(Vec<i32>, Vec<i32>)> {
@@ -273,7 +274,7 @@ async fn claim(
 /// Completes `bsid`, whose requests are all finished, with the worst of their
 /// results (Buildbot's `worst_status`: CANCELLED worst, then RETRY, EXCEPTION,
 /// FAILURE, WARNINGS, SUCCESS, SKIPPED), unless it is complete already.
-async fn complete_when_done(txn: &DatabaseTransaction, bsid: i32, now: i32) -> StoreResult<bool> {
+async fn complete_when_done(txn: &impl ConnectionTrait, bsid: i32, now: i32) -> StoreResult<bool> {
     let results: Vec<Option<i16>> = buildrequests::Entity::find()
         .lock_exclusive()
         .select_only()

@@ -38,14 +38,11 @@ pub async fn complete_buildset_loading(
     results: i32,
     complete_at: Option<i32>,
     relations: &Relations,
-    budget: &super::tag::Budget,
+    op: &super::tag::Operation,
 ) -> StoreResult<BuildsetView> {
-    in_write_transaction!(db, |txn| async {
+    in_write_transaction!(db, op, |txn| async {
         let row = complete_buildset_in(&txn, mode, bsid, results, complete_at).await?;
-        let loader = Loader {
-            db: super::tag::Tagged::off(&txn, budget),
-            mode,
-        };
+        let loader = Loader { db: txn, mode };
         loader
             .buildset_graph(vec![row], relations)
             .await?
@@ -75,7 +72,7 @@ const COMPLETE_RETURNING_PG_ATTACHED: &str = "WITH done AS (\
 /// five. `None` where the database has no `UPDATE … RETURNING` (MySQL), which then
 /// takes [`complete_buildset_loading`].
 pub async fn complete_buildset_returning(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     mode: SchemaMode,
     bsid: i32,
     results: i32,

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use super::db::SchemaMode;
 use super::read::{self, distinct};
 use super::rows::{BuildRequestRow, BuildRow, BuilderRow, BuildsetRow, PatchRow, SourceStampRow};
-use super::tag::{Budget, Charge};
+use super::tag::{Charge, Operation};
 use sea_orm::ConnectionTrait;
 
 use super::{Property, Store, StoreResult};
@@ -94,9 +94,9 @@ impl Store {
         &'a self,
         rows: Vec<BuildsetRow>,
         relations: &'a Relations,
-        budget: &'a Budget,
+        op: &'a Operation,
     ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
-        Box::pin(async move { self.loader(budget).buildset_graph(rows, relations).await })
+        Box::pin(async move { self.loader(op).buildset_graph(rows, relations).await })
     }
 
     /// One buildset with what `relations` asks. Its stamps (and their patches) come
@@ -106,9 +106,9 @@ impl Store {
         &self,
         bsid: i32,
         relations: &Relations,
-        budget: &Budget,
+        op: &Operation,
     ) -> StoreResult<Option<BuildsetView>> {
-        let loader = self.loader(budget);
+        let loader = self.loader(op);
         let found = if relations.stamps {
             read::buildset_with_stamps(&loader.db, bsid, relations.patches)
                 .await?
@@ -139,11 +139,9 @@ impl Store {
         &self,
         rows: Vec<BuildRequestRow>,
         relations: &Relations,
-        budget: &Budget,
+        op: &Operation,
     ) -> StoreResult<Vec<RequestView>> {
-        self.loader(budget)
-            .requests_with(rows, relations, None)
-            .await
+        self.loader(op).requests_with(rows, relations, None).await
     }
 
     /// Sourcestamps, with their patches when asked (one query for all of them).
@@ -151,18 +149,18 @@ impl Store {
         &self,
         rows: Vec<SourceStampRow>,
         with_patches: bool,
-        budget: &Budget,
+        op: &Operation,
     ) -> StoreResult<Vec<StampView>> {
-        self.loader(budget).stamp_graph(rows, with_patches).await
+        self.loader(op).stamp_graph(rows, with_patches).await
     }
 
-    /// The loader over the pool, its reads charged to `budget`.
+    /// The loader over the pool, for `op`.
     fn loader<'a>(
         &'a self,
-        budget: &'a Budget,
+        op: &'a Operation,
     ) -> Loader<super::tag::Tagged<'a, sea_orm::DatabaseConnection>> {
         Loader {
-            db: super::tag::Tagged::off(&self.db, budget),
+            db: super::tag::Tagged::off(&self.db, op),
             mode: self.mode,
         }
     }

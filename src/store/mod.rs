@@ -94,8 +94,7 @@ impl Store {
 
     /// Like [`Store::open`], with how long to wait on the database.
     pub async fn open_with_timeouts(url: &str, timeouts: Timeouts) -> Result<Store, PrepareError> {
-        let (mut db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
-        db.set_metric_callback(|_| tag::count_statement());
+        let (db, mode) = open_with(url, |o| timeouts.apply(o)).await?;
         let bridge = match mode {
             SchemaMode::Attached => bridge::Queue::detect(&db)
                 .await
@@ -167,10 +166,15 @@ impl Store {
         Ok(())
     }
 
-    /// The pool, with each statement tagged with the operation running it (for the
-    /// statements whose cost the client controls: see [`tag::Tagged`]).
-    fn reader(&self) -> tag::Tagged<'_, DatabaseConnection> {
-        tag::Tagged::on(&self.db)
+    /// The pool for `op`'s statements whose cost the client controls: tagged (see
+    /// [`tag::Tagged`]), counted.
+    fn reader<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
+        tag::Tagged::on(&self.db, op)
+    }
+
+    /// The pool for `op`'s other statements: counted, charged.
+    fn counted<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
+        tag::Tagged::off(&self.db, op)
     }
 
     /// The pool: connections open, idle, and the most it opens.
@@ -226,7 +230,7 @@ impl Store {
         &self,
         input: &NewBuildset,
         relations: &Relations,
-        budget: &tag::Budget,
+        op: &tag::Operation,
     ) -> StoreResult<(AddedBuildset, BuildsetView)> {
         let rep = self.repertoire().await?;
         for (field, text) in input.texts() {
@@ -234,14 +238,9 @@ impl Store {
         }
         let bridge = self.storage.observe(self.bridge_object().await)?;
         let turn = self.turn().await;
-        let added = write::add_buildset_loading(
-            &self.db,
-            self.mode,
-            input,
-            Some((relations, budget)),
-            bridge,
-        )
-        .await;
+        let added =
+            write::add_buildset_loading(&self.db, self.mode, input, Some(relations), bridge, op)
+                .await;
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
@@ -258,7 +257,7 @@ impl Store {
         results: i32,
         complete_at: Option<i32>,
         relations: &Relations,
-        budget: &tag::Budget,
+        op: &tag::Operation,
     ) -> StoreResult<BuildsetView> {
         let turn = self.turn().await;
         let view = async {
@@ -266,7 +265,7 @@ impl Store {
                 // A conflict (the last request finished between the update and the
                 // look at why it changed nothing) is run again as a transaction.
                 match complete::complete_buildset_returning(
-                    &self.db,
+                    &self.counted(op),
                     self.mode,
                     bsid,
                     results,
@@ -293,7 +292,7 @@ impl Store {
                 results,
                 complete_at,
                 relations,
-                budget,
+                op,
             )
             .await
         }
@@ -306,10 +305,14 @@ impl Store {
 
     /// Cancels the unfinished build requests of a buildset, or one build request
     /// (see [`cancel::cancel`]); returns the buildset's id.
-    pub async fn cancel(&self, target: cancel::CancelTarget) -> StoreResult<i32> {
+    pub async fn cancel(
+        &self,
+        target: cancel::CancelTarget,
+        op: &tag::Operation,
+    ) -> StoreResult<i32> {
         let bridge = self.storage.observe(self.bridge_object().await)?;
         let turn = self.turn().await;
-        let done = cancel::cancel(&self.db, self.mode, target, bridge).await;
+        let done = cancel::cancel(&self.db, self.mode, target, bridge, op).await;
         drop(turn);
         let bsid = self.storage.observe(done)?;
         self.signal.hint(bsid);
@@ -320,24 +323,37 @@ impl Store {
         &self,
         name: &str,
         description: Option<&str>,
+        op: &tag::Operation,
     ) -> StoreResult<BuilderRow> {
         let rep = self.repertoire().await?;
         rep.check("name", Some(name))?;
         rep.check("description", description)?;
         let _turn = self.turn().await;
         self.storage
-            .observe(write::ensure_builder(&self.db, name, description).await)
+            .observe(write::ensure_builder_for(&self.db, name, description, op).await)
     }
 
-    pub async fn buildset(&self, bsid: i32) -> StoreResult<Option<BuildsetRow>> {
-        read::get_buildset(&self.db, bsid).await
+    pub async fn buildset(
+        &self,
+        bsid: i32,
+        op: &tag::Operation,
+    ) -> StoreResult<Option<BuildsetRow>> {
+        read::get_buildset(&self.counted(op), bsid).await
     }
 
-    pub async fn buildsets_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuildsetRow>> {
-        read::buildsets_by_ids(&self.db, ids).await
+    pub async fn buildsets_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<BuildsetRow>> {
+        read::buildsets_by_ids(&self.counted(op), ids).await
     }
 
-    pub async fn page(&self, req: &query::PageRequest) -> StoreResult<query::Page> {
+    pub async fn page(
+        &self,
+        req: &query::PageRequest,
+        op: &tag::Operation,
+    ) -> StoreResult<query::Page> {
         if let Some(f) = &req.filter {
             self.check_filter(f).await?;
         }
@@ -347,18 +363,19 @@ impl Store {
                 rep.check(field, v.text())?;
             }
         }
-        query::get_buildsets(&self.reader(), req).await
+        query::get_buildsets(&self.reader(op), req).await
     }
 
     pub async fn count(
         &self,
         complete: Option<bool>,
         filter: Option<&query::Filter>,
+        op: &tag::Operation,
     ) -> StoreResult<u64> {
         if let Some(f) = filter {
             self.check_filter(f).await?;
         }
-        query::count_buildsets(&self.reader(), complete, filter).await
+        query::count_buildsets(&self.reader(op), complete, filter).await
     }
 
     pub async fn recent(
@@ -367,6 +384,7 @@ impl Store {
         branch: Option<&str>,
         repository: Option<&str>,
         complete: Option<bool>,
+        op: &tag::Operation,
     ) -> StoreResult<Vec<BuildsetRow>> {
         let rep = self.repertoire().await?;
         for (field, text) in [("branch", branch), ("repository", repository)] {
@@ -374,26 +392,42 @@ impl Store {
             types::check_len(field, text, 512)?;
             rep.check(field, text)?;
         }
-        query::get_recent_buildsets(&self.reader(), count, branch, repository, complete).await
+        query::get_recent_buildsets(&self.reader(op), count, branch, repository, complete).await
     }
 
-    pub async fn buildset_properties(&self, bsid: i32) -> StoreResult<Vec<Property>> {
-        read::get_buildset_properties(&self.db, bsid).await
+    pub async fn buildset_properties(
+        &self,
+        bsid: i32,
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<Property>> {
+        read::get_buildset_properties(&self.counted(op), bsid).await
     }
 
-    pub async fn sourcestamps_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<SourceStampRow>> {
-        read::sourcestamps_by_ids(&self.db, ids).await
+    pub async fn sourcestamps_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<SourceStampRow>> {
+        read::sourcestamps_by_ids(&self.counted(op), ids).await
     }
 
-    pub async fn buildrequests_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuildRequestRow>> {
-        read::buildrequests_by_ids(&self.db, ids).await
+    pub async fn buildrequests_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<BuildRequestRow>> {
+        read::buildrequests_by_ids(&self.counted(op), ids).await
     }
 
-    pub async fn builders_by_ids(&self, ids: &[i32]) -> StoreResult<Vec<BuilderRow>> {
-        read::builders_by_ids(&self.db, ids).await
+    pub async fn builders_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<BuilderRow>> {
+        read::builders_by_ids(&self.counted(op), ids).await
     }
 
-    pub async fn all_builders(&self) -> StoreResult<Vec<BuilderRow>> {
-        read::all_builders(&self.db).await
+    pub async fn all_builders(&self, op: &tag::Operation) -> StoreResult<Vec<BuilderRow>> {
+        read::all_builders(&self.counted(op)).await
     }
 }

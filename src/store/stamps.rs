@@ -4,9 +4,7 @@
 
 use base64::Engine as _;
 use entity::{patches, sourcestamps};
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Set, Statement, Value};
 
 use super::hash::sourcestamp_hash;
 use super::types::{NewPatch, SourceStampRef, SourceStampSpec};
@@ -15,7 +13,7 @@ use super::{StoreError, StoreResult};
 
 /// Turns each input into a sourcestamp id, creating stamps (and patches) as needed.
 pub(super) async fn resolve_sourcestamps(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     refs: &[SourceStampRef],
     now: i32,
 ) -> StoreResult<Vec<i32>> {

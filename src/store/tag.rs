@@ -1,3 +1,7 @@
+//! One operation as the store sees it ([`Operation`]: its tag, statement count and
+//! byte budget), passed with every store call it makes, and the connection that
+//! counts, tags and charges through it ([`Tagged`]).
+//!
 //! Statements tagged with the operation that runs them. A client that goes away (or
 //! an operation past `--request-timeout`) drops its future, but a statement already
 //! sent keeps running in the database: dropping it only stops the reading of its
@@ -14,7 +18,6 @@
 //! until its operation's cancel, if any, is done: no other operation's statements
 //! can carry its tag meanwhile.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -40,6 +43,7 @@ static SLOTS: Mutex<Vec<bool>> = Mutex::new(Vec::new());
 
 /// A tag: taken from the lowest free slot, given back when the last holder (the
 /// operation, or its cancel) lets go.
+#[derive(Debug)]
 pub(crate) struct Slot {
     index: usize,
     tag: String,
@@ -78,33 +82,40 @@ impl Drop for Slot {
     }
 }
 
-/// The operation the current task runs: its tag and the statements it has sent.
-/// These two stay with the task: SeaORM's metric callback, which counts, and the
-/// driver calls, which carry the tag, have no parameter to pass them through. The
-/// operation's byte budget is passed explicitly ([`Budget`]).
-struct Operation {
+/// One operation as the store sees it: its tag, the statements it has sent, and
+/// its byte budget. The door makes one per request (`Operation::new`) and passes it
+/// with every store call the request makes; the connection a call is given
+/// ([`Tagged`]) counts, tags and charges through it.
+#[derive(Debug)]
+pub struct Operation {
     tag: Arc<Slot>,
     statements: AtomicU64,
+    budget: Budget,
 }
 
-tokio::task_local! {
-    static OPERATION: Arc<Operation>;
-}
+impl Operation {
+    /// A new operation whose answer may hold `max_bytes` (0: no bound).
+    pub fn new(max_bytes: u64) -> Arc<Operation> {
+        Arc::new(Operation {
+            tag: Slot::take(),
+            statements: AtomicU64::new(0),
+            budget: Budget::new(max_bytes),
+        })
+    }
 
-/// Runs `fut` with its statements tagged (see [`Slot`]); returns its output and how
-/// many statements it sent (counted by a store opened with
-/// [`Store::open`](super::Store::open)).
-pub async fn scope<F: Future>(fut: F) -> (F::Output, u64) {
-    let op = Arc::new(Operation {
-        tag: Slot::take(),
-        statements: AtomicU64::new(0),
-    });
-    let out = OPERATION.scope(op.clone(), fut).await;
-    (out, op.statements.load(Ordering::Relaxed))
-}
+    /// No bound (the live feed's loads, tools, tests).
+    pub fn unbounded() -> Arc<Operation> {
+        Operation::new(0)
+    }
 
-fn current() -> Option<Arc<Slot>> {
-    OPERATION.try_with(|op| op.tag.clone()).ok()
+    /// The statements sent so far.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
 }
 
 /// What one object of a nested list weighs against the operation's bound: about
@@ -177,56 +188,50 @@ impl Charge for sea_orm::DatabaseTransaction {
 
 impl<C> Charge for Tagged<'_, C> {
     fn charge(&self, bytes: usize) -> Result<(), super::StoreError> {
-        self.budget.map_or(Ok(()), |b| b.charge(bytes))
+        self.op.budget.charge(bytes)
     }
-}
-
-/// Counts one statement for the current operation (SeaORM's metric callback calls
-/// it on the task that ran the statement).
-pub(crate) fn count_statement() {
-    let _ = OPERATION.try_with(|op| op.statements.fetch_add(1, Ordering::Relaxed));
 }
 
 fn marker(tag: &str) -> String {
     format!("/* bsgql {tag} */")
 }
 
-/// A connection whose statements carry the current task's tag as a leading comment
-/// (on SQLite, none: its statements run in this process), or a plain one.
+/// A connection used for one operation: it counts the operation's statements,
+/// charges its reads to the operation's budget, and, when `on`, puts the
+/// operation's tag in front of each statement as a comment (on SQLite, none: its
+/// statements run in this process).
 ///
-/// A tagged statement's text is new for every operation, so the driver prepares it
-/// anew (one more round trip) instead of reusing a cached one: only the statements
-/// whose cost the client controls are tagged, those whose `where`, order and page
-/// it chooses. The relation loads that follow look rows up by key, a bounded list.
+/// Only the statements whose cost the client controls are tagged, those whose
+/// `where`, order and page it chooses; the relation loads that follow look rows up
+/// by key, a bounded list.
 pub(crate) struct Tagged<'a, C> {
     db: &'a C,
     on: bool,
-    budget: Option<&'a Budget>,
+    op: &'a Operation,
 }
 
+impl<C> Clone for Tagged<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Tagged<'_, C> {}
+
 impl<'a, C: ConnectionTrait> Tagged<'a, C> {
-    pub fn on(db: &'a C) -> Self {
-        Tagged {
-            db,
-            on: true,
-            budget: None,
-        }
+    pub fn on(db: &'a C, op: &'a Operation) -> Self {
+        Tagged { db, on: true, op }
     }
 
-    /// Untagged, its reads charged to `budget`.
-    pub fn off(db: &'a C, budget: &'a Budget) -> Self {
-        Tagged {
-            db,
-            on: false,
-            budget: Some(budget),
-        }
+    /// Counted and charged, untagged.
+    pub fn off(db: &'a C, op: &'a Operation) -> Self {
+        Tagged { db, on: false, op }
     }
 
     fn tag(&self, mut stmt: Statement) -> Statement {
+        self.op.statements.fetch_add(1, Ordering::Relaxed);
         if self.on && self.db.get_database_backend() != DbBackend::Sqlite {
-            if let Some(slot) = current() {
-                stmt.sql = format!("{} {}", marker(&slot.tag), stmt.sql);
-            }
+            stmt.sql = format!("{} {}", marker(&self.op.tag.tag), stmt.sql);
         }
         stmt
     }
@@ -243,6 +248,7 @@ impl<C: ConnectionTrait + Sync> ConnectionTrait for Tagged<'_, C> {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.op.statements.fetch_add(1, Ordering::Relaxed);
         self.db.execute_unprepared(sql).await
     }
 
@@ -334,13 +340,12 @@ pub struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
-    /// Armed for the operation the current task runs (see [`scope`]), on a database
-    /// that can cancel (PostgreSQL, MySQL/MariaDB).
-    pub fn current(store: &Store) -> Self {
+    /// Armed for `op`, on a database that can cancel (PostgreSQL, MySQL/MariaDB).
+    pub fn new(store: &Store, op: &Operation) -> Self {
         let cancels = store.db.get_database_backend() != DbBackend::Sqlite;
         CancelOnDrop {
             store: cancels.then(|| store.clone()),
-            slot: current(),
+            slot: Some(op.tag.clone()),
         }
     }
 

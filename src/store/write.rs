@@ -18,7 +18,7 @@ use super::graph::{BuildsetView, Loader, Relations};
 use super::hash::builder_name_hash;
 use super::rows::BuilderRow;
 use super::stamps::insert_if_absent;
-use super::tag::Budget;
+use super::tag::{Operation, Tagged};
 use super::types::{AddedBuildset, NewBuildset};
 use super::{json, StoreError, StoreResult};
 
@@ -34,26 +34,30 @@ pub(super) const SUCCESS: i16 = 0;
 /// function taking a closure, because a closure returning a borrowing future cannot
 /// be proven `Send` for every lifetime (which the server's tasks require).
 macro_rules! in_write_transaction {
-    ($db:expr, |$txn:ident| $body:expr) => {{
+    ($db:expr, $op:expr, |$txn:ident| $body:expr) => {{
         let mut attempt: u32 = 1;
         loop {
             let result: StoreResult<_> = async {
                 // SQLite has one writer: take the write lock up front so that two
                 // writers queue on the busy timeout instead of failing to upgrade.
-                let $txn = $db
+                let transaction = $db
                     .begin_with_options(TransactionOptions {
                         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                         ..Default::default()
                     })
                     .await?;
-                match $body.await {
+                // The body sees the transaction through the operation's connection,
+                // which counts its statements.
+                let $txn = super::tag::Tagged::off(&transaction, $op);
+                let outcome = $body.await;
+                match outcome {
                     Ok(value) => {
-                        $txn.commit().await?;
+                        transaction.commit().await?;
                         Ok(value)
                     }
                     Err(e) => {
                         // The error that caused the rollback matters more than a failed rollback.
-                        let _ = $txn.rollback().await;
+                        let _ = transaction.rollback().await;
                         Err(e)
                     }
                 }
@@ -79,7 +83,10 @@ pub async fn add_buildset(
     mode: SchemaMode,
     input: &NewBuildset,
 ) -> StoreResult<AddedBuildset> {
-    Ok(add_buildset_loading(db, mode, input, None, None).await?.0)
+    let op = Operation::unbounded();
+    Ok(add_buildset_loading(db, mode, input, None, None, &op)
+        .await?
+        .0)
 }
 
 /// Adds a buildset and, given `relations`, loads it as written, inside the same
@@ -90,15 +97,16 @@ pub async fn add_buildset_loading(
     db: &DatabaseConnection,
     mode: SchemaMode,
     input: &NewBuildset,
-    relations: Option<(&Relations, &Budget)>,
+    relations: Option<&Relations>,
     bridge: Option<i32>,
+    op: &Operation,
 ) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
     let submitted_at = input.submitted_at.unwrap_or_else(super::now);
-    in_write_transaction!(db, |txn| async {
+    in_write_transaction!(db, op, |txn| async {
         let added = add_buildset_in(&txn, mode, input, submitted_at, bridge).await?;
         let view = match relations {
-            Some((rel, budget)) => load_one(&txn, mode, added.bsid, rel, budget).await?,
+            Some(rel) => load_one(&txn, mode, added.bsid, rel).await?,
             None => None,
         };
         Ok((added, view))
@@ -107,22 +115,18 @@ pub async fn add_buildset_loading(
 
 /// One buildset with `relations`, read through `txn`.
 async fn load_one(
-    txn: &DatabaseTransaction,
+    txn: &Tagged<'_, DatabaseTransaction>,
     mode: SchemaMode,
     bsid: i32,
     relations: &Relations,
-    budget: &Budget,
 ) -> StoreResult<Option<BuildsetView>> {
     let rows = super::read::buildsets_by_ids(txn, &[bsid]).await?;
-    let loader = Loader {
-        db: super::tag::Tagged::off(txn, budget),
-        mode,
-    };
+    let loader = Loader { db: *txn, mode };
     Ok(loader.buildset_graph(rows, relations).await?.pop())
 }
 
 async fn add_buildset_in(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     mode: SchemaMode,
     input: &NewBuildset,
     submitted_at: i32,
@@ -174,7 +178,7 @@ async fn add_buildset_in(
 
 /// The builders named exist; attached, so do the builds named.
 async fn check_references(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     mode: SchemaMode,
     input: &NewBuildset,
 ) -> StoreResult<()> {
@@ -194,7 +198,7 @@ async fn check_references(
 
 /// The buildset's row; its id.
 async fn insert_buildset(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     input: &NewBuildset,
     submitted_at: i32,
     done: bool,
@@ -220,7 +224,7 @@ async fn insert_buildset(
 }
 
 async fn insert_properties(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     bsid: i32,
     input: &NewBuildset,
 ) -> StoreResult<()> {
@@ -242,7 +246,7 @@ async fn insert_properties(
 
 /// One build request per builder; each builder with its request's id.
 async fn insert_requests(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     bsid: i32,
     input: &NewBuildset,
     submitted_at: i32,
@@ -289,7 +293,7 @@ async fn insert_requests(
 /// advisory lock on the key; on MySQL/MariaDB the locking read takes next-key locks
 /// on the `submitted_at` range, so a concurrent add with the same key deadlocks and
 /// is run again, and then finds this one.
-async fn find_by_key(txn: &DatabaseTransaction, key: &str) -> StoreResult<Option<AddedBuildset>> {
+async fn find_by_key(txn: &impl ConnectionTrait, key: &str) -> StoreResult<Option<AddedBuildset>> {
     let backend = txn.get_database_backend();
     if backend == DbBackend::Postgres {
         let digest = sha1::Sha1::digest(key.as_bytes());
@@ -374,7 +378,7 @@ pub(super) fn numbered(backend: DbBackend, sql: &str) -> String {
     out
 }
 
-async fn check_builders_exist(txn: &DatabaseTransaction, builderids: &[i32]) -> StoreResult<()> {
+async fn check_builders_exist(txn: &impl ConnectionTrait, builderids: &[i32]) -> StoreResult<()> {
     use entity::builders;
     match first_missing::<builders::Entity>(txn, builders::Column::Id, builderids).await? {
         Some(missing) => Err(StoreError::invalid(
@@ -408,7 +412,7 @@ pub(super) async fn first_missing<E: EntityTrait>(
 }
 
 /// In a Buildbot database parent/rebuilt build ids reference `builds(id)`.
-async fn check_build_exists(txn: &DatabaseTransaction, field: &str, id: i32) -> StoreResult<()> {
+async fn check_build_exists(txn: &impl ConnectionTrait, field: &str, id: i32) -> StoreResult<()> {
     let backend = txn.get_database_backend();
     let sql = numbered(backend, "SELECT id FROM builds WHERE id = ?");
     let found = txn
@@ -429,6 +433,16 @@ pub async fn ensure_builder(
     name: &str,
     description: Option<&str>,
 ) -> StoreResult<BuilderRow> {
+    ensure_builder_for(db, name, description, &Operation::unbounded()).await
+}
+
+/// [`ensure_builder`], its statements counted for `op`.
+pub async fn ensure_builder_for(
+    db: &DatabaseConnection,
+    name: &str,
+    description: Option<&str>,
+    op: &Operation,
+) -> StoreResult<BuilderRow> {
     if name.is_empty() {
         return Err(StoreError::invalid(
             "name",
@@ -438,7 +452,7 @@ pub async fn ensure_builder(
     super::types::check_text_bytes("name", Some(name))?;
     super::types::check_text_bytes("description", description)?;
     let name_hash = builder_name_hash(name);
-    in_write_transaction!(db, |txn| async {
+    in_write_transaction!(db, op, |txn| async {
         let txn = &txn;
         let values: Vec<Value> = vec![
             name.into(),
