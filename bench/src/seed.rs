@@ -148,7 +148,8 @@ pub(crate) async fn seed_through_api(
     Ok(())
 }
 
-pub(crate) fn python_json(py: &Path, args: &[&str]) -> Result<Value, String> {
+/// What `py args…` printed, once it exited well (its stderr goes to ours).
+fn python_stdout(py: &Path, args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new(py)
         .args(args)
         .stderr(Stdio::inherit())
@@ -157,7 +158,12 @@ pub(crate) fn python_json(py: &Path, args: &[&str]) -> Result<Value, String> {
     if !out.status.success() {
         return Err(format!("{args:?} failed: {}", out.status));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last JSON object a script printed.
+pub(crate) fn python_json(py: &Path, args: &[&str]) -> Result<Value, String> {
+    let text = python_stdout(py, args)?;
     let line = text
         .lines()
         .rev()
@@ -166,16 +172,9 @@ pub(crate) fn python_json(py: &Path, args: &[&str]) -> Result<Value, String> {
     serde_json::from_str(line).map_err(|e| format!("{args:?}: {e}: {line}"))
 }
 
+/// Every JSON line a script printed.
 pub(crate) fn python_lines(py: &Path, args: &[&str]) -> Result<Vec<Value>, String> {
-    let out = std::process::Command::new(py)
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", py.display()))?;
-    if !out.status.success() {
-        return Err(format!("{args:?} failed: {}", out.status));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(python_stdout(py, args)?
         .lines()
         .filter_map(|l| serde_json::from_str(l.trim()).ok())
         .collect())

@@ -23,6 +23,18 @@ pub struct Caller {
     pub token: Option<String>,
 }
 
+impl Caller {
+    /// The token of an `Authorization` value, `Bearer <token>` (any case of
+    /// "Bearer"), as HTTP headers and `connection_init` payloads carry it.
+    pub fn bearer(value: &str) -> Option<String> {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    }
+}
+
 /// What became of an operation, which each transport turns into its own status
 /// (GraphQL over HTTP's for its media type, graphql-transport-ws's `next` or
 /// `error`).

@@ -135,6 +135,21 @@ pub fn in_graphql(query: &str) -> Option<Pos> {
     None
 }
 
+/// Marks a request whose raw JSON text holds an integer too wide for 64 bits (which
+/// parsing would round): the door refuses it naming `path` within the variables
+/// (`variables_at`: where the variables sit in that text).
+pub fn mark(request: &mut async_graphql::Request, json: &[u8], variables_at: &str) {
+    if let Some(path) = in_json(json) {
+        let path = path
+            .strip_prefix(variables_at)
+            .map_or(path.as_str(), |p| p.trim_start_matches('.'))
+            .to_owned();
+        request
+            .extensions
+            .insert(super::WIDE_INTEGER.into(), async_graphql::Value::from(path));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 
-use async_graphql::Value;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
@@ -13,7 +12,7 @@ use axum::response::Response;
 
 use super::reply::{refuse, reply, Media, REQUEST_ID};
 use super::AppState;
-use crate::door::{wide, Transport, WIDE_INTEGER};
+use crate::door::{wide, Transport};
 use crate::error::{Code, RequestId};
 
 pub use crate::door::Caller;
@@ -27,7 +26,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
+            .and_then(Caller::bearer);
         Ok(Caller { token })
     }
 }
@@ -45,15 +44,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
-/// The token of an `Authorization` value, `Bearer <token>` (any case of "Bearer").
-pub(crate) fn bearer(value: &str) -> Option<String> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
 /// Only JSON bodies: a cross-site page can send `text/plain`, form and multipart
 /// bodies without a CORS preflight, and so could run mutations on open writes.
 fn is_json(headers: &HeaderMap) -> bool {
@@ -68,6 +58,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The media type to answer in, once the caller may run anything at all: the token
+/// rule answers before anything about the request itself (401 before 415).
+// The refusal is the response itself, built once and moved once; boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn admitted(state: &AppState, headers: &HeaderMap, caller: &Caller) -> Result<Media, Response> {
+    let media = Media::negotiate(headers).ok_or_else(not_acceptable)?;
+    state
+        .door
+        .admit(caller)
+        .map_err(|refusal| reply(refusal.answer(), media))?;
+    Ok(media)
+}
+
 /// The 406 for a client that accepts neither media type spoken.
 fn not_acceptable() -> Response {
     refuse(
@@ -78,20 +81,6 @@ fn not_acceptable() -> Response {
     )
 }
 
-/// Marks a request whose raw JSON text holds an integer too wide for 64 bits (which
-/// parsing would round): the door refuses it naming `path` within the variables.
-pub(crate) fn mark_wide(request: &mut async_graphql::Request, json: &[u8], variables_at: &str) {
-    if let Some(path) = wide::in_json(json) {
-        let path = path
-            .strip_prefix(variables_at)
-            .map_or(path.as_str(), |p| p.trim_start_matches('.'))
-            .to_owned();
-        request
-            .extensions
-            .insert(WIDE_INTEGER.into(), Value::from(path));
-    }
-}
-
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,12 +88,10 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(media) = Media::negotiate(&headers) else {
-        return not_acceptable();
+    let media = match admitted(&state, &headers, &caller) {
+        Ok(m) => m,
+        Err(refusal) => return refusal,
     };
-    if let Err(refusal) = state.door.admit(&caller) {
-        return reply(refusal.answer(), media);
-    }
     if !is_json(&headers) {
         return refuse(
             media,
@@ -132,7 +119,7 @@ pub async fn post(
         Ok(r) => r,
         Err(message) => return refuse(media, StatusCode::BAD_REQUEST, Code::BadUserInput, message),
     };
-    mark_wide(&mut request, &body, "variables");
+    wide::mark(&mut request, &body, "variables");
     reply(
         state
             .door
@@ -170,12 +157,10 @@ pub async fn get(
     if !params.iter().any(|(k, _)| k == "query") {
         return super::assets::playground();
     }
-    let Some(media) = Media::negotiate(&headers) else {
-        return not_acceptable();
+    let media = match admitted(&state, &headers, &caller) {
+        Ok(m) => m,
+        Err(refusal) => return refusal,
     };
-    if let Err(refusal) = state.door.admit(&caller) {
-        return reply(refusal.answer(), media);
-    }
     let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(e) => {
@@ -188,7 +173,7 @@ pub async fn get(
         }
     };
     if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
-        mark_wide(&mut request, variables.as_bytes(), "");
+        wide::mark(&mut request, variables.as_bytes(), "");
     }
     // GraphQL over HTTP names it `operationName`; async-graphql's GET parser reads
     // `operation_name`.

@@ -25,7 +25,6 @@ use crate::live::{FeedSettings, Hub};
 use crate::store::Store;
 
 pub use graphql::Caller;
-pub(crate) use graphql::{bearer, mark_wide};
 
 /// What every route shares: the door, the store, the live feed, the WebSocket side
 /// and the shutdown signal, which this state owns (the feed runs while it lives).

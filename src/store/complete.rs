@@ -17,18 +17,6 @@ use super::rows::BuildsetRow;
 use super::write::{in_write_transaction, notify, MAX_ATTEMPTS};
 use super::{StoreError, StoreResult};
 
-/// Marks a buildset complete with one conditional UPDATE, so that of many concurrent
-/// completions exactly one succeeds. Build requests are left alone, as in Buildbot.
-pub async fn complete_buildset(
-    db: &impl ConnectionTrait,
-    mode: SchemaMode,
-    bsid: i32,
-    results: i32,
-    complete_at: Option<i32>,
-) -> StoreResult<BuildsetRow> {
-    complete_buildset_in(db, mode, bsid, results, complete_at).await
-}
-
 /// Completes a buildset and loads it with `relations`, in one transaction (as
 /// [`add_buildset_loading`], so that the answer is what this write did).
 pub async fn complete_buildset_loading(
@@ -41,7 +29,7 @@ pub async fn complete_buildset_loading(
     op: &super::tag::Operation,
 ) -> StoreResult<BuildsetView> {
     in_write_transaction!(db, op, |txn| async {
-        let row = complete_buildset_in(&txn, mode, bsid, results, complete_at).await?;
+        let row = complete_buildset(&txn, mode, bsid, results, complete_at).await?;
         let loader = Loader { db: txn, mode };
         loader
             .buildset_graph(vec![row], relations)
@@ -178,7 +166,9 @@ fn check_results(results: i32) -> StoreResult<()> {
     }
 }
 
-async fn complete_buildset_in(
+/// Marks a buildset complete with one conditional UPDATE, so that of many concurrent
+/// completions exactly one succeeds. Build requests are left alone, as in Buildbot.
+pub async fn complete_buildset(
     db: &impl ConnectionTrait,
     mode: SchemaMode,
     bsid: i32,

@@ -135,7 +135,7 @@ impl Session {
             }
             Ok(ClientMessage::Pong { .. }) => Step::Nothing,
             Ok(ClientMessage::Subscribe { id, mut payload }) => {
-                crate::http::mark_wide(&mut payload, raw, "payload.variables");
+                crate::door::wide::mark(&mut payload, raw, "payload.variables");
                 self.subscribe(id, *payload)
             }
             Ok(ClientMessage::Complete { id }) => {
@@ -306,7 +306,7 @@ fn init_caller(payload: Option<&serde_json::Value>) -> Caller {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
             .and_then(|(_, v)| v.as_str())
-            .and_then(crate::http::bearer)
+            .and_then(Caller::bearer)
     };
     let token = payload.and_then(|p| find(p).or_else(|| p.get("headers").and_then(find)));
     Caller { token }
