@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 
 import httpx
 import pytest
@@ -96,3 +97,32 @@ def test_a_master_cfg_mysql_url_names_the_same_database(start, scheme):
     srv.ok('mutation { ensureBuilder(name: "from-master-cfg") { builderid } }')
     same = start("mysql", db_url=url)
     assert [b["name"] for b in same.ok("{ builders { name } }")["builders"]] == ["from-master-cfg"]
+
+
+def test_a_cors_origin_a_browser_would_never_send_is_refused_with_the_one_it_would():
+    # An origin is compared with what a browser sends in `Origin`: anything else would
+    # never match, so it is refused at start, saying what the browser would send.
+    for bad, why in (("https://ui.example.org/", "a trailing slash never matches"),
+                     ("http://ui.example.org:80", "a browser would send http://ui.example.org"),
+                     ("https://ui.example.org/app", "a browser would send https://ui.example.org"),
+                     ("ftp://ui.example.org", "the scheme must be http or https"),
+                     ("https://\u00fc.example.org", "punycode")):
+        text = fails("--cors-origin", bad, "--database-url", "sqlite::memory:", "--listen", "127.0.0.1:0")
+        assert "--cors-origin" in text and why in text, (bad, text)
+    # What a browser sends is taken, in any case of letters.
+    srv_port = free_port()
+    proc = subprocess.Popen([BIN, "--cors-origin", "HTTP://UI.Example.org:8081", "--database-url",
+                             "sqlite::memory:", "--listen", f"127.0.0.1:{srv_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                r = httpx.options(f"http://127.0.0.1:{srv_port}/graphql", timeout=1, headers={
+                    "origin": "http://ui.example.org:8081", "access-control-request-method": "POST"})
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        assert r.headers.get("access-control-allow-origin") == "http://ui.example.org:8081", r.headers
+    finally:
+        proc.terminate()
+        proc.wait(10)
