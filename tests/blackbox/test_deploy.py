@@ -371,6 +371,100 @@ def test_an_idle_subscription_outlives_proxy_read_timeout_by_the_pings(proxied, 
     asyncio.run(go())
 
 
+def caddy_binary():
+    path = shutil.which("caddy")
+    if not path:
+        pytest.skip("caddy is not installed (.ci/run does not install it; Debian: apt-get install caddy)")
+    return path
+
+
+class Caddy:
+    """Caddy running deploy/Caddyfile on a free port in front of the server, with
+    the throwaway certificate instead of ACME, no admin endpoint and no HTTP
+    redirect listener (which wants port 80)."""
+
+    def __init__(self, upstream, certificate):
+        self.bin = caddy_binary()
+        self.dir = Path(tempfile.mkdtemp(prefix="bsgql-caddy-"))
+        self.port = free_port()
+        cert, key = certificate
+        text = (DEPLOY / "Caddyfile").read_text()
+        text = replace(text, "{\n\tservers {", "{\n\tadmin off\n\tauto_https disable_redirects\n"
+                       f"\tdefault_sni {HOST}\n\tservers {{")
+        text = replace(text, f"\n{HOST} {{\n", f"\n{HOST}:{self.port} {{\n\ttls {cert} {key}\n")
+        text = replace(text, "reverse_proxy 127.0.0.1:8080 {", f"reverse_proxy 127.0.0.1:{upstream} {{")
+        (self.dir / "Caddyfile").write_text(text)
+        self.env = {**os.environ, "HOME": str(self.dir), "XDG_DATA_HOME": str(self.dir / "data"),
+                    "XDG_CONFIG_HOME": str(self.dir / "config")}
+        self.proc = None
+
+    def adapt(self):
+        """`caddy adapt`: its exit status and what it printed on stderr."""
+        r = subprocess.run([self.bin, "adapt", "--config", str(self.dir / "Caddyfile"),
+                            "--adapter", "caddyfile"], capture_output=True, text=True, env=self.env)
+        return r.returncode, r.stderr
+
+    def start(self):
+        self.log = open(self.dir / "caddy.log", "w")
+        self.proc = subprocess.Popen([self.bin, "run", "--config", str(self.dir / "Caddyfile"),
+                                      "--adapter", "caddyfile"], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env)
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert self.proc.poll() is None, (self.dir / "caddy.log").read_text()
+                assert time.time() < deadline, (self.dir / "caddy.log").read_text()
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_caddy_in_front(start, certificate):
+    """Where Caddy is installed (not under .ci/run): deploy/Caddyfile adapts without
+    a warning, and in front of the server it serves POST, GET and a subscription's
+    event, keeping the client's Host (the WebSocket's Origin is same-origin for the
+    server only with it) and keeping /metrics to the loopback port."""
+    srv = start("sqlite", "--write-token", TOKEN, "--allowed-host", HOST)
+    caddy = Caddy(srv.port, certificate)
+    try:
+        code, err = caddy.adapt()
+        assert code == 0 and "WARN" not in err, err
+        caddy.start()
+        p = Proxied(srv, caddy, certificate)
+        r = p.post("{ __typename }")
+        assert r.status_code == 200 and json.loads(r.text) == {"data": {"__typename": "Query"}}, r.text
+        assert p.http.get("/graphql", params={"query": "{ builders { name } }"}).status_code == 200
+        assert p.http.get("/readyz").status_code == 200
+        assert p.http.get("/metrics").status_code == 404
+
+        async def go():
+            origin = f"https://{HOST}:{caddy.port}"
+            ws = await websockets.connect(f"wss://{HOST}:{caddy.port}/graphql/ws", host="127.0.0.1",
+                                          port=caddy.port, ssl=p.tls, origin=origin,
+                                          subprotocols=[PROTOCOL], open_timeout=10)
+            await init(ws)
+            await subscribe(ws)
+            await asyncio.sleep(0.3)
+            bsid = await in_thread(add, p)
+            assert await next_event(ws) == {"bsid": bsid, "reason": "deployed"}
+            await ws.close()
+
+        asyncio.run(go())
+    finally:
+        caddy.stop()
+
+
 def server_defaults():
     """The server's default for each flag that has a number, from its --help."""
     out = subprocess.run([BIN, "--help"], capture_output=True, text=True, check=True).stdout
@@ -430,8 +524,8 @@ def env_vars():
 def serve_with_env(env, port, logs):
     """The binary started with only `env` as configuration (its stdout and stderr
     to files in `logs`); its process, once it answers."""
-    out, err = open(logs / "stdout", "w"), open(logs / "stderr", "w")
-    proc = subprocess.Popen([BIN], env={"PATH": os.environ.get("PATH", ""), **env}, stdout=out, stderr=err)
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        proc = subprocess.Popen([BIN], env={"PATH": os.environ.get("PATH", ""), **env}, stdout=out, stderr=err)
     deadline = time.time() + 30
     while True:
         assert proc.poll() is None, (logs / "stderr").read_text()
