@@ -211,9 +211,13 @@ async def next_event(ws, op_id="added", timeout=10):
 
 def add(p, reason="deployed"):
     """A buildset added through the proxy (with the write token); its bsid."""
+    return add_with(p, [], reason)
+
+
+def add_with(p, properties, reason="deployed"):
     b = p.ok('mutation { ensureBuilder(name: "deploy") { builderid } }')["ensureBuilder"]["builderid"]
     inp = {"reason": reason, "sourcestamps": [{"stamp": {"repository": "r", "branch": "main"}}],
-           "builderids": [b]}
+           "builderids": [b], "properties": properties}
     return p.ok("mutation($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }",
                 {"in": inp})["addBuildset"]["bsid"]
 
@@ -345,6 +349,51 @@ def test_clients_that_go_away_leave_the_server_serving(proxied):
     assert p.ok("{ __typename }") == {"__typename": "Query"}
     assert p.srv.proc.poll() is None
     assert "panicked" not in p.srv.output()
+
+
+def masked(payload, opcode=0x1):
+    """A client's WebSocket frame."""
+    mask = os.urandom(4)
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    else:
+        head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_a_subscriber_that_stops_reading_is_cut_off_and_its_slot_freed(proxied):
+    """A client that reads nothing of its events (a small receive buffer, 3 MB an
+    event) is cut off after --client-timeout, by nginx's send_timeout or by the
+    server seeing nginx stop reading, and the server's socket is freed."""
+    p = proxied()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", p.nginx.port))
+    s = p.tls.wrap_socket(s, server_hostname=HOST)
+    s.sendall((f"GET /graphql/ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {PROTOCOL}\r\n\r\n").encode())
+    s.sendall(masked(json.dumps({"type": "connection_init", "payload": {}}).encode()))
+    data = b""
+    while b"connection_ack" not in data:
+        data += s.recv(4096)
+    assert b" 101 " in data.split(b"\r\n")[0]
+    aliases = " ".join(f"p{i}: properties {{ value }}" for i in range(50))
+    s.sendall(masked(json.dumps({"id": "big", "type": "subscribe",
+                                 "payload": {"query": f"subscription {{ buildsetAdded {{ {aliases} }} }}"}}).encode()))
+    time.sleep(0.3)
+    started = time.monotonic()
+    for i in range(10):
+        add_with(p, [{"name": "big", "value": "x" * 60000, "source": "test"}])
+    deadline = started + 40
+    while p.websockets_open() != 0:
+        assert time.monotonic() < deadline, "the server still holds the socket of a client that reads nothing"
+        time.sleep(0.2)
+    assert time.monotonic() - started > 5, "cut off before --client-timeout"
+    s.close()
+    assert p.ok("{ __typename }") == {"__typename": "Query"}
 
 
 @pytest.mark.parametrize("keepalive", [1, 0])
