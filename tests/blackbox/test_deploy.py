@@ -2,9 +2,10 @@
 in front of the server, over TLS with a throwaway certificate (only the addresses
 and the certificate's paths are rewritten, so the shipped file is what runs), with
 httpx, websockets and raw sockets as clients; the settings of the systemd unit and
-of the container image given to the binary; the unit through systemd-analyze.
-`.ci/run` installs nginx when missing. deploy/Containerfile is not built here (no
-container engine): it is only reviewed."""
+of the container image given to the binary; the unit through systemd-analyze;
+Caddy with deploy/Caddyfile where it is installed. `.ci/run` installs nginx when
+missing (not Caddy). deploy/Containerfile is not built here (no container
+engine): it is only reviewed."""
 
 import asyncio
 import json
@@ -31,15 +32,16 @@ TOKEN = "deploy-test-token"
 PROTOCOL = "graphql-transport-ws"
 
 
-def tool(name, install):
-    """The path of a program the tests need: missing, it fails the test under CI
-    (.ci/run installs it) and skips it elsewhere."""
+def tool(name, hint):
+    """The path of a program the tests need (nginx is in /usr/sbin, which a
+    non-root PATH may lack): missing, it fails the test under CI and skips it
+    elsewhere."""
     path = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
     if not path:
         if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing: .ci/run installs it ({install})")
-        pytest.skip(f"{name} is missing ({install})")
+            pytest.fail(f"{name} is missing ({hint})")
+        pytest.skip(f"{name} is missing ({hint})")
     return path
 
 
@@ -69,7 +71,7 @@ class Nginx:
     of the server at `upstream`, on two free ports (the HTTP redirect and TLS)."""
 
     def __init__(self, upstream, certificate, edit=lambda text: text):
-        self.bin = tool("nginx", "apt-get install nginx")
+        self.bin = tool("nginx", ".ci/run installs Debian's nginx; by hand: apt-get install nginx")
         self.dir = Path(tempfile.mkdtemp(prefix="bsgql-nginx-"))
         # Run as root, nginx's workers are `nobody`: they must reach the temp paths.
         self.dir.chmod(0o755)
@@ -137,7 +139,7 @@ http {{
 
 
 class Proxied:
-    """The server and nginx in front of it, with clients that talk TLS to nginx."""
+    """The server and a proxy in front of it, with clients that talk TLS to the proxy."""
 
     def __init__(self, srv, nginx, certificate):
         self.srv, self.nginx = srv, nginx
@@ -185,11 +187,13 @@ def proxied(start, certificate):
         nginx = Nginx(srv.port, certificate, edit)
         made.append(nginx)
         nginx.start()
-        return Proxied(srv, nginx, certificate)
+        p = Proxied(srv, nginx, certificate)
+        made.append(p.http)
+        return p
 
     yield make
-    for nginx in made:
-        nginx.stop()
+    for thing in reversed(made):
+        thing.close() if isinstance(thing, httpx.Client) else thing.stop()
 
 
 async def init(ws):
@@ -242,7 +246,7 @@ def upgrade(p, host, origin=None):
         return data.split(b"\r\n")[0].decode()
 
 
-def test_nginx_accepts_the_shipped_file(start, certificate):
+def test_nginx_accepts_the_shipped_file(certificate):
     nginx = Nginx(free_port(), certificate)
     try:
         code, out = nginx.check()
@@ -447,10 +451,10 @@ class Caddy:
                     "XDG_CONFIG_HOME": str(self.dir / "config")}
         self.proc = None
 
-    def adapt(self):
-        """`caddy adapt`: its exit status and what it printed on stderr."""
-        r = subprocess.run([self.bin, "adapt", "--config", str(self.dir / "Caddyfile"),
-                            "--adapter", "caddyfile"], capture_output=True, text=True, env=self.env)
+    def adapt(self, path):
+        """`caddy adapt` of the Caddyfile at `path`: its exit status and its log."""
+        r = subprocess.run([self.bin, "adapt", "--config", str(path), "--adapter", "caddyfile"],
+                           capture_output=True, text=True, env=self.env)
         return r.returncode, r.stderr
 
     def start(self):
@@ -481,14 +485,16 @@ class Caddy:
 
 def test_caddy_in_front(start, certificate):
     """Where Caddy is installed (not under .ci/run): deploy/Caddyfile adapts without
-    a warning, and in front of the server it serves POST, GET and a subscription's
-    event, keeping the client's Host (the WebSocket's Origin is same-origin for the
-    server only with it) and keeping /metrics to the loopback port."""
+    a warning (an unformatted file is one), and in front of the server it serves
+    POST, GET and a subscription's event, keeping the client's Host (the
+    WebSocket's Origin is same-origin for the server only with it) and keeping
+    /metrics to the loopback port."""
     srv = start("sqlite", "--write-token", TOKEN, "--allowed-host", HOST)
     caddy = Caddy(srv.port, certificate)
+    p = None
     try:
-        code, err = caddy.adapt()
-        assert code == 0 and "WARN" not in err, err
+        code, log = caddy.adapt(DEPLOY / "Caddyfile")
+        assert code == 0 and '"level":"warn"' not in log.replace(" ", "").lower(), log
         caddy.start()
         p = Proxied(srv, caddy, certificate)
         r = p.post("{ __typename }")
@@ -511,6 +517,8 @@ def test_caddy_in_front(start, certificate):
 
         asyncio.run(go())
     finally:
+        if p:
+            p.http.close()
         caddy.stop()
 
 
