@@ -579,10 +579,12 @@ def env_vars():
 
 
 def serve_with_env(env, port, logs):
-    """The binary started with only `env` as configuration (its stdout and stderr
-    to files in `logs`); its process, once it answers."""
+    """`buildsets-graphql serve` (as the unit's ExecStart= and the image's
+    ENTRYPOINT and CMD run it) with only `env` as configuration, its stdout and
+    stderr to files in `logs`; its process, once it answers."""
     with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
-        proc = subprocess.Popen([BIN], env={"PATH": os.environ.get("PATH", ""), **env}, stdout=out, stderr=err)
+        proc = subprocess.Popen([BIN, "serve"], env={"PATH": os.environ.get("PATH", ""), **env},
+                                stdout=out, stderr=err)
     deadline = time.time() + 30
     while True:
         assert proc.poll() is None, (logs / "stderr").read_text()
@@ -642,11 +644,12 @@ def test_the_images_settings_are_what_the_server_reads(tmp_path):
     assert set(env) <= env_vars(), set(env) - env_vars()
     assert env["LISTEN"] == "0.0.0.0:8080"
     assert re.search(r"^USER 65532:65532$", text, re.M) and 'VOLUME ["/var/lib/buildsets-graphql"]' in text
+    assert 'ENTRYPOINT ["/usr/local/bin/buildsets-graphql"]\nCMD ["serve"]' in text
     assert env["DATABASE_URL"].startswith("sqlite:///var/lib/buildsets-graphql/")
     port = free_port()
     env["LISTEN"] = f"0.0.0.0:{port}"
     env["DATABASE_URL"] = env["DATABASE_URL"].replace("/var/lib/buildsets-graphql", str(tmp_path))
-    refused = subprocess.run([BIN], env=env, capture_output=True, text=True, timeout=30)
+    refused = subprocess.run([BIN, "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "--allow-anonymous-writes" in refused.stdout + refused.stderr
     (tmp_path / "write-token").write_text(TOKEN)
     proc = serve_with_env({**env, "WRITE_TOKEN_FILE": str(tmp_path / "write-token")}, port, tmp_path)
