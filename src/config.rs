@@ -102,6 +102,24 @@ pub struct Config {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Run only the operations listed in this file (repeatable): Apollo's persisted
+    /// query manifest or Relay's `persisted_queries.json`. A listed document runs by
+    /// its id (`extensions.persistedQuery.sha256Hash`, or `documentId`) or by its exact
+    /// text; anything else is refused (PERSISTED_QUERY_NOT_IN_LIST), except
+    /// introspection. The recommended production setting.
+    #[arg(
+        long = "trusted-documents",
+        env = "TRUSTED_DOCUMENTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_documents: Vec<std::path::PathBuf>,
+
+    /// Bytes of automatic persisted queries (Apollo's protocol) kept, least recently
+    /// used dropped first; 0 turns them off. Off with --trusted-documents.
+    #[arg(long, env = "PERSISTED_QUERIES_BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 32), global = true)]
+    pub persisted_queries_bytes: u64,
+
     /// Log format on stderr: `text` (for people) or `json` (one object a line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -5,10 +5,28 @@ use async_graphql::{Error, ErrorExtensions};
 
 use crate::store::StoreError;
 
-/// The `extensions.code` values of DESIGN §3.
+/// The `extensions.code` values of DESIGN §3: Apollo's names where Apollo has one
+/// (Apollo Server's and Apollo Router's documented codes), ours otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
+    /// The HTTP request is not a GraphQL request (method, media type, body shape),
+    /// found before any document was read.
+    BadRequest,
+    /// The document is not GraphQL syntax.
+    ParseFailed,
+    /// The document does not fit the schema (unknown field, literal of the wrong type).
+    ValidationFailed,
+    /// `operationName` names no operation of the document, or is needed and missing.
+    OperationResolutionFailure,
+    /// An argument's or a variable's value is wrong: what a client fixes in its input.
     BadUserInput,
+    /// A persisted query's hash, or a trusted document's id, that the server does not
+    /// know (automatic persisted queries: send the text with the hash).
+    PersistedQueryNotFound,
+    /// A persisted query's hash sent to a server that keeps none (`--persisted-queries-bytes 0`).
+    PersistedQueryNotSupported,
+    /// `--trusted-documents` runs only listed operations; this one is not listed.
+    PersistedQueryNotInList,
     NotFound,
     AlreadyComplete,
     /// Attached to a master: the buildset's build requests are the master's to finish.
@@ -24,7 +42,14 @@ pub enum Code {
 impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
+            Code::BadRequest => "BAD_REQUEST",
+            Code::ParseFailed => "GRAPHQL_PARSE_FAILED",
+            Code::ValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Code::OperationResolutionFailure => "OPERATION_RESOLUTION_FAILURE",
             Code::BadUserInput => "BAD_USER_INPUT",
+            Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Code::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Code::PersistedQueryNotInList => "PERSISTED_QUERY_NOT_IN_LIST",
             Code::NotFound => "NOT_FOUND",
             Code::AlreadyComplete => "ALREADY_COMPLETE",
             Code::BuildRequestsUnfinished => "BUILD_REQUESTS_UNFINISHED",
@@ -32,12 +57,12 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::QueryTooComplex => "QUERY_TOO_COMPLEX",
             Code::Unavailable => "UNAVAILABLE",
-            Code::Internal => "INTERNAL",
+            Code::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
 }
 
-/// A request's id, carried in the log lines and in INTERNAL errors so that a user's
+/// A request's id, carried in the log lines and in INTERNAL_SERVER_ERROR errors so that a user's
 /// report can be matched with the server's log.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
@@ -76,7 +101,7 @@ pub fn coded(code: Code, message: impl Into<String>) -> Error {
 pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Maps a store error for the client; a database error is logged under the request
-/// id and reported as INTERNAL without its text.
+/// id and reported as INTERNAL_SERVER_ERROR without its text.
 pub fn from_store(err: StoreError, request: Option<&RequestId>) -> Error {
     match err {
         StoreError::InvalidInput { field, message } => {
@@ -148,7 +173,7 @@ fn id_of(request: Option<&RequestId>) -> String {
     request.map_or_else(|| "-".to_owned(), |r| r.0.clone())
 }
 
-/// An INTERNAL error: `detail` goes to the log under the request id, never to the
+/// An INTERNAL_SERVER_ERROR: `detail` goes to the log under the request id, never to the
 /// client, who gets the id to quote.
 pub fn internal(detail: &str, request: Option<&RequestId>) -> Error {
     let id = id_of(request);

@@ -115,7 +115,7 @@ pub async fn check_host(
     {
         return refuse(
             StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
+            Code::BadRequest,
             "the request has more than one Host header",
         );
     }

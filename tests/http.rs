@@ -88,7 +88,7 @@ async fn get_runs_queries_never_mutations() {
     assert_eq!(m.status(), 405);
     assert_eq!(
         m.json::<Value>().await.unwrap()["errors"][0]["extensions"]["code"],
-        "BAD_USER_INPUT"
+        "BAD_REQUEST"
     );
     assert_eq!(
         api.ok("{ builders { name } }", json!({})).await["builders"],
@@ -132,10 +132,22 @@ async fn limits_and_client_error_codes() {
     assert_eq!(api.err(deep, json!({})).await.0, "QUERY_TOO_COMPLEX");
     let wide = "{ buildsets(first: 1000) { nodes { bsid sourcestamps { ssid branch revision repository codebase project createdAt patch { body author comment level subdir patchid } } } edges { node { bsid properties { name value source } buildrequests { buildrequestid builderid bsid priority complete results submittedAt completeAt waitedFor builder { name description builderid } } } } } }";
     assert_eq!(api.err(wide, json!({})).await.0, "QUERY_TOO_COMPLEX");
-    assert_eq!(api.err("{ nope }", json!({})).await.0, "BAD_USER_INPUT");
+    assert_eq!(
+        api.err("{ nope }", json!({})).await.0,
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(api.err("{ nope", json!({})).await.0, "GRAPHQL_PARSE_FAILED");
     assert_eq!(
         api.err("{ buildsets(first: \"x\") { totalCount } }", json!({}))
             .await,
+        ("GRAPHQL_VALIDATION_FAILED".into(), "first".into())
+    );
+    assert_eq!(
+        api.err(
+            "query($n: Int) { buildsets(first: $n) { totalCount } }",
+            json!({"n": "x"})
+        )
+        .await,
         ("BAD_USER_INPUT".into(), "first".into())
     );
     assert_eq!(
@@ -144,7 +156,10 @@ async fn limits_and_client_error_codes() {
             json!({})
         )
         .await,
-        ("BAD_USER_INPUT".into(), "where.reason.contains".into())
+        (
+            "GRAPHQL_VALIDATION_FAILED".into(),
+            "where.reason.contains".into()
+        )
     );
 }
 
@@ -235,7 +250,7 @@ async fn internal_errors_hide_details_and_carry_a_logged_request_id() {
         .post("{ buildsetProperties(bsid: 1) { name } }", json!({}))
         .await;
     let err = &body["errors"][0];
-    assert_eq!(err["extensions"]["code"], "INTERNAL");
+    assert_eq!(err["extensions"]["code"], "INTERNAL_SERVER_ERROR");
     let id = err["extensions"]["requestId"]
         .as_str()
         .expect("a request id")

@@ -3,7 +3,8 @@
 //! text, 10 kB values), JSON values (deep, wide, huge numbers), times (year 1, 9999,
 //! offsets, fractions, garbage) and ids (0, negative, beyond i32). Every case
 //! succeeds or answers a GraphQL error with a client's code (BAD_USER_INPUT naming
-//! the field for a mutation's input); never a crash, a 5xx or INTERNAL. A failed
+//! the field for a mutation's input, BAD_REQUEST for a body that is not JSON);
+//! never a crash, a 5xx or INTERNAL_SERVER_ERROR. A failed
 //! mutation leaves every table unchanged.
 //!
 //! The bodies are written and read as JSON text, so a case can hold what serde_json
@@ -344,7 +345,7 @@ fn add_buildset_property(backend: Backend) {
                 json_string(ADD, false)
             );
             let (status, answer) = post_raw(&api, body).await;
-            let ok = judge(status, &answer, &["BAD_USER_INPUT"], true)?;
+            let ok = judge(status, &answer, &["BAD_USER_INPUT", "BAD_REQUEST"], true)?;
             let after = counts(&api.t.db).await;
             let tally = if ok { &accepted } else { &refused };
             tally.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -408,7 +409,12 @@ fn complete_buildset_property(backend: Backend) {
             let ok = judge(
                 status,
                 &answer,
-                &["BAD_USER_INPUT", "NOT_FOUND", "ALREADY_COMPLETE"],
+                &[
+                    "BAD_USER_INPUT",
+                    "BAD_REQUEST",
+                    "NOT_FOUND",
+                    "ALREADY_COMPLETE",
+                ],
                 false,
             )?;
             if !ok {
@@ -446,7 +452,7 @@ fn filter_and_cursor_property(backend: Backend) {
             judge(
                 status,
                 &answer,
-                &["BAD_USER_INPUT", "QUERY_TOO_COMPLEX"],
+                &["BAD_USER_INPUT", "BAD_REQUEST", "QUERY_TOO_COMPLEX"],
                 false,
             )?;
             Ok(())

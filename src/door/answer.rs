@@ -180,6 +180,22 @@ pub(super) fn error_answer(
     }
 }
 
+/// A document the server cannot read (GRAPHQL_PARSE_FAILED).
+pub(super) fn unparsable(message: impl Into<String>, pos: Option<Pos>) -> Answer {
+    error_answer(Status::RequestError, Code::ParseFailed, message, pos, &[])
+}
+
+/// A document that breaks one of GraphQL's validation rules (GRAPHQL_VALIDATION_FAILED).
+pub(super) fn invalid(message: impl Into<String>, pos: Option<Pos>) -> Answer {
+    error_answer(
+        Status::RequestError,
+        Code::ValidationFailed,
+        message,
+        pos,
+        &[],
+    )
+}
+
 pub(super) fn bad_input(field: &str, message: impl Into<String>, pos: Option<Pos>) -> Answer {
     error_answer(
         Status::RequestError,

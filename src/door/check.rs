@@ -7,7 +7,7 @@ use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, Oper
 use async_graphql::parser::Error as ParseError;
 use async_graphql::Value;
 
-use super::answer::{bad_input, error_answer};
+use super::answer::{error_answer, invalid, unparsable};
 use super::expansion::{document_expansion, Expansion};
 use super::{nesting, typename, weight, wide, Answer, Status};
 use crate::config::Limits;
@@ -45,15 +45,8 @@ pub(super) fn check_text(
     operation: Option<&str>,
 ) -> Result<Checked, Answer> {
     check_raw(bounds, query)?;
-    let mut doc = async_graphql::parser::parse_query(query).map_err(|e| {
-        error_answer(
-            Status::RequestError,
-            Code::BadUserInput,
-            syntax_error(&e, query),
-            e.positions().next(),
-            &[],
-        )
-    })?;
+    let mut doc = async_graphql::parser::parse_query(query)
+        .map_err(|e| unparsable(syntax_error(&e, query), e.positions().next()))?;
     check_expansion(bounds, &doc)?;
     let selected = selected_operation(&doc, operation);
     if let Some(op) = selected {
@@ -61,7 +54,7 @@ pub(super) fn check_text(
     }
     let kind = selected.map(|op| op.ty);
     if let Some((message, pos)) = typename::check(&doc) {
-        return Err(bad_input("query", message, Some(pos)));
+        return Err(invalid(message, Some(pos)));
     }
     typename::wrap_directives(&mut doc);
     let kept = typename::keep_conditional_sets(&mut doc);
@@ -78,8 +71,7 @@ pub(super) fn check_text(
 #[allow(clippy::result_large_err)]
 fn check_raw(bounds: &Limits, query: &str) -> Result<(), Answer> {
     if let Some(pos) = nesting::text_too_deep(query, bounds.max_nesting) {
-        return Err(bad_input(
-            "query",
+        return Err(unparsable(
             format!(
                 "the document nests deeper than {} levels of brackets (--max-nesting)",
                 bounds.max_nesting
@@ -99,8 +91,7 @@ fn check_raw(bounds: &Limits, query: &str) -> Result<(), Answer> {
         ));
     }
     match wide::in_graphql(query) {
-        Some(pos) => Err(bad_input(
-            "query",
+        Some(pos) => Err(invalid(
             "an integer literal beyond 64 bits cannot be held exactly; send it as a string",
             Some(pos),
         )),
@@ -114,8 +105,7 @@ fn check_raw(bounds: &Limits, query: &str) -> Result<(), Answer> {
 #[allow(clippy::result_large_err)]
 fn check_expansion(bounds: &Limits, doc: &ExecutableDocument) -> Result<(), Answer> {
     match document_expansion(doc, bounds.max_selections) {
-        Expansion::Cycle(name) => Err(bad_input(
-            "query",
+        Expansion::Cycle(name) => Err(invalid(
             format!("Cannot spread fragment \"{name}\" within itself: fragments must not form cycles"),
             doc.fragments.get(name.as_str()).map(|f| f.pos),
         )),
@@ -163,8 +153,7 @@ fn check_operation(
         ));
     }
     if roots != 1 {
-        return Err(bad_input(
-            "query",
+        return Err(invalid(
             format!("a subscription selects exactly one root field; this one selects {roots}: send one subscription per field"),
             Some(op.selection_set.pos),
         ));

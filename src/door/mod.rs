@@ -9,6 +9,7 @@ mod expansion;
 mod limits;
 pub mod nesting;
 mod nulls;
+mod persisted;
 mod prepare;
 mod text;
 mod tokens;
@@ -27,6 +28,7 @@ use tracing::Instrument;
 
 use answer::{error_answer, log_line};
 pub use answer::{Answer, Caller, Refusal, Status, Transport};
+pub use persisted::{Documents, DOCUMENT_ID};
 use prepare::{Prepared, Shape};
 
 use crate::error::{Code, RequestId};
@@ -44,6 +46,8 @@ struct Inner {
     /// For the nulls of fields that errored.
     field_types: nulls::FieldTypes,
     known: cache::Known,
+    /// Persisted queries and trusted documents.
+    documents: Documents,
     /// For cancelling the statements of an abandoned operation.
     store: crate::store::Store,
     measure: limits::Measure,
@@ -60,6 +64,7 @@ pub struct Door(Arc<Inner>);
 impl Door {
     pub fn new(
         schema: ApiSchema,
+        documents: Documents,
         tokens: crate::config::Tokens,
         limits: crate::config::Limits,
         request_timeout: Option<std::time::Duration>,
@@ -68,6 +73,7 @@ impl Door {
         Door(Arc::new(Inner {
             field_types: nulls::FieldTypes::from_sdl(&schema.sdl()),
             known: cache::Known::new(),
+            documents,
             store,
             schema,
             measure: limits::Measure::new(limits.max_depth, limits.max_complexity),
@@ -101,7 +107,7 @@ impl Door {
                 Err(answer) => answer,
                 Ok(op) if op.kind == Some(OperationType::Subscription) => Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    Code::BadUserInput,
+                    Code::BadRequest,
                     "subscriptions are served over the WebSocket at /graphql/ws (graphql-transport-ws)",
                 )
                 .answer(),
@@ -268,7 +274,8 @@ impl Door {
     /// value found, a code on every error, fields in the order of the query.
     async fn finish(&self, response: Response, shape: &Shape) -> Response {
         let response = self.0.measure.explain(response, || shape.twin()).await;
-        let mut response = with_codes(response);
+        let doc = &shape.checked.doc;
+        let mut response = with_codes(response, &|pos| nesting::argument_uses_variable(doc, pos));
         // async-graphql's validation can report one mistake twice (`subscription {
         // __typename }` meets two rules).
         response

@@ -333,6 +333,39 @@ pub fn argument_at(doc: &ExecutableDocument, pos: Pos) -> Option<String> {
     None
 }
 
+/// Whether the argument named at `pos` takes any of its value from a variable: a
+/// wrong value there is the client's input (BAD_USER_INPUT), a wrong literal is
+/// the document's (GRAPHQL_VALIDATION_FAILED), as graphql-js and Apollo tell them.
+pub fn argument_uses_variable(doc: &ExecutableDocument, pos: Pos) -> bool {
+    fn has_variable(v: &async_graphql_value::Value) -> bool {
+        use async_graphql_value::Value as V;
+        match v {
+            V::Variable(_) => true,
+            V::List(items) => items.iter().any(has_variable),
+            V::Object(fields) => fields.values().any(has_variable),
+            _ => false,
+        }
+    }
+    let mut stack = top_sets(doc);
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    if let Some((_, value)) =
+                        f.node.arguments.iter().find(|(name, _)| name.pos == pos)
+                    {
+                        return has_variable(&value.node);
+                    }
+                    stack.push(&f.node.selection_set.node);
+                }
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 
 use super::answer::{bad_input, error_answer};
 use super::check::Checked;
+use super::persisted::{not_in_list, only_introspects, Trust};
 use super::{nesting, Answer, Caller, Door, Refusal, Status, Transport, WIDE_INTEGER};
 use crate::config::Limits;
 use crate::error::Code;
@@ -28,12 +29,16 @@ impl Door {
         if let Some(path) = request.extensions.get(WIDE_INTEGER) {
             return Err(too_wide(path));
         }
+        let trust = self.0.documents.resolve(&mut request)?;
         let operation = request.operation_name.clone();
         let checked = self
             .0
             .known
             .checked(&self.0.bounds, &request.query, operation.as_deref())?;
         let doc = &checked.doc;
+        if trust == Trust::IntrospectionOnly && !only_introspects(doc, operation.as_deref()) {
+            return Err(not_in_list());
+        }
         if let Some(refusal) = check_variables(
             doc,
             operation.as_deref(),
@@ -47,7 +52,7 @@ impl Door {
             if transport == Transport::Get {
                 return Err(Refusal::new(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    Code::BadUserInput,
+                    Code::BadRequest,
                     "mutations must be sent with POST",
                 )
                 .answer());

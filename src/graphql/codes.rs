@@ -3,9 +3,12 @@
 //!
 //! Every error this program raises carries its code already (`crate::error`), so an
 //! error without one comes from async-graphql's checks of the client's document and
-//! input: it is the client's to fix, BAD_USER_INPUT.
+//! input, coded as Apollo codes them: a document that breaks a validation rule is
+//! GRAPHQL_VALIDATION_FAILED, a wrong value given through a variable (or found while
+//! executing) BAD_USER_INPUT, an `operationName` that selects nothing
+//! OPERATION_RESOLUTION_FAILURE, a depth or complexity limit QUERY_TOO_COMPLEX.
 
-use async_graphql::{Response, ServerError, Value};
+use async_graphql::{Pos, Response, ServerError, Value};
 
 use crate::error::Code;
 
@@ -15,8 +18,17 @@ use crate::error::Code;
 pub(crate) enum Said {
     /// A depth or complexity limit refused the document.
     Limit(Limit),
-    /// An input coercion or variable error naming this argument path or variable.
-    Field(String),
+    /// A wrong value for this argument path (a literal, or a variable's value).
+    Argument(String),
+    /// A variable used with no value given (`Variable n is not defined.`).
+    Unset(String),
+    /// A variable used but not declared by the operation (a validation rule).
+    Undeclared(String),
+    /// `operationName` names no operation, or is missing where it is needed.
+    Operation,
+    /// An argument's value that did not convert while its field ran (an
+    /// `InputValueError`): validation has passed, so a variable carried it.
+    Conversion,
     Other,
 }
 
@@ -33,6 +45,14 @@ pub(crate) fn said(message: &str) -> Said {
         m if m.starts_with("The recursion depth of the query cannot be greater than") => {
             return Said::Limit(Limit::Depth)
         }
+        "Operation name required in request." => return Said::Operation,
+        m if m.contains("(occurred while parsing \"")
+            || m.starts_with("Failed to parse \"")
+            || m.starts_with("Expected input type \"") =>
+        {
+            return Said::Conversion
+        }
+        m if m.starts_with("Unknown operation named \"") => return Said::Operation,
         _ => {}
     }
     // `Invalid value for argument "input.sourcestamps.0", …`
@@ -40,9 +60,9 @@ pub(crate) fn said(message: &str) -> Said {
         return rest
             .split('"')
             .next()
-            .map_or(Said::Other, |f| Said::Field(f.to_owned()));
+            .map_or(Said::Other, |f| Said::Argument(f.to_owned()));
     }
-    // `Variable "$n" is not defined by operation …` (validation) or
+    // `Variable "$n" is not defined …` (validation: not declared) or
     // `Variable n is not defined.` (a declared variable with no value).
     let Some(rest) = message.strip_prefix("Variable ") else {
         return Said::Other;
@@ -54,8 +74,10 @@ pub(crate) fn said(message: &str) -> Said {
         .trim_matches(|c| c == '"' || c == '$');
     if name.is_empty() {
         Said::Other
+    } else if rest.starts_with("\"$") {
+        Said::Undeclared(name.to_owned())
     } else {
-        Said::Field(name.to_owned())
+        Said::Unset(name.to_owned())
     }
 }
 
@@ -73,29 +95,43 @@ pub(crate) enum Limit {
     Complexity,
 }
 
-fn code_for(err: &ServerError) -> Code {
-    if limit_of(&err.message).is_some() {
-        Code::QueryTooComplex
-    } else {
-        Code::BadUserInput
+/// The code of one of async-graphql's own errors, and the argument or variable it
+/// names. `from_variable` tells whether the argument at a position takes a variable.
+fn code_for(err: &ServerError, from_variable: &dyn Fn(Pos) -> bool) -> (Code, Option<String>) {
+    // An error with a path was raised while a field ran: an argument value that did
+    // not convert, which only a variable's value can carry past validation.
+    let executing = !err.path.is_empty();
+    match said(&err.message) {
+        Said::Limit(_) => (Code::QueryTooComplex, None),
+        Said::Operation => (Code::OperationResolutionFailure, None),
+        Said::Unset(name) => (Code::BadUserInput, Some(name)),
+        Said::Undeclared(name) => (Code::ValidationFailed, Some(name)),
+        Said::Argument(path) => {
+            let variable = executing || err.locations.first().is_some_and(|p| from_variable(*p));
+            let code = if variable {
+                Code::BadUserInput
+            } else {
+                Code::ValidationFailed
+            };
+            (code, Some(path))
+        }
+        Said::Conversion => (Code::BadUserInput, None),
+        Said::Other if executing => (Code::BadUserInput, None),
+        Said::Other => (Code::ValidationFailed, None),
     }
 }
 
 /// Gives every error of `response` a code. Applied to the response rather than as a
 /// schema extension: an extension puts every field resolution through its hook chain,
 /// which measurably slows large pages.
-pub fn with_codes(mut response: Response) -> Response {
+pub fn with_codes(mut response: Response, from_variable: &dyn Fn(Pos) -> bool) -> Response {
     for err in &mut response.errors {
         let has_code = err
             .extensions
             .as_ref()
             .is_some_and(|e| e.get("code").is_some());
         if !has_code {
-            let code = code_for(err);
-            let field = match said(&err.message) {
-                Said::Field(f) => Some(f),
-                _ => None,
-            };
+            let (code, field) = code_for(err, from_variable);
             let ext = err.extensions.get_or_insert_with(Default::default);
             ext.set("code", Value::from(code.as_str()));
             if let Some(field) = field {
@@ -117,7 +153,10 @@ mod tests {
         let schema = schema_builder().finish();
         let req = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(variables));
-        let mut r = with_codes(schema.execute(req).await);
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        let mut r = with_codes(schema.execute(req).await, &|pos| {
+            crate::door::nesting::argument_uses_variable(&doc, pos)
+        });
         assert!(!r.errors.is_empty(), "{query}");
         r.errors.remove(0)
     }
@@ -171,7 +210,7 @@ mod tests {
         let e = first_error("{ buildset(bsid: $n) { bsid } }", serde_json::json!({})).await;
         assert_eq!(
             code_and_field(&e),
-            ("BAD_USER_INPUT".into(), "n".into()),
+            ("GRAPHQL_VALIDATION_FAILED".into(), "n".into()),
             "{}",
             e.message
         );
@@ -186,10 +225,27 @@ mod tests {
             "{}",
             e.message
         );
+        // A wrong literal is the document's mistake, as graphql-js's validation says.
         let e = first_error("{ buildset(bsid: \"x\") { bsid } }", serde_json::json!({})).await;
+        assert_eq!(
+            code_and_field(&e),
+            ("GRAPHQL_VALIDATION_FAILED".into(), "bsid".into()),
+            "{}",
+            e.message
+        );
+        let e = first_error(
+            "query($n: Int!) { buildsets(where: {bsid: {in: [1, $n]}}) { totalCount } }",
+            serde_json::json!({"n": "x"}),
+        )
+        .await;
         assert_eq!(code_and_field(&e).0, "BAD_USER_INPUT", "{}", e.message);
         let e = first_error("{ nope }", serde_json::json!({})).await;
-        assert_eq!(code_and_field(&e).0, "BAD_USER_INPUT", "{}", e.message);
+        assert_eq!(
+            code_and_field(&e).0,
+            "GRAPHQL_VALIDATION_FAILED",
+            "{}",
+            e.message
+        );
         assert!(e.locations.iter().all(|p| p.line > 0));
     }
 }

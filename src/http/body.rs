@@ -43,7 +43,7 @@ pub async fn known_coding(
         Some(coding) => {
             let mut response = refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::BadUserInput,
+                Code::BadRequest,
                 format!(
                     "the request body's Content-Encoding `{}` is not supported: send it plain, or as {}",
                     coding.escape_debug(),
@@ -85,7 +85,7 @@ pub async fn body_deadline(
         // Refused before a byte of it is read or waited for.
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            Code::BadUserInput,
+            Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
         );
     }
@@ -101,17 +101,17 @@ pub async fn body_deadline(
         }
         Ok(Err(e)) if is_length_limit(&e) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            Code::BadUserInput,
+            Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
         ),
         Ok(Err(_)) => refuse(
             StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
+            Code::BadRequest,
             "the request body could not be read",
         ),
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
-            Code::BadUserInput,
+            Code::BadRequest,
             format!(
                 "the request body did not arrive within {} s (--client-timeout)",
                 deadline.as_secs()

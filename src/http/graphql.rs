@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::reply::{refuse, reply, Media, REQUEST_ID};
 use super::AppState;
-use crate::door::{wide, Transport};
+use crate::door::{wide, Transport, DOCUMENT_ID};
 use crate::error::{Code, RequestId};
 
 pub use crate::door::Caller;
@@ -76,7 +76,7 @@ fn not_acceptable() -> Response {
     refuse(
         Media::Json,
         StatusCode::NOT_ACCEPTABLE,
-        Code::BadUserInput,
+        Code::BadRequest,
         "this server answers in application/graphql-response+json or application/json: accept one of them",
     )
 }
@@ -96,7 +96,7 @@ pub async fn post(
         return refuse(
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::BadUserInput,
+            Code::BadRequest,
             "POST /graphql takes a JSON body: send `Content-Type: application/json`",
         );
     }
@@ -106,18 +106,18 @@ pub async fn post(
             return refuse(
                 media,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                Code::BadUserInput,
+                Code::BadRequest,
                 format!(
                     "the request body exceeds the limit of {} bytes (--max-body-bytes)",
                     state.max_body
                 ),
             )
         }
-        Err(e) => return refuse(media, e.status(), Code::BadUserInput, e.body_text()),
+        Err(e) => return refuse(media, e.status(), Code::BadRequest, e.body_text()),
     };
     let mut request = match parse_body(&body) {
         Ok(r) => r,
-        Err(message) => return refuse(media, StatusCode::BAD_REQUEST, Code::BadUserInput, message),
+        Err(message) => return refuse(media, StatusCode::BAD_REQUEST, Code::BadRequest, message),
     };
     wide::mark(&mut request, &body, "variables");
     reply(
@@ -134,13 +134,33 @@ fn parse_body(body: &[u8]) -> Result<async_graphql::Request, String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err("batched requests are not supported: send one operation per request".into());
     }
-    let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
+    let mut request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
         format!("the body is not a GraphQL request (a JSON object with a `query` string): {e}")
     })?;
-    if request.query.trim().is_empty() {
-        return Err("the request has no `query`".into());
+    // A document named by id (GraphQL over HTTP's persisted documents; Relay's
+    // `doc_id`) sits beside `query`, where async-graphql's request has no field for
+    // it: read again only when the body could hold it.
+    if contains(body, b"\"documentId\"") || contains(body, b"\"doc_id\"") {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(rename = "documentId", alias = "doc_id")]
+            document_id: Option<serde_json::Value>,
+        }
+        let named: Named = serde_json::from_slice(body)
+            .map_err(|e| format!("the body is not a GraphQL request: {e}"))?;
+        if let Some(id) = named.document_id {
+            let id = serde_json::from_value(id)
+                .map_err(|_| "`documentId` must be a string".to_owned())?;
+            request
+                .extensions
+                .insert(DOCUMENT_ID.to_owned(), async_graphql::Value::String(id));
+        }
     }
     Ok(request)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// GET runs queries given as `?query=`; without one it serves the playground.
@@ -154,7 +174,10 @@ pub async fn get(
 ) -> Response {
     let query = uri.query().unwrap_or_default();
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    if !params.iter().any(|(k, _)| k == "query") {
+    // A persisted query comes as `?extensions=` (Apollo's GET for hashed queries) or
+    // `?documentId=`, without a `query`.
+    let names_operation = |k: &str| matches!(k, "query" | "extensions" | "documentId");
+    if !params.iter().any(|(k, _)| names_operation(k)) {
         return super::assets::playground();
     }
     let media = match admitted(&state, &headers, &caller) {
@@ -167,13 +190,19 @@ pub async fn get(
             return refuse(
                 media,
                 StatusCode::BAD_REQUEST,
-                Code::BadUserInput,
+                Code::BadRequest,
                 format!("the query string is not a GraphQL request: {e}"),
             )
         }
     };
     if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
         wide::mark(&mut request, variables.as_bytes(), "");
+    }
+    if let Some((_, id)) = params.iter().find(|(k, _)| k == "documentId") {
+        request.extensions.insert(
+            DOCUMENT_ID.to_owned(),
+            async_graphql::Value::String(id.clone()),
+        );
     }
     // GraphQL over HTTP names it `operationName`; async-graphql's GET parser reads
     // `operation_name`.

@@ -69,8 +69,11 @@ impl AppState {
             limits: limits.clone(),
             answers: Default::default(),
         });
+        let documents =
+            crate::door::Documents::new(config.persisted_queries_bytes, &config.trusted_documents)?;
         let door = Door::new(
             schema,
+            documents,
             tokens,
             limits,
             (config.request_timeout > 0).then(|| Duration::from_secs(config.request_timeout)),

@@ -62,7 +62,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     };
     let mut response = refuse_json(
         StatusCode::METHOD_NOT_ALLOWED,
-        Code::BadUserInput,
+        Code::BadRequest,
         format!("{method} is not served here: POST an operation, or GET the playground"),
     );
     response

@@ -57,12 +57,12 @@ pub async fn upgrade(
 ) -> Response {
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(e) => return refuse(e.status(), Code::BadUserInput, e.body_text()),
+        Err(e) => return refuse(e.status(), Code::BadRequest, e.body_text()),
     };
     if !offers_protocol(&headers) {
         return refuse(
             StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
+            Code::BadRequest,
             "offer the graphql-transport-ws subprotocol in Sec-WebSocket-Protocol (the legacy graphql-ws protocol of subscriptions-transport-ws is not spoken)",
         );
     }

@@ -41,9 +41,9 @@ def test_a_refused_text_is_refused_again(start):
     srv = start("sqlite")
     for _ in range(3):
         body = run(srv, "query { buildset(bsid: 1) { bsid ")
-        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED", body
         body = run(srv, "query { buildset(bsid: 1) { nosuchfield } }")
-        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
     # The same text refused for its operation name only is run once that is right.
     assert "errors" in run(srv, TWO_OPS, "Nope", {"b": 1})
     assert run(srv, TWO_OPS, "Ids", {"b": 1}) == {"data": {"buildset": None}}
@@ -71,4 +71,4 @@ def test_a_mutation_text_seen_over_post_is_still_refused_over_get(start):
     assert "errors" not in run(srv, m)
     r = srv.http.get("/graphql", params={"query": m})
     assert r.status_code == 405, r.text
-    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

@@ -56,7 +56,7 @@ def test_a_non_null_field_nulls_its_nullable_parent_on_both_paths(start):
             {"branch": "b1", "patch": None}]}}, body
         (error,) = body["errors"]
         assert error["path"] == ["buildset", "sourcestamps", 0, "patch", "body"]
-        assert error["extensions"]["code"] == "INTERNAL"
+        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
         answers.append(body["data"])
     assert answers[0] == answers[1]
     # A healthy patch is untouched.

@@ -41,7 +41,7 @@ def test_results_errors_and_events_reach_the_client_as_the_protocol_says(start):
     assert seen["query"]["seen"] == [{"next": {"data": {"__typename": "Query"}}}, {"complete": True}]
     # A request error is `error`: the client hands the GraphQL errors to `error`.
     [invalid] = seen["invalid"]["seen"]
-    assert invalid["error"][0]["extensions"]["code"] == "BAD_USER_INPUT", invalid
+    assert invalid["error"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", invalid
     # A field error is a result (`next`) with data, then `complete`.
     field = seen["field-error"]["seen"]
     assert field[0]["next"]["data"] is None and field[0]["next"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"

@@ -40,12 +40,13 @@ def post(srv, body, accept=SPEC, **headers):
 
 def test_request_errors_are_400_without_data_and_field_errors_200_with_it(start):
     srv = start("sqlite")
-    for query in ["{ builders { ", "{ nope }", "query($n: Int!) { buildset(bsid: $n) { bsid } }"]:
+    for query, code in [("{ builders { ", "GRAPHQL_PARSE_FAILED"), ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+                        ("query($n: Int!) { buildset(bsid: $n) { bsid } }", "BAD_USER_INPUT")]:
         r = post(srv, {"query": query})
         assert r.status_code == 400, (query, r.text)
         assert r.headers["content-type"] == f"{SPEC}; charset=utf-8"
         body = r.json()
-        assert "data" not in body and body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "data" not in body and body["errors"][0]["extensions"]["code"] == code
         # The legacy media type keeps 200 for a well-formed request, still without data.
         r = post(srv, {"query": query}, accept="application/json")
         assert r.status_code == 200 and "data" not in r.json(), r.text

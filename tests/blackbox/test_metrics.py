@@ -48,7 +48,7 @@ def test_operations_statements_and_pool_are_counted(start, backend):
     assert value(samples, "bsgql_requests_total", **ok) == 4
     assert value(samples, "bsgql_request_duration_seconds_count", **ok) == 4
     assert value(samples, "bsgql_request_duration_seconds_sum", **ok) > 0
-    assert value(samples, "bsgql_requests_total", operation="-", transport="post", outcome="BAD_USER_INPUT") == 1
+    assert value(samples, "bsgql_requests_total", operation="-", transport="post", outcome="GRAPHQL_VALIDATION_FAILED") == 1
     # One statement per relation level, whatever the page size: a page of 1 costs what
     # a page of 3 does.
     assert value(samples, "bsgql_statements_per_request_count", operation="Page") == 4

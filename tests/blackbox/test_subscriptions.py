@@ -543,7 +543,7 @@ def test_subscriptions_over_http_are_refused_with_a_code(start):
     r = srv.post_raw("subscription { buildsetAdded { bsid } }")
     assert r.status_code == 400
     body = r.json()
-    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     assert "/graphql/ws" in body["errors"][0]["message"]
 
 
@@ -638,8 +638,8 @@ def test_a_subscription_has_one_root_field_and_limits_are_named(start):
             assert [m["type"] for m in inbox.by_id[op]] == ["error"], inbox.by_id[op]
         [msg] = inbox.by_id["typename"]
         assert len(msg["payload"]) == 1, msg
-        assert errs["typename"]["extensions"]["code"] == "BAD_USER_INPUT"
-        assert errs["two"]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert errs["typename"]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert errs["two"]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
         assert "exactly one root field" in errs["two"]["message"]
         deep = errs["deep"]
         assert deep["extensions"]["code"] == "QUERY_TOO_COMPLEX"

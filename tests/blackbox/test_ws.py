@@ -77,7 +77,7 @@ def test_socket_obeys_the_read_and_write_tokens(start, backend):
         assert msg["payload"]["data"] == {"ensureBuilder": {"name": "ws"}}
         # A request error is `error` (graphql-transport-ws), a field error `next`.
         [msg] = await run(ws, "{ nope }", op_id="2")
-        assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
         [msg] = await run(ws, "mutation { completeBuildset(bsid: 999, results: 0) { bsid } }", op_id="3")
         assert msg["type"] == "next" and msg["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         # Responses in query order over the socket too.
