@@ -9,7 +9,7 @@ use super::reply::refuse_json;
 use crate::error::Code;
 
 // GraphiQL 3.8.3, its explorer plugin 3.2.5 and React 18.3.1, plus this server's own
-// playground.js and favicon.svg; `playground/SHA256SUMS` records them.
+// playground.js, playground.css and favicon.svg; `playground/SHA256SUMS` records them.
 const INDEX_HTML: &str = include_str!("playground/index.html");
 const FAVICON: &[u8] = include_bytes!("playground/favicon.svg");
 const SVG: &str = "image/svg+xml";
@@ -48,6 +48,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "playground.js",
         "text/javascript; charset=utf-8",
         include_bytes!("playground/playground.js"),
+    ),
+    (
+        "playground.css",
+        "text/css; charset=utf-8",
+        include_bytes!("playground/playground.css"),
     ),
     ("favicon.svg", SVG, FAVICON),
 ];
