@@ -248,6 +248,20 @@ def test_playground_token_bar_serves_every_tab_and_the_schema(start, browser):
     assert not foreign and not errors, (foreign, errors)
 
 
+def test_playground_refetch_right_after_typing_carries_the_token(start, browser):
+    """The schema fetched at once after the token is typed (before any debounce)
+    carries it."""
+    srv = start("sqlite", "--read-token", "R")
+    page, foreign, errors = open_playground(browser, srv)
+    page.get_by_role("alert").wait_for(timeout=15_000)
+    page.locator("#bsgql-token").type("R")
+    with page.expect_request(lambda r: "IntrospectionQuery" in (r.post_data or "")) as sent:
+        page.get_by_role("button", name="Re-fetch GraphQL schema").click()
+    assert sent.value.headers.get("authorization") == "Bearer R", sent.value.headers
+    page.get_by_role("alert").wait_for(state="detached", timeout=15_000)
+    assert not foreign and not errors, (foreign, errors)
+
+
 def test_playground_keeps_the_token_in_the_browser(start, browser):
     srv = start("sqlite", "--read-token", "R")
     page, foreign, errors = open_playground(browser, srv)
