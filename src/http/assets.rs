@@ -1,4 +1,5 @@
-//! The playground: GraphiQL, pinned and embedded, so that it works with no network.
+//! The playground: GraphiQL, pinned and embedded, so that it works with no network,
+//! and the favicon.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -7,8 +8,11 @@ use axum::response::{IntoResponse, Response};
 use super::reply::refuse_json;
 use crate::error::Code;
 
-// GraphiQL 3.8.3 and React 18.3.1; `playground/SHA256SUMS` records the files.
+// GraphiQL 3.8.3, its explorer plugin 3.2.5 and React 18.3.1, plus this server's own
+// playground.js, playground.css and favicon.svg; `playground/SHA256SUMS` records them.
 const INDEX_HTML: &str = include_str!("playground/index.html");
+const FAVICON: &[u8] = include_bytes!("playground/favicon.svg");
+const SVG: &str = "image/svg+xml";
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "graphiql.min.js",
@@ -31,10 +35,26 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("playground/react-dom.production.min.js"),
     ),
     (
+        "graphiql-plugin-explorer.umd.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("playground/graphiql-plugin-explorer.umd.js"),
+    ),
+    (
+        "graphiql-plugin-explorer.css",
+        "text/css; charset=utf-8",
+        include_bytes!("playground/graphiql-plugin-explorer.css"),
+    ),
+    (
         "playground.js",
         "text/javascript; charset=utf-8",
         include_bytes!("playground/playground.js"),
     ),
+    (
+        "playground.css",
+        "text/css; charset=utf-8",
+        include_bytes!("playground/playground.css"),
+    ),
+    ("favicon.svg", SVG, FAVICON),
 ];
 
 /// Nothing of the page may come from another host.
@@ -50,6 +70,20 @@ pub fn playground() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         INDEX_HTML,
+    )
+        .into_response()
+}
+
+/// `/favicon.ico`, asked for by browsers on any page of this server: the same SVG as
+/// `/graphql/assets/favicon.svg` (browsers take an SVG under that name).
+pub async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, SVG),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        FAVICON,
     )
         .into_response()
 }

@@ -108,7 +108,8 @@ impl AppState {
 }
 
 /// The routes: `/graphql` (POST, GET with `?query=`, or the playground),
-/// `/graphql/ws`, `/graphql/assets/*`, `/healthz`, `/readyz`, `/metrics`.
+/// `/graphql/ws`, `/graphql/assets/*`, `/favicon.ico`, `/healthz`, `/readyz`,
+/// `/metrics`.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.origins);
     let hosts = state.allowed_hosts.clone();
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
             get(crate::ws::upgrade).fallback(ops::method_not_allowed),
         )
         .route("/graphql/assets/{file}", get(assets::asset))
+        .route("/favicon.ico", get(assets::favicon))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
