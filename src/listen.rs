@@ -58,8 +58,12 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
             )
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(?mode, "database ready");
-    println!("buildsets-graphql: playground at http://{addr}/graphql ({mode:?} database)");
+    crate::metrics::build_info(state.store.backend_name());
+    tracing::info!(
+        address = %addr,
+        ?mode,
+        "listening: the playground is at http://{addr}/graphql ({mode:?} database)"
+    );
     accept_loop(listener, router(state.clone()), &config, &state).await;
     let deadline = Duration::from_secs(config.shutdown_timeout);
     if !state.sockets_closed(deadline).await {

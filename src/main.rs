@@ -74,8 +74,17 @@ async fn run() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.config.log_format {
         LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        // One object a line with `timestamp`, `level`, `message` and every field
+        // (`request_id`, `operation`, `transport`, `status`, `code`, `duration_ms`) at
+        // the top, where log shippers look for them.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
     }
+    let log_format = cli.config.log_format;
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
             print!("{}", graphql::sdl());
@@ -83,13 +92,17 @@ async fn run() -> ExitCode {
         }
         Command::Migrate => listen::open_store(&cli.config)
             .await
-            .map(|store| println!("database ready ({:?})", store.mode())),
+            .map(|store| tracing::info!(mode = ?store.mode(), "database ready")),
         Command::Serve => listen::serve(cli.config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("buildsets-graphql: {e}");
+            match log_format {
+                // For a person at a terminal: the sentence alone.
+                LogFormat::Text => eprintln!("buildsets-graphql: {e}"),
+                LogFormat::Json => tracing::error!("{e}"),
+            }
             ExitCode::FAILURE
         }
     }

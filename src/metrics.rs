@@ -12,6 +12,16 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS: &str = "bsgql_requests_total";
 pub const DURATION: &str = "bsgql_request_duration_seconds";
 pub const STATEMENTS: &str = "bsgql_statements_per_request";
+pub const SUBSCRIPTIONS_STARTED: &str = "bsgql_subscriptions_started_total";
+pub const SUBSCRIPTION_EVENTS: &str = "bsgql_subscription_events_total";
+pub const BUILD_INFO: &str = "bsgql_build_info";
+
+/// The process's own figures (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, `process_start_time_seconds`, …), as Prometheus' clients name them.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
 
 /// The process's recorder: one per process (every router of a test binary shares it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -63,6 +73,40 @@ fn describe() {
     );
     describe_gauge!("bsgql_websocket_connections", "WebSocket connections open");
     describe_gauge!("bsgql_subscriptions", "Subscriptions open");
+    describe_counter!(
+        SUBSCRIPTIONS_STARTED,
+        "Subscriptions the door let through (a refused one counts in bsgql_requests_total, with its code)"
+    );
+    describe_counter!(SUBSCRIPTION_EVENTS, "Subscription events answered");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1: this build's version and the database backend it serves"
+    );
+    describe_counter!(
+        "bsgql_subscription_answers_total",
+        "Subscription events answered, by how: computed, or shared with the subscriptions of the same selection"
+    );
+    describe_counter!(
+        "bsgql_db_connections_discarded_total",
+        "Database connections closed on release because their transaction state was in doubt"
+    );
+    process().describe();
+}
+
+/// The version and the backend, as a gauge's labels (set once the store is open).
+pub fn build_info(backend: &str) {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "backend" => backend.to_owned())
+        .set(1.0);
+}
+
+/// A subscription the door let through.
+pub fn subscription_started() {
+    metrics::counter!(SUBSCRIPTIONS_STARTED).increment(1);
+}
+
+/// One event answered for a subscription.
+pub fn subscription_event() {
+    metrics::counter!(SUBSCRIPTION_EVENTS).increment(1);
 }
 
 /// Operation names are the client's to choose: the label keeps the first 100
@@ -131,6 +175,7 @@ pub fn render(gauges: &Gauges) -> String {
     metrics::gauge!("bsgql_db_pool_max_connections").set(gauges.pool_max as f64);
     metrics::gauge!("bsgql_websocket_connections").set(gauges.websockets as f64);
     metrics::gauge!("bsgql_subscriptions").set(gauges.subscriptions as f64);
+    process().collect();
     h.run_upkeep();
     h.render()
 }

@@ -16,6 +16,17 @@ pub enum Transport {
     WebSocket,
 }
 
+impl Transport {
+    /// Its one spelling, in log lines and metric labels alike.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Post => "post",
+            Transport::Get => "get",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
 /// The bearer token an operation came with (the `Authorization` header, or the
 /// WebSocket's `connection_init` payload).
 #[derive(Clone, Debug, Default)]
@@ -123,7 +134,7 @@ pub(super) fn log_line(
     statements: Option<u64>,
 ) {
     let took = started.elapsed();
-    let outcome = answer
+    let code = answer
         .response
         .errors
         .first()
@@ -138,22 +149,17 @@ pub(super) fn log_line(
             tracing::$level!(
                 request_id = %request_id.0,
                 operation = operation.unwrap_or("-"),
-                ?transport,
+                transport = transport.label(),
                 status = answer.status.label(),
-                outcome,
+                code = code.as_str(),
                 duration_ms = took.as_secs_f64() * 1000.0,
                 statements,
                 "request"
             )
         };
     }
-    let transport_label = match transport {
-        Transport::Post => "post",
-        Transport::Get => "get",
-        Transport::WebSocket => "websocket",
-    };
-    crate::metrics::record_request(operation, transport_label, &outcome, took, statements);
-    if outcome == "OK" {
+    crate::metrics::record_request(operation, transport.label(), &code, took, statements);
+    if code == "OK" {
         line!(debug);
     } else {
         line!(info);

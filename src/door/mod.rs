@@ -89,6 +89,19 @@ impl Door {
         self.0.keys.admit(caller)
     }
 
+    /// A request refused before it reached [`Door::run`] (its token, its media type,
+    /// its body): logged and counted as every answered operation is.
+    pub fn refused(
+        &self,
+        answer: Answer,
+        transport: Transport,
+        request_id: &RequestId,
+        started: Instant,
+    ) -> Answer {
+        log_line(request_id, None, transport, &answer, started, None);
+        answer
+    }
+
     /// Runs one operation through every rule; `request_id` names it in the log
     /// and in INTERNAL errors.
     pub async fn run(
@@ -196,6 +209,7 @@ impl Door {
     ) -> BoxStream<'static, Answer> {
         let shape = op.shape;
         let cost = SubscriptionCost(shape.checked.weight);
+        crate::metrics::subscription_started();
         let responses = self.0.schema.execute_stream_with_session_data(
             op.request
                 .data(request_id)
@@ -216,6 +230,9 @@ impl Door {
                         status: Status::of(&response),
                         response,
                     };
+                    if answer.response.is_ok() {
+                        crate::metrics::subscription_event();
+                    }
                     if let Some(l) = logged.filter(|_| answer.response.is_err()) {
                         let how = Transport::WebSocket;
                         log_line(

@@ -2,6 +2,7 @@
 //! the playground on a plain GET.
 
 use std::convert::Infallible;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,9 +11,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 
-use super::reply::{refuse, reply, Media, REQUEST_ID};
+use super::reply::{reply, Media, REQUEST_ID};
 use super::AppState;
-use crate::door::{wide, Transport, DOCUMENT_ID};
+use crate::door::{wide, Refusal, Transport, DOCUMENT_ID};
 use crate::error::{Code, RequestId};
 
 pub use crate::door::Caller;
@@ -58,27 +59,49 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The media type to answer in, once the caller may run anything at all: the token
-/// rule answers before anything about the request itself (401 before 415).
-// The refusal is the response itself, built once and moved once; boxing it buys nothing.
-#[allow(clippy::result_large_err)]
-fn admitted(state: &AppState, headers: &HeaderMap, caller: &Caller) -> Result<Media, Response> {
-    let media = Media::negotiate(headers).ok_or_else(not_acceptable)?;
-    state
-        .door
-        .admit(caller)
-        .map_err(|refusal| reply(refusal.answer(), media))?;
-    Ok(media)
+/// One request on its way to the door: every refusal before it is logged and
+/// counted as the door's own answers are (one line, one `bsgql_requests_total`).
+struct Arrival<'a> {
+    state: &'a AppState,
+    request_id: &'a RequestId,
+    transport: Transport,
+    started: Instant,
 }
 
-/// The 406 for a client that accepts neither media type spoken.
-fn not_acceptable() -> Response {
-    refuse(
-        Media::Json,
-        StatusCode::NOT_ACCEPTABLE,
-        Code::BadRequest,
-        "this server answers in application/graphql-response+json or application/json: accept one of them",
-    )
+impl Arrival<'_> {
+    fn refuse(
+        &self,
+        media: Media,
+        status: StatusCode,
+        code: Code,
+        message: impl Into<String>,
+    ) -> Response {
+        let answer = Refusal::new(status, code, message).answer();
+        let answer = self
+            .state
+            .door
+            .refused(answer, self.transport, self.request_id, self.started);
+        reply(answer, media)
+    }
+
+    /// The media type to answer in, once the caller may run anything at all: the
+    /// token rule answers before anything about the request itself (401 before 415).
+    // The refusal is the response itself, built once and moved once; boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
+    fn admitted(&self, headers: &HeaderMap, caller: &Caller) -> Result<Media, Response> {
+        let Some(media) = Media::negotiate(headers) else {
+            return Err(self.refuse(
+                Media::Json,
+                StatusCode::NOT_ACCEPTABLE,
+                Code::BadRequest,
+                "this server answers in application/graphql-response+json or application/json: accept one of them",
+            ));
+        };
+        match self.state.door.admit(caller) {
+            Ok(()) => Ok(media),
+            Err(refusal) => Err(self.refuse(media, refusal.status, refusal.code, refusal.message)),
+        }
+    }
 }
 
 pub async fn post(
@@ -88,12 +111,18 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let media = match admitted(&state, &headers, &caller) {
+    let arrival = Arrival {
+        state: &state,
+        request_id: &request_id,
+        transport: Transport::Post,
+        started: Instant::now(),
+    };
+    let media = match arrival.admitted(&headers, &caller) {
         Ok(m) => m,
         Err(refusal) => return refusal,
     };
     if !is_json(&headers) {
-        return refuse(
+        return arrival.refuse(
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::BadRequest,
@@ -103,7 +132,7 @@ pub async fn post(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(
+            return arrival.refuse(
                 media,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Code::BadRequest,
@@ -113,11 +142,13 @@ pub async fn post(
                 ),
             )
         }
-        Err(e) => return refuse(media, e.status(), Code::BadRequest, e.body_text()),
+        Err(e) => return arrival.refuse(media, e.status(), Code::BadRequest, e.body_text()),
     };
     let mut request = match parse_body(&body) {
         Ok(r) => r,
-        Err(message) => return refuse(media, StatusCode::BAD_REQUEST, Code::BadRequest, message),
+        Err(message) => {
+            return arrival.refuse(media, StatusCode::BAD_REQUEST, Code::BadRequest, message)
+        }
     };
     wide::mark(&mut request, &body, "variables");
     reply(
@@ -180,14 +211,20 @@ pub async fn get(
     if !params.iter().any(|(k, _)| names_operation(k)) {
         return super::assets::playground();
     }
-    let media = match admitted(&state, &headers, &caller) {
+    let arrival = Arrival {
+        state: &state,
+        request_id: &request_id,
+        transport: Transport::Get,
+        started: Instant::now(),
+    };
+    let media = match arrival.admitted(&headers, &caller) {
         Ok(m) => m,
         Err(refusal) => return refusal,
     };
     let mut request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(e) => {
-            return refuse(
+            return arrival.refuse(
                 media,
                 StatusCode::BAD_REQUEST,
                 Code::BadRequest,

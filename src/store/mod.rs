@@ -197,6 +197,15 @@ impl Store {
         }
     }
 
+    /// `sqlite`, `postgres` or `mysql`, for the build-info metric.
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => "sqlite",
+            sea_orm::DatabaseBackend::Postgres => "postgres",
+            _ => "mysql",
+        }
+    }
+
     pub fn mode(&self) -> SchemaMode {
         self.mode
     }

@@ -155,6 +155,12 @@ impl Session {
         }
         let caller = init_caller(payload);
         if let Err(refusal) = self.door.admit(&caller) {
+            self.door.refused(
+                refusal.clone().answer(),
+                crate::door::Transport::WebSocket,
+                &crate::error::RequestId::new(),
+                std::time::Instant::now(),
+            );
             let code = if refusal.status == axum::http::StatusCode::FORBIDDEN {
                 CloseCode::Forbidden
             } else {

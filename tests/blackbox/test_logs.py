@@ -25,9 +25,53 @@ def test_log_lines(start, fmt):
     assert len(lines) == 1, log
     if fmt == "json":
         entry = json.loads(lines[0])
-        fields = entry["fields"]
-        assert fields["message"] == "request" and fields["outcome"] == "BAD_USER_INPUT"
-        assert fields["request_id"] and fields["duration_ms"] >= 0 and fields["transport"] == "Post"
-        for l in log.splitlines():
-            if l.startswith("{"):
-                json.loads(l)
+        # What log shippers read, at the top of each object.
+        assert entry["message"] == "request" and entry["code"] == "BAD_USER_INPUT", entry
+        assert entry["level"] == "INFO" and entry["timestamp"].endswith("Z"), entry
+        assert entry["request_id"] and entry["duration_ms"] >= 0 and entry["transport"] == "post", entry
+        assert entry["status"] and entry["operation"] == "-", entry
+        # Every line is JSON, the start-up banner too.
+        every = [json.loads(l) for l in log.splitlines() if l.strip()]
+        assert any(e["message"].startswith("listening: the playground is at http://127.0.0.1:")
+                   for e in every), log
+    else:
+        assert 'transport="post"' in lines[0], lines[0]
+
+
+def test_refusals_are_logged_and_counted_whatever_refused_them(start):
+    """Read-token refusals (HTTP and the WebSocket's connection_init), media types and
+    bodies: each one line and one count, with the transport spelled as in metrics."""
+    import asyncio
+    import websockets
+
+    srv = start("sqlite", "--log-format", "json", "--read-token", "R")
+    assert srv.http.post("/graphql", json={"query": "{ __typename }"}).status_code == 401
+    assert srv.http.get("/graphql", params={"query": "{ __typename }"},
+                        headers={"authorization": "Bearer nope"}).status_code == 403
+    assert srv.http.post("/graphql", content="{}", headers={"authorization": "Bearer R",
+                                                           "content-type": "text/plain"}).status_code == 415
+
+    async def ws_refused():
+        ws = await websockets.connect(srv.base.replace("http", "ws") + "/graphql/ws",
+                                      subprotocols=["graphql-transport-ws"])
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code
+
+    assert asyncio.run(ws_refused()) == 4401
+    import time
+    deadline = time.time() + 5
+    while True:
+        entries = [json.loads(l) for l in srv.output().splitlines() if l.strip()]
+        seen = [(e.get("transport"), e.get("code")) for e in entries if e.get("message") == "request"]
+        if len(seen) >= 4 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert seen == [("post", "UNAUTHENTICATED"), ("get", "FORBIDDEN"), ("post", "BAD_REQUEST"),
+                    ("websocket", "UNAUTHENTICATED")], seen
+    r = srv.http.get("/metrics", headers={"authorization": "Bearer R"})
+    for transport, code in seen:
+        assert f'bsgql_requests_total{{operation="-",transport="{transport}",outcome="{code}"}} 1' in r.text, r.text

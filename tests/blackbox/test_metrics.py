@@ -208,3 +208,58 @@ def test_the_server_takes_no_transparent_huge_pages(start):
     rollup = open(f"/proc/{srv.proc.pid}/smaps_rollup").read()
     huge = re.search(r"^AnonHugePages:\s+(\d+) kB$", rollup, re.M)
     assert huge and huge.group(1) == "0", rollup
+
+
+def test_the_exposition_is_read_by_prometheus_own_parsers(start):
+    """prometheus_client's parser, and promtool's lint where Prometheus is installed
+    (.ci/run installs Debian's prometheus for it): the process, build-info and
+    subscription metrics are there, each family typed once."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = start("postgres" if os.environ.get("TEST_POSTGRES_URL") else "sqlite", "--poll-interval-ms", "50")
+
+    async def two_events():
+        ws = await init(await connect(srv))
+        await subscribe(ws, "1", "subscription { buildsetAdded { bsid } }")
+        await asyncio.sleep(0.3)
+        add_buildset(srv)
+        add_buildset(srv)
+        got = 0
+        while got < 2:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            got += msg["type"] == "next"
+        await ws.close()
+
+    asyncio.run(two_events())
+    srv.post("{ nope }")
+    _, text = scrape(srv)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    def sample(name, **labels):
+        return [s for f in families.values() for s in f.samples
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    # The process, as every Prometheus client library names it.
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "process_start_time_seconds"):
+        assert sample(name), name
+    [rss] = sample("process_resident_memory_bytes")
+    assert 1 << 20 < rss.value < 1 << 32, rss
+    [info] = sample("bsgql_build_info")
+    assert info.value == 1 and info.labels["version"] and info.labels["backend"] == srv.backend, info
+    [started] = sample("bsgql_subscriptions_started_total")
+    [events] = sample("bsgql_subscription_events_total")
+    assert started.value == 1 and events.value == 2, (started, events)
+    assert families["bsgql_subscriptions_started"].type == "counter"
+    [refused] = sample("bsgql_requests_total", outcome="GRAPHQL_VALIDATION_FAILED")
+    assert refused.value == 1
+    promtool = shutil.which("promtool")
+    if not promtool:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus for it")
+        pytest.skip("promtool is not installed (Debian's prometheus package); prometheus_client parsed it above")
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
