@@ -6,6 +6,7 @@ mod answer;
 mod cache;
 mod check;
 mod expansion;
+mod introspection;
 mod limits;
 pub mod nesting;
 mod nulls;
@@ -323,6 +324,11 @@ impl Door {
         if shape.checked.kept {
             typename::strip(&mut response.data);
         }
+        introspection::correct(
+            &mut response.data,
+            &shape.checked.doc,
+            shape.operation.as_deref(),
+        );
         in_query_order(
             &mut response.data,
             &shape.checked.doc,

@@ -85,7 +85,33 @@ pub fn build_schema(data: AppData) -> ApiSchema {
         .finish()
 }
 
-/// The SDL of the schema (independent of any database).
+/// The schema's own description: the `schema` definition of `schema.graphql` carries it, and
+/// `__schema { description }` answers it.
+pub const SCHEMA_DESCRIPTION: &str = "\
+buildsets-graphql: Buildbot's buildsets (the build requests a scheduler submits together), \
+read, submitted, completed and watched live, on Buildbot's own database schema.
+
+Every error carries `extensions.code`:
+- BAD_REQUEST: not a GraphQL request (method, media type, body, a malformed persistedQuery).
+- GRAPHQL_PARSE_FAILED: the document is not GraphQL syntax.
+- GRAPHQL_VALIDATION_FAILED: the document does not fit this schema (a wrong literal included).
+- OPERATION_RESOLUTION_FAILURE: operationName names no operation of the document.
+- BAD_USER_INPUT: an argument's or a variable's value is wrong; `extensions.field` names it.
+- PERSISTED_QUERY_NOT_FOUND: a persisted query's hash, or a trusted document's id, not known.
+- PERSISTED_QUERY_NOT_SUPPORTED: persisted queries are turned off.
+- PERSISTED_QUERY_NOT_IN_LIST: the server runs only its trusted documents, and not this one.
+- UNAUTHENTICATED: a token is needed. FORBIDDEN: the token cannot do this.
+- QUERY_TOO_COMPLEX: a limit (`extensions.limit`, `extensions.found`).
+- NOT_FOUND, ALREADY_COMPLETE, BUILD_REQUESTS_UNFINISHED: the mutation's target.
+- UNAVAILABLE: the database or the server cannot take it now; try again.
+- INTERNAL_SERVER_ERROR: the server's fault; `extensions.requestId` names it in the log.";
+
+/// The SDL of the schema (independent of any database), with its description.
 pub fn sdl() -> String {
-    schema_builder().finish().sdl()
+    let sdl = schema_builder().finish().sdl();
+    let description = format!("\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{");
+    match sdl.rfind("\nschema {") {
+        Some(at) => format!("{}\n{}{}", &sdl[..at], description, &sdl[at + "\nschema {".len()..]),
+        None => sdl,
+    }
 }

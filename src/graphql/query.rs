@@ -96,6 +96,18 @@ impl QueryRoot {
                 .gql(ctx)?
                 .pop()
                 .map(Node::Builder),
+            NodeKind::Build => store
+                .builds_by_ids(&[n], operation(ctx))
+                .await
+                .gql(ctx)?
+                .pop()
+                .map(Node::Build),
+            NodeKind::Patch => store
+                .patches_by_ids(&[n], operation(ctx))
+                .await
+                .gql(ctx)?
+                .pop()
+                .map(Node::Patch),
         })
     }
 

@@ -53,6 +53,8 @@ pub enum NodeKind {
     SourceStamp,
     BuildRequest,
     Builder,
+    Build,
+    Patch,
 }
 
 impl NodeKind {
@@ -62,6 +64,8 @@ impl NodeKind {
             NodeKind::SourceStamp => "SourceStamp",
             NodeKind::BuildRequest => "BuildRequest",
             NodeKind::Builder => "Builder",
+            NodeKind::Build => "Build",
+            NodeKind::Patch => "Patch",
         }
     }
 }
@@ -83,6 +87,8 @@ pub fn parse_global_id(id: &str) -> Option<(NodeKind, i32)> {
         NodeKind::SourceStamp,
         NodeKind::BuildRequest,
         NodeKind::Builder,
+        NodeKind::Build,
+        NodeKind::Patch,
     ]
     .into_iter()
     .find(|k| k.name() == kind)?;
@@ -97,6 +103,8 @@ pub enum Node {
     SourceStamp(StampView),
     BuildRequest(RequestView),
     Builder(BuilderRow),
+    Build(BuildRow),
+    Patch(PatchRow),
 }
 
 output_type! {
@@ -228,6 +236,8 @@ output_type! {
     /// A patch applied on top of a sourcestamp's revision.
     impl PatchRow;
     scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |p| global_id(NodeKind::Patch, p.patchid);
         /// Buildbot's patch id.
         "patchid" patchid: i32 = |p| p.patchid;
         /// The strip level (`patch -p<level>`).
@@ -330,6 +340,8 @@ output_type! {
     /// A build Buildbot ran for a build request (its `builds` table).
     impl BuildRow;
     scalars {
+        /// Globally unique opaque id.
+        "id" id: ID = |b| global_id(NodeKind::Build, b.buildid);
         /// Buildbot's build id.
         "buildid" buildid: i32 = |b| b.buildid;
         /// The build's number on its builder.

@@ -436,6 +436,18 @@ impl Store {
         read::builders_by_ids(&self.counted(op), ids).await
     }
 
+    /// Builds by id: none in standalone mode, which has no `builds` table.
+    pub async fn builds_by_ids(&self, ids: &[i32], op: &tag::Operation) -> StoreResult<Vec<BuildRow>> {
+        if self.mode() != SchemaMode::Attached {
+            return Ok(Vec::new());
+        }
+        read::builds_by_ids(&self.counted(op), ids).await
+    }
+
+    pub async fn patches_by_ids(&self, ids: &[i32], op: &tag::Operation) -> StoreResult<Vec<PatchRow>> {
+        read::patches_by_ids(&self.counted(op), ids).await
+    }
+
     pub async fn all_builders(&self, op: &tag::Operation) -> StoreResult<Vec<BuilderRow>> {
         read::all_builders(&self.counted(op)).await
     }

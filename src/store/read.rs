@@ -324,6 +324,13 @@ pub async fn all_builders(db: &impl ConnectionTrait) -> StoreResult<Vec<BuilderR
     ))
 }
 
+/// Builds by id (Buildbot's `builds`; attached mode only).
+pub async fn builds_by_ids(db: &impl ConnectionTrait, ids: &[i32]) -> StoreResult<Vec<BuildRow>> {
+    Ok(rows::all(
+        where_in::<builds::Entity>(db, builds::Column::Id, ids).await?,
+    ))
+}
+
 /// The builds of build requests, by id (Buildbot's `builds`; attached mode only).
 pub async fn builds_of_requests(
     db: &impl ConnectionTrait,

@@ -10,7 +10,7 @@ import pytest
 BUILDSET = ("id bsid externalIdstring reason submittedAt complete completeAt results "
             "parentBuildid parentRelationship rebuiltBuildid sourcestampIds")
 STAMP = "id ssid branch revision repository codebase project createdAt"
-PATCH = "patchid level body author comment subdir"
+PATCH = "id patchid level body author comment subdir"
 PROPERTY = "name value source"
 REQUEST = "id buildrequestid bsid builderid priority complete results submittedAt completeAt waitedFor builds { buildid }"
 BUILDER = "id builderid name description"

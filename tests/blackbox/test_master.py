@@ -209,11 +209,16 @@ def test_a_live_master_builds_what_is_submitted_here(cluster, start):
     assert completed.get("payload", {}).get("data") == {
         "buildsetCompleted": {"bsid": bsid, "complete": True, "results": 0}}, completed
     view = srv.ok("""query($b: Int!) { buildset(bsid: $b) { complete results
-        buildrequests { complete results builds { number results stateString } } } }""", {"b": bsid})["buildset"]
+        buildrequests { complete results builds { id buildid number results stateString } } } }""", {"b": bsid})["buildset"]
     assert view["complete"] is True and view["results"] == 0
     [req] = view["buildrequests"]
     assert req["complete"] is True and req["results"] == 0
     assert [b["results"] for b in req["builds"]] == [0]
+    # The master's build is a Relay node: its id finds it again.
+    [build] = req["builds"]
+    node = srv.ok("query($id: ID!) { node(id: $id) { __typename ... on Build { buildid number results } } }",
+                  {"id": build["id"]})["node"]
+    assert node == {"__typename": "Build", "buildid": build["buildid"], "number": build["number"], "results": 0}
     assert "building main for first-mark" in cluster.log_text(buildid)
     # The build carries the scheduler's name, as if a Buildbot scheduler had started it.
     [(value, source)] = cluster.sql(
