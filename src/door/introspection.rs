@@ -48,9 +48,9 @@ fn is_unused(ty: &Value, name_keys: &[&str]) -> bool {
     let Value::Object(ty) = ty else {
         return false;
     };
-    name_keys.iter().any(|k| {
-        matches!(ty.get(*k), Some(Value::String(name)) if UNUSED.contains(&name.as_str()))
-    })
+    name_keys
+        .iter()
+        .any(|k| matches!(ty.get(*k), Some(Value::String(name)) if UNUSED.contains(&name.as_str())))
 }
 
 /// The response key of a field.

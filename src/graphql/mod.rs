@@ -111,7 +111,12 @@ pub fn sdl() -> String {
     let sdl = schema_builder().finish().sdl();
     let description = format!("\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{");
     match sdl.rfind("\nschema {") {
-        Some(at) => format!("{}\n{}{}", &sdl[..at], description, &sdl[at + "\nschema {".len()..]),
+        Some(at) => format!(
+            "{}\n{}{}",
+            &sdl[..at],
+            description,
+            &sdl[at + "\nschema {".len()..]
+        ),
         None => sdl,
     }
 }

@@ -437,14 +437,22 @@ impl Store {
     }
 
     /// Builds by id: none in standalone mode, which has no `builds` table.
-    pub async fn builds_by_ids(&self, ids: &[i32], op: &tag::Operation) -> StoreResult<Vec<BuildRow>> {
+    pub async fn builds_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<BuildRow>> {
         if self.mode() != SchemaMode::Attached {
             return Ok(Vec::new());
         }
         read::builds_by_ids(&self.counted(op), ids).await
     }
 
-    pub async fn patches_by_ids(&self, ids: &[i32], op: &tag::Operation) -> StoreResult<Vec<PatchRow>> {
+    pub async fn patches_by_ids(
+        &self,
+        ids: &[i32],
+        op: &tag::Operation,
+    ) -> StoreResult<Vec<PatchRow>> {
         read::patches_by_ids(&self.counted(op), ids).await
     }
 

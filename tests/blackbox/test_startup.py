@@ -30,6 +30,17 @@ def test_sqlite_file_missing_says_how_to_create_it():
     assert f"at {folder}/nowhere/abs.db:" in text and f"there is no folder {folder}/nowhere" in text, text
 
 
+def test_with_json_logs_a_start_up_error_is_a_json_line_too():
+    import json
+    folder = tempfile.mkdtemp()
+    out = subprocess.run([BIN, "--database-url", "sqlite://fresh.db", "--listen", "127.0.0.1:0",
+                          "--log-format", "json"], capture_output=True, text=True, timeout=60, cwd=folder)
+    assert out.returncode != 0
+    lines = [json.loads(l) for l in (out.stdout + out.stderr).splitlines() if l.strip()]
+    [error] = [l for l in lines if l["level"] == "ERROR"]
+    assert "add ?mode=rwc" in error["message"], error
+
+
 def test_postgres_errors_without_the_servers_source_lines():
     text = fails("--database-url", "postgres://nosuchuser@127.0.0.1/x", "--listen", "127.0.0.1:0",
                  "--db-connect-timeout", "5")
