@@ -43,7 +43,7 @@ def test_every_scalar_field_is_in_the_comparison(start):
         assert sorted(scalars(srv, t)) == sorted(listed.split()), t
     request = [f for f in REQUEST.split() if f.isidentifier() and f not in ("builds", "buildid")]
     assert sorted(scalars(srv, "BuildRequest")) == sorted(request)
-    build = "buildid number builderid buildrequestid stateString results startedAt completeAt"
+    build = "id buildid number builderid buildrequestid stateString results startedAt completeAt"
     assert sorted(scalars(srv, "Build")) == sorted(build.split())
 
 
