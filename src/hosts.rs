@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 
 use crate::error::Code;
-use crate::http::reply::refuse_json as refuse;
+use crate::http::reply::refuse_request;
 
 /// The names requests may carry in `Host` (or HTTP/2's `:authority`).
 #[derive(Clone, Debug)]
@@ -113,7 +113,8 @@ pub async fn check_host(
         .nth(1)
         .is_some()
     {
-        return refuse(
+        return refuse_request(
+            (request.method(), request.uri(), request.headers()),
             StatusCode::BAD_REQUEST,
             Code::BadRequest,
             "the request has more than one Host header",
@@ -134,7 +135,8 @@ pub async fn check_host(
         Some(host) => {
             let shown: String = host.chars().take(100).collect();
             tracing::warn!(host = %shown.escape_debug(), path = %request.uri().path(), "refused a request for a host this server was not told about");
-            refuse(
+            refuse_request(
+                (request.method(), request.uri(), request.headers()),
                 StatusCode::FORBIDDEN,
                 Code::Forbidden,
                 format!(

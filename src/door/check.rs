@@ -163,7 +163,7 @@ fn check_operation(
 
 /// A parse error as one sentence with its place: the parser's own text for a
 /// syntax error is a drawing of the line with arrows under it, for terminals.
-fn syntax_error(error: &ParseError, query: &str) -> String {
+pub(super) fn syntax_error(error: &ParseError, query: &str) -> String {
     match error {
         ParseError::Syntax { start, .. } => {
             let line = &query[line_start(query, start.line)..];

@@ -38,6 +38,17 @@ use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
 use crate::graphql::{with_codes, ApiSchema};
 use crate::store::tag::{CancelOnDrop, Operation as Work};
 
+/// Logs and counts a request refused before any door saw it (a layer of the HTTP
+/// side: its Host, its body's coding, size or time).
+pub fn log_refused(
+    answer: &Answer,
+    transport: Transport,
+    request_id: &RequestId,
+    started: Instant,
+) {
+    log_line(request_id, None, transport, answer, started, None);
+}
+
 /// The key of the request extension that carries the path of an integer too wide for
 /// 64 bits, found in the raw text before it was parsed (see [`wide`]).
 pub const WIDE_INTEGER: &str = "buildsetsGraphqlWideInteger";
@@ -99,7 +110,7 @@ impl Door {
         request_id: &RequestId,
         started: Instant,
     ) -> Answer {
-        log_line(request_id, None, transport, &answer, started, None);
+        log_refused(&answer, transport, request_id, started);
         answer
     }
 

@@ -339,8 +339,9 @@ fn read_manifest(path: &Path) -> Result<Vec<(String, String)>, String> {
     for (id, body) in &pairs {
         if let Err(e) = async_graphql::parser::parse_query(body) {
             return Err(format!(
-                "{flag} {}: the document `{id}` is not GraphQL: {e}",
-                path.display()
+                "{flag} {}: the document `{id}` is not GraphQL: {}",
+                path.display(),
+                super::check::syntax_error(&e, body)
             ));
         }
     }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
-use super::reply::refuse_json as refuse;
+use super::reply::refuse_request;
 use crate::error::Code;
 
 /// The request body codings that are decoded; any other is refused (415) rather
@@ -41,7 +41,8 @@ pub async fn known_coding(
     match unknown {
         None => next.run(request).await,
         Some(coding) => {
-            let mut response = refuse(
+            let mut response = refuse_request(
+                (request.method(), request.uri(), request.headers()),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Code::BadRequest,
                 format!(
@@ -57,6 +58,17 @@ pub async fn known_coding(
             response
         }
     }
+}
+
+/// Why a body could not be read, in the decoder's words (a gzip body cut short: "unexpected end of file").
+fn reason(error: &axum::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        text = e.to_string();
+        source = e.source();
+    }
+    text.chars().take(200).collect()
 }
 
 /// Whether reading a body failed at its length limit (http-body-util's
@@ -83,7 +95,8 @@ pub async fn body_deadline(
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body as u64) {
         // Refused before a byte of it is read or waited for.
-        return refuse(
+        return refuse_request(
+            (request.method(), request.uri(), request.headers()),
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
@@ -99,17 +112,20 @@ pub async fn body_deadline(
             ))
             .await
         }
-        Ok(Err(e)) if is_length_limit(&e) => refuse(
+        Ok(Err(e)) if is_length_limit(&e) => refuse_request(
+            (&parts.method, &parts.uri, &parts.headers),
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
         ),
-        Ok(Err(_)) => refuse(
+        Ok(Err(e)) => refuse_request(
+            (&parts.method, &parts.uri, &parts.headers),
             StatusCode::BAD_REQUEST,
             Code::BadRequest,
-            "the request body could not be read",
+            format!("the request body could not be read: {}", reason(&e)),
         ),
-        Err(_) => refuse(
+        Err(_) => refuse_request(
+            (&parts.method, &parts.uri, &parts.headers),
             StatusCode::REQUEST_TIMEOUT,
             Code::BadRequest,
             format!(

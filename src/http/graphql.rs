@@ -206,8 +206,8 @@ pub async fn get(
     let query = uri.query().unwrap_or_default();
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     // A persisted query comes as `?extensions=` (Apollo's GET for hashed queries) or
-    // `?documentId=`, without a `query`.
-    let names_operation = |k: &str| matches!(k, "query" | "extensions" | "documentId");
+    // `?documentId=` (Relay: `?doc_id=`), without a `query`.
+    let names_operation = |k: &str| matches!(k, "query" | "extensions" | "documentId" | "doc_id");
     if !params.iter().any(|(k, _)| names_operation(k)) {
         return super::assets::playground();
     }
@@ -235,7 +235,10 @@ pub async fn get(
     if let Some((_, variables)) = params.iter().find(|(k, _)| k == "variables") {
         wide::mark(&mut request, variables.as_bytes(), "");
     }
-    if let Some((_, id)) = params.iter().find(|(k, _)| k == "documentId") {
+    if let Some((_, id)) = params
+        .iter()
+        .find(|(k, _)| k == "documentId" || k == "doc_id")
+    {
         request.extensions.insert(
             DOCUMENT_ID.to_owned(),
             async_graphql::Value::String(id.clone()),

@@ -71,6 +71,12 @@ impl AppState {
         });
         let documents =
             crate::door::Documents::new(config.persisted_queries_bytes, &config.trusted_documents)?;
+        if let Some(n) = documents.trusted_count() {
+            tracing::info!(
+                documents = n,
+                "trusted documents: only the {n} listed operations run (and introspection)"
+            );
+        }
         let door = Door::new(
             schema,
             documents,

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::door::{Answer, Refusal, Status};
-use crate::error::Code;
+use crate::error::{Code, RequestId};
 
 /// The response header (and accepted request header) that names a request.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -151,6 +151,37 @@ pub fn refuse(
     message: impl Into<String>,
 ) -> Response {
     reply(Refusal::new(status, code, message).answer(), media)
+}
+
+/// A refusal by a layer in front of the routes (the Host check, the body's coding,
+/// size or time): `application/json`, logged and counted as the door's answers are,
+/// under the request's id.
+pub fn refuse_request(
+    parts: (
+        &axum::http::Method,
+        &axum::http::Uri,
+        &axum::http::HeaderMap,
+    ),
+    status: StatusCode,
+    code: Code,
+    message: impl Into<String>,
+) -> Response {
+    use crate::door::Transport;
+    let (method, uri, headers) = parts;
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(RequestId::new, |v| RequestId(v.to_owned()));
+    let transport = if uri.path().ends_with("/ws") {
+        Transport::WebSocket
+    } else if method == axum::http::Method::GET {
+        Transport::Get
+    } else {
+        Transport::Post
+    };
+    let answer = Refusal::new(status, code, message).answer();
+    crate::door::log_refused(&answer, transport, &request_id, std::time::Instant::now());
+    reply(answer, Media::Json)
 }
 
 /// A refusal where no media type was negotiated (outside `/graphql`):

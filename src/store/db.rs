@@ -269,6 +269,16 @@ pub async fn prepare_schema(db: &DatabaseConnection) -> Result<SchemaMode, Prepa
         }
         Ok(SchemaMode::Attached)
     } else {
+        // Said whenever tables are created: a URL meant for a master whose database
+        // Buildbot has not made yet (or a mistyped name) would otherwise be filled
+        // without a word.
+        let pending = Migrator::get_pending_migrations(db).await?.len();
+        if pending > 0 {
+            tracing::info!(
+                migrations = pending,
+                "creating this server's tables: the database has no Buildbot tables (no alembic_version), so it is a standalone one; to attach to a Buildbot master instead, point --database-url at the database its `buildbot upgrade-master` made"
+            );
+        }
         Migrator::up(db, None).await?;
         Ok(SchemaMode::Standalone)
     }

@@ -279,7 +279,7 @@ def test_post_get_and_the_playground_through_nginx(proxied):
     # A body above --max-body-bytes is refused by nginx, in the server's words.
     r = p.post("{ __typename }" + " " * (1 << 20))
     assert r.status_code == 413 and r.headers["content-type"] == "application/json", r.text
-    assert json.loads(r.text)["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert json.loads(r.text)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     # One just below it is the server's to run.
     r = p.post("{ __typename }" + " " * ((1 << 20) - 100))
     assert r.status_code == 200 and json.loads(r.text) == {"data": {"__typename": "Query"}}, r.text

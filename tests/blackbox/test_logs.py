@@ -50,6 +50,14 @@ def test_refusals_are_logged_and_counted_whatever_refused_them(start):
                         headers={"authorization": "Bearer nope"}).status_code == 403
     assert srv.http.post("/graphql", content="{}", headers={"authorization": "Bearer R",
                                                            "content-type": "text/plain"}).status_code == 415
+    # Refused by the layers in front of the routes: a body's coding, its size, the Host.
+    json_body = {"authorization": "Bearer R", "content-type": "application/json"}
+    assert srv.http.post("/graphql", content="{}", headers={**json_body, "content-encoding": "zstd"}).status_code == 415
+    assert srv.http.post("/graphql", content="x" * (2 << 20), headers=json_body).status_code == 413
+    r = srv.http.post("/graphql", content=b"\x1f\x8b\x08\x00", headers={**json_body, "content-encoding": "gzip"})
+    assert r.status_code == 400 and "could not be read: " in r.text, r.text
+    assert srv.http.get("/graphql", params={"query": "{ __typename }"},
+                        headers={"host": "evil.example", "authorization": "Bearer R"}).status_code == 403
 
     async def ws_refused():
         ws = await websockets.connect(srv.base.replace("http", "ws") + "/graphql/ws",
@@ -67,11 +75,19 @@ def test_refusals_are_logged_and_counted_whatever_refused_them(start):
     while True:
         entries = [json.loads(l) for l in srv.output().splitlines() if l.strip()]
         seen = [(e.get("transport"), e.get("code")) for e in entries if e.get("message") == "request"]
-        if len(seen) >= 4 or time.time() > deadline:
+        if len(seen) >= 8 or time.time() > deadline:
             break
         time.sleep(0.1)
     assert seen == [("post", "UNAUTHENTICATED"), ("get", "FORBIDDEN"), ("post", "BAD_REQUEST"),
-                    ("websocket", "UNAUTHENTICATED")], seen
+                    ("post", "BAD_REQUEST"), ("post", "BAD_REQUEST"), ("post", "BAD_REQUEST"),
+                    ("get", "FORBIDDEN"), ("websocket", "UNAUTHENTICATED")], seen
+    # Each line names its request as its answer's x-request-id does.
+    ids = [e["request_id"] for e in entries if e.get("message") == "request"]
+    assert len(set(ids)) == len(ids), ids
     r = srv.http.get("/metrics", headers={"authorization": "Bearer R"})
+    expected = {}
     for transport, code in seen:
-        assert f'bsgql_requests_total{{operation="-",transport="{transport}",outcome="{code}"}} 1' in r.text, r.text
+        expected[(transport, code)] = expected.get((transport, code), 0) + 1
+    for (transport, code), n in expected.items():
+        line = f'bsgql_requests_total{{operation="-",transport="{transport}",outcome="{code}"}} {n}'
+        assert line in r.text, (line, r.text)

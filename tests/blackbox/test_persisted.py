@@ -145,6 +145,8 @@ def test_trusted_documents_run_only_what_is_listed(start, tmp_path):
     # Relay's format, by `doc_id` and by `documentId`, and by its exact text.
     for key in ("doc_id", "documentId"):
         assert post(srv, {key: "relay-1"}) == (200, {"data": {"buildsets": {"totalCount": 0}}})
+        r = srv.http.get("/graphql", params={key: "relay-1"})
+        assert (r.status_code, json.loads(r.text)) == (200, {"data": {"buildsets": {"totalCount": 0}}}), key
     assert post(srv, {"query": "query R { buildsets { totalCount } }"})[0] == 200
     # Text that is not listed is refused, however close; an unknown id is not found.
     status, body = post(srv, {"query": "query R { buildsets { totalCount }}"})
