@@ -95,12 +95,12 @@ pub async fn body_deadline(
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body as u64) {
         // Refused before a byte of it is read or waited for.
-        return refuse_request(
+        return closing(refuse_request(
             (request.method(), request.uri(), request.headers()),
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
-        );
+        ));
     }
     let (parts, body) = request.into_parts();
     let read = axum::body::to_bytes(body, max_body.saturating_add(1));
@@ -112,19 +112,19 @@ pub async fn body_deadline(
             ))
             .await
         }
-        Ok(Err(e)) if is_length_limit(&e) => refuse_request(
+        Ok(Err(e)) if is_length_limit(&e) => closing(refuse_request(
             (&parts.method, &parts.uri, &parts.headers),
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::BadRequest,
             format!("the request body exceeds the limit of {max_body} bytes (--max-body-bytes)"),
-        ),
-        Ok(Err(e)) => refuse_request(
+        )),
+        Ok(Err(e)) => closing(refuse_request(
             (&parts.method, &parts.uri, &parts.headers),
             StatusCode::BAD_REQUEST,
             Code::BadRequest,
             format!("the request body could not be read: {}", reason(&e)),
-        ),
-        Err(_) => refuse_request(
+        )),
+        Err(_) => closing(refuse_request(
             (&parts.method, &parts.uri, &parts.headers),
             StatusCode::REQUEST_TIMEOUT,
             Code::BadRequest,
@@ -132,6 +132,17 @@ pub async fn body_deadline(
                 "the request body did not arrive within {} s (--client-timeout)",
                 deadline.as_secs()
             ),
-        ),
+        )),
     }
+}
+
+/// A refusal sent before the body was read to its end: the connection cannot carry
+/// another request (the rest of this body would be read as one), and saying so lets
+/// a client open a new one instead of sending its next request into a socket the
+/// server is closing.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -77,6 +77,10 @@ def test_request_bodies_are_decoded_as_labelled_and_bounded_once_decoded(start):
     bomb = gzip.compress(b'{"query": "{ __typename }", "x": "' + b"a" * 200_000_000 + b'"}')
     r = post_coded(srv, bomb, "gzip")
     assert r.status_code == 413 and "--max-body-bytes" in json.loads(r.text)["errors"][0]["message"], r.text
+    # The rest of the body was never read: the connection is closed, and says so, so
+    # that the client sends its next request on a new one (CI once saw this client
+    # reuse it and meet the close).
+    assert r.headers.get("connection") == "close", r.headers
     assert rss_mib(srv.proc.pid) - before < 32
     assert srv.ok("{ __typename }") == {"__typename": "Query"}
 
