@@ -135,7 +135,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/assets/{file}", get(assets::asset))
         .route("/favicon.ico", get(assets::favicon))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

@@ -43,13 +43,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 header::RETRY_AFTER,
                 crate::error::STORAGE_RETRY_AFTER_SECS.to_string(),
             )],
-            "writes are failing: the database is out of storage or has an I/O error",
+            "writes are failing: the database is out of storage or has an I/O error\n",
         )
             .into_response();
     }
     match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response(),
     }
 }
 

@@ -63,6 +63,9 @@ def test_request_errors_are_400_without_data_and_field_errors_200_with_it(start)
     r = post(srv, {"query": "{ __typename }"}, accept="*/*")
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert r.text.endswith("}\n")
+    # The plain-text answers end with a newline too, so that each is a line in a terminal.
+    assert srv.http.get("/healthz").text == "ok\n"
+    assert srv.http.get("/readyz").text == "ready\n"
 
 
 def test_a_syntax_error_is_one_sentence_with_its_place(start):
