@@ -5,8 +5,6 @@
 //! built-in scalar it always registers, is listed in `__schema { types }` though no
 //! field uses it. Both are put right in the answer, where the operation asks for them.
 
-use std::collections::HashSet;
-
 use async_graphql::parser::types::{ExecutableDocument, Field, SelectionSet};
 use async_graphql::Value;
 
@@ -60,26 +58,7 @@ fn key(field: &Field) -> &str {
 
 /// The fields named `name` of a selection set, through its fragments.
 fn fields<'a>(doc: &'a ExecutableDocument, set: &'a SelectionSet, name: &str) -> Vec<&'a Field> {
-    use async_graphql::parser::types::Selection;
-    let mut found = Vec::new();
-    let mut stack = vec![set];
-    let mut spread = HashSet::new();
-    while let Some(set) = stack.pop() {
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(f) if f.node.name.node == name => found.push(&f.node),
-                Selection::Field(_) => {}
-                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
-                Selection::FragmentSpread(s) => {
-                    let fragment = &s.node.fragment_name.node;
-                    if spread.insert(fragment.clone()) {
-                        if let Some(f) = doc.fragments.get(fragment) {
-                            stack.push(&f.node.selection_set.node);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut found = super::nesting::fields_of(doc, set);
+    found.retain(|f| f.name.node == name);
     found
 }

@@ -38,8 +38,8 @@ use crate::graphql::subscription::{SelectionKey, SubscriptionCost};
 use crate::graphql::{with_codes, ApiSchema};
 use crate::store::tag::{CancelOnDrop, Operation as Work};
 
-/// Logs and counts a request refused before any door saw it (a layer of the HTTP
-/// side: its Host, its body's coding, size or time).
+/// Logs and counts a request refused before [`Door::run`] saw it (its Host, its
+/// body, its media type, its token, a WebSocket's `connection_init`).
 pub fn log_refused(
     answer: &Answer,
     transport: Transport,
@@ -99,19 +99,6 @@ impl Door {
     /// write token).
     pub fn admit(&self, caller: &Caller) -> Result<(), Refusal> {
         self.0.keys.admit(caller)
-    }
-
-    /// A request refused before it reached [`Door::run`] (its token, its media type,
-    /// its body): logged and counted as every answered operation is.
-    pub fn refused(
-        &self,
-        answer: Answer,
-        transport: Transport,
-        request_id: &RequestId,
-        started: Instant,
-    ) -> Answer {
-        log_refused(&answer, transport, request_id, started);
-        answer
     }
 
     /// Runs one operation through every rule; `request_id` names it in the log

@@ -3,7 +3,7 @@
 //! kills the whole process. Both checks run before anything recursive looks at
 //! the input: the text before the parser, the values before coercion.
 
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, Field, Selection, SelectionSet};
 use async_graphql::{Name, Pos, Value, Variables};
 
 use super::text::{position, skip_graphql_ignored};
@@ -331,6 +331,32 @@ pub fn argument_at(doc: &ExecutableDocument, pos: Pos) -> Option<String> {
         }
     }
     None
+}
+
+/// The fields of a selection set, through its inline fragments and fragment spreads
+/// (each fragment once; a spread of an unknown fragment adds nothing, and
+/// validation refuses it).
+pub fn fields_of<'a>(doc: &'a ExecutableDocument, set: &'a SelectionSet) -> Vec<&'a Field> {
+    let mut found = Vec::new();
+    let mut stack = vec![set];
+    let mut spread = std::collections::HashSet::new();
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => found.push(&f.node),
+                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(s) => {
+                    let fragment = &s.node.fragment_name.node;
+                    if spread.insert(fragment.clone()) {
+                        if let Some(f) = doc.fragments.get(fragment) {
+                            stack.push(&f.node.selection_set.node);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Whether the argument named at `pos` takes any of its value from a variable: a

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_graphql::parser::types::{ExecutableDocument, Selection};
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, Value};
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
@@ -95,28 +95,9 @@ impl Documents {
         let named = named_document(request)?;
         let has_text = !request.query.trim().is_empty();
         if let Some(trusted) = &self.trusted {
-            return match named {
-                // A client that sends the text with an id the list does not hold (an
-                // APQ client's retry) is judged by its text.
-                Some(id) if has_text && lookup(&trusted.by_id, &id).is_none() => {
-                    Ok(if trusted.texts.contains(request.query.as_str()) {
-                        Trust::Any
-                    } else {
-                        Trust::IntrospectionOnly
-                    })
-                }
-                Some(id) => {
-                    let Some(text) = lookup(&trusted.by_id, &id) else {
-                        return Err(Refusal::new(
-                            StatusCode::NOT_FOUND,
-                            Code::PersistedQueryNotFound,
-                            format!(
-                                "no trusted document has the id `{}` (--trusted-documents)",
-                                shown(&id)
-                            ),
-                        )
-                        .answer());
-                    };
+            let listed = named.as_deref().and_then(|id| lookup(&trusted.by_id, id));
+            return match (&named, listed) {
+                (Some(_), Some(text)) => {
                     if has_text && *request.query != **text {
                         return Err(bad_request(
                             "the query's text is not the trusted document its id names: send the id alone",
@@ -125,9 +106,20 @@ impl Documents {
                     request.query = text.to_string();
                     Ok(Trust::Any)
                 }
-                None if !has_text => Err(no_query()),
-                None if trusted.texts.contains(request.query.as_str()) => Ok(Trust::Any),
-                None => Ok(Trust::IntrospectionOnly),
+                (Some(id), None) if !has_text => Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    Code::PersistedQueryNotFound,
+                    format!(
+                        "no trusted document has the id `{}` (--trusted-documents)",
+                        shown(id)
+                    ),
+                )
+                .answer()),
+                (None, None) if !has_text => Err(no_query()),
+                // Judged by its text, also when it comes with an id the list does not
+                // hold (an automatic-persisted-query client's retry).
+                _ if trusted.texts.contains(request.query.as_str()) => Ok(Trust::Any),
+                _ => Ok(Trust::IntrospectionOnly),
             };
         }
         match (named, has_text) {
@@ -181,33 +173,11 @@ impl Documents {
 /// `__typename`): what a trusted-documents server still answers to any client, so
 /// that the playground's Docs and code generators work.
 pub fn only_introspects(doc: &ExecutableDocument, operation: Option<&str>) -> bool {
-    let Some(op) = crate::graphql::order::selected_operation(doc, operation) else {
-        return false;
-    };
-    let mut stack = vec![&op.selection_set.node];
-    let mut seen = HashSet::new();
-    while let Some(set) = stack.pop() {
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(f) => {
-                    if !f.node.name.node.starts_with("__") {
-                        return false;
-                    }
-                }
-                Selection::InlineFragment(f) => stack.push(&f.node.selection_set.node),
-                Selection::FragmentSpread(s) => {
-                    let name = &s.node.fragment_name.node;
-                    if seen.insert(name.clone()) {
-                        match doc.fragments.get(name) {
-                            Some(f) => stack.push(&f.node.selection_set.node),
-                            None => return false,
-                        }
-                    }
-                }
-            }
-        }
-    }
-    true
+    crate::graphql::order::selected_operation(doc, operation).is_some_and(|op| {
+        super::nesting::fields_of(doc, &op.selection_set.node)
+            .iter()
+            .all(|f| f.name.node.starts_with("__"))
+    })
 }
 
 /// The refusal of an operation that is not a trusted document.

@@ -11,9 +11,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 
-use super::reply::{reply, Media, REQUEST_ID};
+use super::reply::{refuse_logged, reply, Media, REQUEST_ID};
 use super::AppState;
-use crate::door::{wide, Refusal, Transport, DOCUMENT_ID};
+use crate::door::{wide, Transport, DOCUMENT_ID};
 use crate::error::{Code, RequestId};
 
 pub use crate::door::Caller;
@@ -76,12 +76,13 @@ impl Arrival<'_> {
         code: Code,
         message: impl Into<String>,
     ) -> Response {
-        let answer = Refusal::new(status, code, message).answer();
-        let answer = self
-            .state
-            .door
-            .refused(answer, self.transport, self.request_id, self.started);
-        reply(answer, media)
+        refuse_logged(
+            media,
+            (self.transport, self.request_id, self.started),
+            status,
+            code,
+            message,
+        )
     }
 
     /// The media type to answer in, once the caller may run anything at all: the

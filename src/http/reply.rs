@@ -179,9 +179,27 @@ pub fn refuse_request(
     } else {
         Transport::Post
     };
+    refuse_logged(
+        Media::Json,
+        (transport, &request_id, std::time::Instant::now()),
+        status,
+        code,
+        message,
+    )
+}
+
+/// A refusal of a request that never reached the door's `run`, logged and counted
+/// as the door's answers are (one line, one `bsgql_requests_total`).
+pub fn refuse_logged(
+    media: Media,
+    (transport, request_id, started): (crate::door::Transport, &RequestId, std::time::Instant),
+    status: StatusCode,
+    code: Code,
+    message: impl Into<String>,
+) -> Response {
     let answer = Refusal::new(status, code, message).answer();
-    crate::door::log_refused(&answer, transport, &request_id, std::time::Instant::now());
-    reply(answer, Media::Json)
+    crate::door::log_refused(&answer, transport, request_id, started);
+    reply(answer, media)
 }
 
 /// A refusal where no media type was negotiated (outside `/graphql`):

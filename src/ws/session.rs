@@ -155,8 +155,8 @@ impl Session {
         }
         let caller = init_caller(payload);
         if let Err(refusal) = self.door.admit(&caller) {
-            self.door.refused(
-                refusal.clone().answer(),
+            crate::door::log_refused(
+                &refusal.clone().answer(),
                 crate::door::Transport::WebSocket,
                 &crate::error::RequestId::new(),
                 std::time::Instant::now(),
