@@ -79,6 +79,16 @@ def database(backend, folder=None):
     return postgres_database()
 
 
+def terminate(proc, wait=10):
+    """Stops a child process: SIGTERM, then SIGKILL if it is still there after `wait` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class Server:
     """One running server process and a client for it."""
 
@@ -143,12 +153,7 @@ class Server:
 
     def stop(self):
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        terminate(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -23,7 +23,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT, free_port, terminate
 
 DEPLOY = ROOT / "deploy"
 HOST = "api.example.org"
@@ -128,12 +128,8 @@ http {{
         return p.read_text() if p.exists() else ""
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc:
+            terminate(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -301,19 +297,22 @@ def test_the_host_check_sees_the_clients_host(proxied):
     assert " 403 " in upgrade(p, HOST, "https://evil.example")
 
 
+async def one_event(p, connecting):
+    """Subscribes through the proxy on the socket `connecting` opens, adds a
+    buildset and checks that its event arrives."""
+    ws = await connecting
+    await init(ws)
+    await subscribe(ws)
+    await asyncio.sleep(0.3)
+    bsid = await in_thread(add, p)
+    assert await next_event(ws) == {"bsid": bsid, "reason": "deployed"}
+    await ws.close()
+
+
 def test_a_subscription_through_nginx_gets_its_event(proxied):
     p = proxied()
 
-    async def go():
-        ws = await p.ws()
-        await init(ws)
-        await subscribe(ws)
-        await asyncio.sleep(0.3)
-        bsid = await in_thread(add, p)
-        assert await next_event(ws) == {"bsid": bsid, "reason": "deployed"}
-        await ws.close()
-
-    asyncio.run(go())
+    asyncio.run(one_event(p, p.ws()))
 
 
 def test_clients_that_go_away_leave_the_server_serving(proxied):
@@ -340,13 +339,7 @@ def test_clients_that_go_away_leave_the_server_serving(proxied):
         while await in_thread(p.websockets_open) != 0:
             assert time.monotonic() < deadline, "the server still holds the socket of a client gone"
             await asyncio.sleep(0.1)
-        ws = await p.ws()
-        await init(ws)
-        await subscribe(ws)
-        await asyncio.sleep(0.3)
-        bsid = await in_thread(add, p)
-        assert (await next_event(ws))["bsid"] == bsid
-        await ws.close()
+        await one_event(p, p.ws())
 
     asyncio.run(go())
     assert p.ok("{ __typename }") == {"__typename": "Query"}
@@ -475,11 +468,7 @@ class Caddy:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            terminate(self.proc)
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -504,19 +493,11 @@ def test_caddy_in_front(start, certificate):
         assert p.http.get("/readyz").status_code == 200
         assert p.http.get("/metrics").status_code == 404
 
-        async def go():
-            origin = f"https://{HOST}:{caddy.port}"
-            ws = await websockets.connect(f"wss://{HOST}:{caddy.port}/graphql/ws", host="127.0.0.1",
-                                          port=caddy.port, ssl=p.tls, origin=origin,
-                                          subprotocols=[PROTOCOL], open_timeout=10)
-            await init(ws)
-            await subscribe(ws)
-            await asyncio.sleep(0.3)
-            bsid = await in_thread(add, p)
-            assert await next_event(ws) == {"bsid": bsid, "reason": "deployed"}
-            await ws.close()
-
-        asyncio.run(go())
+        origin = f"https://{HOST}:{caddy.port}"
+        connecting = websockets.connect(f"wss://{HOST}:{caddy.port}/graphql/ws", host="127.0.0.1",
+                                        port=caddy.port, ssl=p.tls, origin=origin,
+                                        subprotocols=[PROTOCOL], open_timeout=10)
+        asyncio.run(one_event(p, connecting))
     finally:
         if p:
             p.http.close()
