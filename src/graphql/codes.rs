@@ -161,6 +161,25 @@ mod tests {
         r.errors.remove(0)
     }
 
+    #[tokio::test]
+    async fn async_graphql_operation_selection_messages_are_recognised() {
+        // The wording `said` matches for OPERATION_RESOLUTION_FAILURE, from the library.
+        let schema = schema_builder().finish();
+        let two = "query A { __typename } query B { __typename }";
+        for req in [
+            async_graphql::Request::new(two),
+            async_graphql::Request::new(two).operation_name("C"),
+        ] {
+            let r = schema.execute(req).await;
+            assert_eq!(
+                said(&r.errors[0].message),
+                Said::Operation,
+                "{:?}",
+                r.errors
+            );
+        }
+    }
+
     fn code_and_field(e: &ServerError) -> (String, String) {
         let ext = e.extensions.as_ref().expect("extensions");
         let s = |k: &str| {
