@@ -50,7 +50,6 @@ def test_the_curl_examples_run_twice(start, backend):
         bodies = run(block, srv.port)
         for b in bodies:
             assert "errors" not in b, (round_, b)
-        # The add's answer shows on stderr (tee), the others on stdout.
         assert len(bodies) == 4, bodies
         by = {next(iter(b["data"])): b for b in bodies}
         added, completed, cancelled, read = (by[k] for k in ("addBuildset", "completeBuildset",
