@@ -48,6 +48,24 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// A PostgreSQL streaming replica of the database to send reads to (repeatable,
+    /// or comma-separated): queries and subscription loads go to a replica that is
+    /// up and within --replica-max-lag-ms; mutations, their answers and reads that
+    /// ask for the primary (`X-Read-From: primary`) use --database-url.
+    #[arg(
+        long = "read-database-url",
+        env = "READ_DATABASE_URLS",
+        value_delimiter = ',',
+        value_parser = parse_database_url,
+        global = true
+    )]
+    pub read_database_urls: Vec<String>,
+
+    /// Milliseconds a replica may fall behind the primary before its reads go to
+    /// another replica or the primary (it is back in once it catches up).
+    #[arg(long, env = "REPLICA_MAX_LAG_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true)]
+    pub replica_max_lag_ms: u64,
+
     /// Bearer token that allows mutations; repeat the flag or separate with commas to
     /// accept several (for rotation). Without any, writes are open (loopback only,
     /// unless --allow-anonymous-writes).

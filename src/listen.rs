@@ -16,7 +16,23 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connects and makes the schema usable (migrated, or checked when attached).
 pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
-    Ok(Store::open_with_timeouts(&config.database_url, config.timeouts()).await?)
+    let store = Store::open_with_timeouts(&config.database_url, config.timeouts())
+        .await?
+        .with_replicas(
+            &config.read_database_urls,
+            Duration::from_millis(config.replica_max_lag_ms),
+            config.timeouts(),
+        )
+        .await?;
+    if let Some(replicas) = store.replicas() {
+        // Twice: lag is told from the primary's positions over time.
+        store.check_replicas().await;
+        tokio::time::sleep(replicas.interval().min(Duration::from_millis(200))).await;
+        store.check_replicas().await;
+        let watched = store.clone();
+        tokio::spawn(async move { watched.watch_replicas().await });
+    }
+    Ok(store)
 }
 
 /// Refuses configurations that would expose open writes beyond this machine, or

@@ -15,6 +15,7 @@ pub const STATEMENTS: &str = "bsgql_statements_per_request";
 pub const SUBSCRIPTIONS_STARTED: &str = "bsgql_subscriptions_started_total";
 pub const SUBSCRIPTION_EVENTS: &str = "bsgql_subscription_events_total";
 pub const BUILD_INFO: &str = "bsgql_build_info";
+pub const READS: &str = "bsgql_reads_total";
 
 /// The process's own figures (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 /// `process_open_fds`, `process_start_time_seconds`, …), as Prometheus' clients name them.
@@ -78,6 +79,23 @@ fn describe() {
         "Subscriptions the door let through (a refused one counts in bsgql_requests_total, with its code)"
     );
     describe_counter!(SUBSCRIPTION_EVENTS, "Subscription events answered");
+    describe_counter!(
+        READS,
+        "Operations that read, by the database they read from: `primary`, or a replica's host:port/database (only with --read-database-url)"
+    );
+    describe_gauge!(
+        "bsgql_replica_up",
+        "1 while a replica takes reads: it answers, is a standby and is within --replica-max-lag-ms"
+    );
+    describe_gauge!(
+        "bsgql_replica_lag_seconds",
+        Unit::Seconds,
+        "How far a replica is behind the primary, told from write-ahead-log positions (NaN: unknown)"
+    );
+    describe_counter!(
+        "bsgql_replica_failovers_total",
+        "Reads a replica failed, which the primary then ran"
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1: this build's version and the database backend it serves"
@@ -163,6 +181,8 @@ pub struct Gauges {
     pub pool_max: u32,
     pub websockets: usize,
     pub subscriptions: usize,
+    /// With replicas: each one's state, and the operations that read from the primary.
+    pub replicas: Option<(Vec<crate::store::replica::ReplicaStatus>, u64)>,
 }
 
 /// The text format, with the gauges set from `gauges` first.
@@ -175,6 +195,29 @@ pub fn render(gauges: &Gauges) -> String {
     metrics::gauge!("bsgql_db_pool_max_connections").set(gauges.pool_max as f64);
     metrics::gauge!("bsgql_websocket_connections").set(gauges.websockets as f64);
     metrics::gauge!("bsgql_subscriptions").set(gauges.subscriptions as f64);
+    if let Some((replicas, primary_reads)) = &gauges.replicas {
+        metrics::counter!(READS, "database" => "primary").absolute(*primary_reads);
+        for r in replicas {
+            let name = r.name.clone();
+            metrics::gauge!("bsgql_replica_up", "replica" => name.clone()).set(if r.up {
+                1.0
+            } else {
+                0.0
+            });
+            match r.lag {
+                Some(lag) => {
+                    metrics::gauge!("bsgql_replica_lag_seconds", "replica" => name.clone())
+                        .set(lag.as_secs_f64())
+                }
+                // Unknown (unreachable, not a standby): not a number rather than a guess.
+                None => metrics::gauge!("bsgql_replica_lag_seconds", "replica" => name.clone())
+                    .set(f64::NAN),
+            }
+            metrics::counter!("bsgql_replica_failovers_total", "replica" => name.clone())
+                .absolute(r.failovers);
+            metrics::counter!(READS, "database" => name).absolute(r.reads);
+        }
+    }
     process().collect();
     h.run_upkeep();
     h.render()

@@ -7,6 +7,7 @@ use async_graphql::{Pos, Response, ServerError, Value};
 use axum::http::StatusCode;
 
 use crate::error::{Code, RequestId};
+use crate::store::replica::{Lsn, ReadFrom};
 
 /// How an operation arrived; GET never runs a mutation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +29,52 @@ impl Transport {
 }
 
 /// The bearer token an operation came with (the `Authorization` header, or the
-/// WebSocket's `connection_init` payload).
+/// WebSocket's `connection_init` payload), and where it asks to read from.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
     pub token: Option<String>,
+    /// `X-Read-From` / `X-Read-After` (with replicas): a replica (the default), the
+    /// primary, or a replica that has replayed a given write.
+    pub read_from: ReadFrom,
+    /// What is wrong with those headers, if anything: the request is refused.
+    pub bad_read_header: Option<String>,
 }
 
+/// The request header that asks for the primary (`primary`) or any replica (`replica`).
+pub const READ_FROM: &str = "x-read-from";
+/// The request header naming a write the read must see, as `X-Write-Position` gave it.
+pub const READ_AFTER: &str = "x-read-after";
+/// The response header of a mutation, with replicas: where the primary was after it.
+pub const WRITE_POSITION: &str = "x-write-position";
+
 impl Caller {
+    /// Where the headers `X-Read-From` and `X-Read-After` ask to read from.
+    pub fn read_from(from: Option<&str>, after: Option<&str>) -> Result<ReadFrom, String> {
+        let mut read = match from.map(str::trim) {
+            None => ReadFrom::Replica,
+            Some(v) if v.eq_ignore_ascii_case("primary") => ReadFrom::Primary,
+            Some(v) if v.eq_ignore_ascii_case("replica") => ReadFrom::Replica,
+            Some(v) => {
+                return Err(format!(
+                    "X-Read-From is `primary` or `replica`, not `{}`",
+                    v.chars().take(40).collect::<String>()
+                ))
+            }
+        };
+        if let Some(v) = after {
+            let at = Lsn::parse(v).ok_or_else(|| {
+                format!(
+                    "X-Read-After is a write position as X-Write-Position gives it (such as 0/3000148), not `{}`",
+                    v.chars().take(40).collect::<String>()
+                )
+            })?;
+            if read == ReadFrom::Replica {
+                read = ReadFrom::After(at);
+            }
+        }
+        Ok(read)
+    }
+
     /// The token of an `Authorization` value, `Bearer <token>` (any case of
     /// "Bearer"), as HTTP headers and `connection_init` payloads carry it.
     pub fn bearer(value: &str) -> Option<String> {
@@ -211,4 +251,41 @@ pub(super) fn bad_input(field: &str, message: impl Into<String>, pos: Option<Pos
         pos,
         &[("field", Value::from(field))],
     )
+}
+
+#[cfg(test)]
+mod read_header_tests {
+    use super::*;
+
+    #[test]
+    fn read_headers_choose_a_replica_the_primary_or_a_position() {
+        assert_eq!(Caller::read_from(None, None), Ok(ReadFrom::Replica));
+        assert_eq!(
+            Caller::read_from(Some(" Primary "), None),
+            Ok(ReadFrom::Primary)
+        );
+        assert_eq!(
+            Caller::read_from(Some("replica"), None),
+            Ok(ReadFrom::Replica)
+        );
+        assert_eq!(
+            Caller::read_from(None, Some("0/3000148")),
+            Ok(ReadFrom::After(Lsn(0x300_0148)))
+        );
+        // The primary has every write: asking for it wins over a position.
+        assert_eq!(
+            Caller::read_from(Some("primary"), Some("0/3000148")),
+            Ok(ReadFrom::Primary)
+        );
+        for (from, after) in [
+            (Some("nearest"), None),
+            (None, Some("yesterday")),
+            (None, Some("")),
+        ] {
+            assert!(
+                Caller::read_from(from, after).is_err(),
+                "{from:?} {after:?}"
+            );
+        }
+    }
 }

@@ -28,7 +28,9 @@ use axum::http::StatusCode;
 use tracing::Instrument;
 
 use answer::{error_answer, log_line};
-pub use answer::{Answer, Caller, Refusal, Status, Transport};
+pub use answer::{
+    Answer, Caller, Refusal, Status, Transport, READ_AFTER, READ_FROM, WRITE_POSITION,
+};
 pub use persisted::{Documents, DOCUMENT_ID};
 use prepare::{Prepared, Shape};
 
@@ -114,6 +116,7 @@ impl Door {
         let span = tracing::info_span!("graphql", request_id = %request_id.0);
         let started = Instant::now();
         let work = self.work();
+        work.read_from(caller.read_from);
         let answer = async {
             match self.prepare(request, &caller, transport) {
                 Err(answer) => answer,
@@ -250,6 +253,10 @@ impl Door {
     }
 
     async fn execute(&self, op: Prepared, request_id: RequestId, work: &Arc<Work>) -> Answer {
+        if op.kind == Some(OperationType::Mutation) {
+            // A mutation and its answer see its own writes.
+            work.read_from(crate::store::replica::ReadFrom::Primary);
+        }
         // Dropped before it finishes (the client went away, or the timeout below),
         // the operation's statements still running in the database are cancelled.
         let guard = CancelOnDrop::new(&self.0.store, work);
@@ -279,7 +286,12 @@ impl Door {
             },
         };
         guard.disarm();
-        let response = self.finish(response, &op.shape).await;
+        let mut response = self.finish(response, &op.shape).await;
+        if let Some(at) = work.wrote() {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&at.to_string()) {
+                response.http_headers.insert(WRITE_POSITION, v);
+            }
+        }
         Answer {
             status: Status::of(&response),
             response,

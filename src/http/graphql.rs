@@ -28,7 +28,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(Caller::bearer);
-        Ok(Caller { token })
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("(not text)"))
+        };
+        let (read_from, bad_read_header) = match Caller::read_from(
+            header(crate::door::READ_FROM),
+            header(crate::door::READ_AFTER),
+        ) {
+            Ok(r) => (r, None),
+            Err(why) => (Default::default(), Some(why)),
+        };
+        Ok(Caller {
+            token,
+            read_from,
+            bad_read_header,
+        })
     }
 }
 
@@ -99,8 +116,14 @@ impl Arrival<'_> {
             ));
         };
         match self.state.door.admit(caller) {
-            Ok(()) => Ok(media),
-            Err(refusal) => Err(self.refuse(media, refusal.status, refusal.code, refusal.message)),
+            Ok(()) => {}
+            Err(refusal) => {
+                return Err(self.refuse(media, refusal.status, refusal.code, refusal.message))
+            }
+        }
+        match &caller.bad_read_header {
+            Some(why) => Err(self.refuse(media, StatusCode::BAD_REQUEST, Code::BadRequest, why)),
+            None => Ok(media),
         }
     }
 }

@@ -184,8 +184,13 @@ fn cors(origins: &Origins) -> CorsLayer {
         header::CONTENT_TYPE,
         header::AUTHORIZATION,
         header::HeaderName::from_static(reply::REQUEST_ID),
+        header::HeaderName::from_static(crate::door::READ_FROM),
+        header::HeaderName::from_static(crate::door::READ_AFTER),
     ])
-    .expose_headers([header::HeaderName::from_static(reply::REQUEST_ID)])
+    .expose_headers([
+        header::HeaderName::from_static(reply::REQUEST_ID),
+        header::HeaderName::from_static(crate::door::WRITE_POSITION),
+    ])
 }
 
 /// A request's log span: its method and path, never its query string (where a client

@@ -23,6 +23,10 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
         pool_max,
         websockets: state.sockets.open(),
         subscriptions: state.hub.subscriptions(),
+        replicas: state
+            .store
+            .replicas()
+            .map(|r| (r.statuses(), state.store.primary_reads())),
     };
     (
         [(
@@ -48,9 +52,33 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             .into_response();
     }
     match tokio::time::timeout(Duration::from_secs(5), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Ok(())) => (StatusCode::OK, ready_text(&state)).into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response(),
     }
+}
+
+/// `ready`, then with replicas a line for each: in (and its lag) or out (and why).
+/// A replica out is no reason to be unready: the primary takes its reads.
+fn ready_text(state: &AppState) -> String {
+    let mut text = String::from("ready\n");
+    let Some(replicas) = state.store.replicas() else {
+        return text;
+    };
+    let statuses = replicas.statuses();
+    for r in &statuses {
+        let lag = r
+            .lag
+            .map(|l| format!("lag {} ms", l.as_millis()))
+            .unwrap_or_else(|| "lag unknown".into());
+        match &r.out {
+            None => text.push_str(&format!("replica {}: in, {lag}\n", r.name)),
+            Some(why) => text.push_str(&format!("replica {}: out, {why}\n", r.name)),
+        }
+    }
+    if statuses.iter().all(|r| !r.up) {
+        text.push_str("reads: the primary (no replica is in)\n");
+    }
+    text
 }
 
 /// 405, with the methods the path takes in `Allow`.

@@ -125,6 +125,9 @@ pub fn reply(answer: Answer, media: Media) -> Response {
     )
         .into_response();
     let headers = out.headers_mut();
+    for (name, value) in &response.http_headers {
+        headers.insert(name, value.clone());
+    }
     match status {
         StatusCode::UNAUTHORIZED => {
             headers.insert(

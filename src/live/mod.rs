@@ -308,8 +308,15 @@ impl Hub {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let (slots, matched) = self.match_filters(&ids, &wanted).await;
-        let Some(views) = self.load(&ids, &wanted).await else {
+        // Bounded per event when each subscriber's answer is made. With replicas, the
+        // loads wait for one that has replayed what the poll saw on the primary (or
+        // go to the primary): no event with its nested rows missing.
+        let work = crate::store::tag::Operation::unbounded();
+        if let Some(at) = self.0.store.write_position().await {
+            work.read_from(crate::store::replica::ReadFrom::Awaiting(at));
+        }
+        let (slots, matched) = self.match_filters(&ids, &wanted, &work).await;
+        let Some(views) = self.load(&ids, &wanted, &work).await else {
             return;
         };
         let Ok(mut subs) = self.0.subscribers.lock() else {
@@ -355,6 +362,7 @@ impl Hub {
         &self,
         ids: &[i32],
         wanted: &[(u64, Arc<Want>)],
+        work: &crate::store::tag::Operation,
     ) -> (Vec<Option<usize>>, Vec<HashSet<i32>>) {
         let mut distinct: Vec<&Filter> = Vec::new();
         let slots: Vec<Option<usize>> = wanted
@@ -367,7 +375,7 @@ impl Hub {
                 }))
             })
             .collect();
-        let matched = match self.0.store.matching(ids, &distinct).await {
+        let matched = match self.0.store.matching(ids, &distinct, work).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "filtering buildset events failed");
@@ -382,15 +390,24 @@ impl Hub {
         &self,
         ids: &[i32],
         wanted: &[(u64, Arc<Want>)],
+        work: &crate::store::tag::Operation,
     ) -> Option<HashMap<i32, Arc<BuildsetView>>> {
         let store = &self.0.store;
         let relations = wanted.iter().fold(Relations::default(), |r, (_, w)| {
             r.merge(w.relations.clone())
         });
-        // Bounded per event when each subscriber's answer is made.
-        let work = crate::store::tag::Operation::unbounded();
-        let views = match store.buildsets_by_ids(ids, &work).await {
-            Ok(rows) => store.buildset_graph(rows, &relations, &work).await,
+        let views = match store.buildsets_by_ids(ids, work).await {
+            Ok(rows) if rows.len() < ids.len() && work.read_a_replica() => {
+                // A replica without a row the primary's poll saw (it was deleted
+                // since, or the replica is behind what it said): the primary tells.
+                let primary = crate::store::tag::Operation::unbounded();
+                primary.read_from(crate::store::replica::ReadFrom::Primary);
+                match store.buildsets_by_ids(ids, &primary).await {
+                    Ok(rows) => store.buildset_graph(rows, &relations, &primary).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(rows) => store.buildset_graph(rows, &relations, work).await,
             Err(e) => Err(e),
         };
         match views {

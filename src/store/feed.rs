@@ -242,6 +242,7 @@ impl Store {
         &self,
         ids: &[i32],
         filters: &[&super::query::Filter],
+        op: &super::tag::Operation,
     ) -> StoreResult<Vec<HashSet<i32>>> {
         let mut out = vec![HashSet::new(); filters.len()];
         if ids.is_empty() {
@@ -276,7 +277,7 @@ impl Store {
                 select.expr_as(matched, Alias::new(format!("m{k}")));
             }
             let stmt = self.db.get_database_backend().build(&select);
-            for row in self.db.query_all_raw(stmt).await? {
+            for row in self.counted(op).await.query_all_raw(stmt).await? {
                 let id: i32 = row.try_get_by_index(0)?;
                 for k in 0..end - start {
                     let m: String = row.try_get_by_index(k + 1)?;

@@ -96,7 +96,7 @@ impl Store {
         relations: &'a Relations,
         op: &'a Operation,
     ) -> BoxFuture<'a, StoreResult<Vec<BuildsetView>>> {
-        Box::pin(async move { self.loader(op).buildset_graph(rows, relations).await })
+        Box::pin(async move { self.loader(op).await.buildset_graph(rows, relations).await })
     }
 
     /// One buildset with what `relations` asks. Its stamps (and their patches) come
@@ -108,7 +108,7 @@ impl Store {
         relations: &Relations,
         op: &Operation,
     ) -> StoreResult<Option<BuildsetView>> {
-        let loader = self.loader(op);
+        let loader = self.loader(op).await;
         let found = if relations.stamps {
             read::buildset_with_stamps(&loader.db, bsid, relations.patches)
                 .await?
@@ -141,7 +141,10 @@ impl Store {
         relations: &Relations,
         op: &Operation,
     ) -> StoreResult<Vec<RequestView>> {
-        self.loader(op).requests_with(rows, relations, None).await
+        self.loader(op)
+            .await
+            .requests_with(rows, relations, None)
+            .await
     }
 
     /// Sourcestamps, with their patches when asked (one query for all of them).
@@ -151,16 +154,16 @@ impl Store {
         with_patches: bool,
         op: &Operation,
     ) -> StoreResult<Vec<StampView>> {
-        self.loader(op).stamp_graph(rows, with_patches).await
+        self.loader(op).await.stamp_graph(rows, with_patches).await
     }
 
     /// The loader over the pool, for `op`.
-    fn loader<'a>(
+    async fn loader<'a>(
         &'a self,
         op: &'a Operation,
     ) -> Loader<super::tag::Tagged<'a, sea_orm::DatabaseConnection>> {
         Loader {
-            db: super::tag::Tagged::off(&self.db, op),
+            db: self.counted(op).await,
             mode: self.mode,
         }
     }

@@ -13,6 +13,7 @@ pub mod json;
 mod paging;
 pub mod query;
 pub mod read;
+pub mod replica;
 pub mod rows;
 mod stamps;
 pub mod tag;
@@ -53,6 +54,10 @@ pub struct Store {
     storage: std::sync::Arc<StorageHealth>,
     /// Attached to a Buildbot database: what the master's bridge reads.
     bridge: Option<std::sync::Arc<bridge::Queue>>,
+    /// Streaming replicas that take reads (`--read-database-url`).
+    replicas: Option<std::sync::Arc<replica::Replicas>>,
+    /// Operations that read from the primary although there are replicas.
+    primary_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long after a write failed for want of storage the store still reports it
@@ -122,6 +127,145 @@ impl Store {
             repertoire: Default::default(),
             storage: Default::default(),
             bridge: None,
+            replicas: None,
+            primary_reads: Default::default(),
+        }
+    }
+
+    /// Sends reads to the PostgreSQL streaming replicas at `urls` while they keep
+    /// within `max_lag` of the primary (see [`replica`]); writes stay on the primary.
+    /// Their pools open lazily: one that is down now is only out until it answers.
+    pub async fn with_replicas(
+        self,
+        urls: &[String],
+        max_lag: std::time::Duration,
+        timeouts: Timeouts,
+    ) -> Result<Store, PrepareError> {
+        if urls.is_empty() {
+            return Ok(self);
+        }
+        if self.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Err(PrepareError::Db(sea_orm::DbErr::Custom(
+                "--read-database-url needs a PostgreSQL primary (--database-url postgres://…): replicas of SQLite or MySQL/MariaDB are not supported".into(),
+            )));
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !u.starts_with("postgres://") && !u.starts_with("postgresql://"))
+        {
+            return Err(PrepareError::Db(sea_orm::DbErr::Custom(format!(
+                "--read-database-url {}: a replica is a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
+                db::url_host(bad)
+            ))));
+        }
+        let replicas = replica::Replicas::connect(urls, max_lag, timeouts).await?;
+        Ok(Store {
+            replicas: Some(std::sync::Arc::new(replicas)),
+            ..self
+        })
+    }
+
+    /// The replicas, if reads go to any.
+    pub fn replicas(&self) -> Option<&replica::Replicas> {
+        self.replicas.as_deref()
+    }
+
+    /// Operations that read from the primary although there are replicas.
+    pub fn primary_reads(&self) -> u64 {
+        self.primary_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Checks the replicas now: their lag, who is in.
+    pub async fn check_replicas(&self) {
+        if let Some(r) = &self.replicas {
+            r.check(&self.db).await;
+        }
+    }
+
+    /// Checks the replicas for as long as the server runs (returns at once without).
+    pub async fn watch_replicas(&self) {
+        let Some(r) = &self.replicas else { return };
+        loop {
+            tokio::time::sleep(r.interval()).await;
+            r.check(&self.db).await;
+        }
+    }
+
+    /// The primary's position now, when reads go to replicas: a read that must see
+    /// every write committed so far asks for a replica that has replayed it.
+    pub async fn write_position(&self) -> Option<replica::Lsn> {
+        self.replicas.as_ref()?;
+        match replica::primary_position(&self.db).await {
+            Ok(at) => at,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the primary's position");
+                None
+            }
+        }
+    }
+
+    /// After `op` wrote, with replicas: where the primary was, for the client to
+    /// read its write from a replica that has it.
+    async fn note_write(&self, op: &tag::Operation) {
+        if let Some(at) = self.write_position().await {
+            op.wrote_at(at);
+        }
+    }
+
+    /// Where `op` reads: chosen at its first read, then kept, so that all its
+    /// statements see one database.
+    async fn target(&self, op: &tag::Operation) -> replica::Target {
+        use replica::{ReadFrom, Target};
+        let Some(reps) = &self.replicas else {
+            return Target::Primary;
+        };
+        *op.target
+            .get_or_init(|| async {
+                let chosen = match op.reads_from() {
+                    ReadFrom::Primary => None,
+                    ReadFrom::Replica => reps.any(),
+                    ReadFrom::After(at) => reps.after(at, std::time::Duration::ZERO).await,
+                    ReadFrom::Awaiting(at) => {
+                        let wait = reps.max_lag().min(std::time::Duration::from_millis(250));
+                        reps.after(at, wait).await
+                    }
+                };
+                match chosen.and_then(|i| Some((i, reps.get(i)?))) {
+                    Some((i, r)) => {
+                        r.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Target::Replica(i)
+                    }
+                    None => {
+                        self.primary_reads
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Target::Primary
+                    }
+                }
+            })
+            .await
+    }
+
+    /// `op`'s connection for reads: its replica (the primary once that fails), or
+    /// the primary.
+    async fn routed<'a>(
+        &'a self,
+        op: &'a tag::Operation,
+        tagged: bool,
+    ) -> tag::Tagged<'a, DatabaseConnection> {
+        let on = |db: &'a DatabaseConnection| {
+            if tagged {
+                tag::Tagged::on(db, op)
+            } else {
+                tag::Tagged::off(db, op)
+            }
+        };
+        match self.target(op).await {
+            replica::Target::Replica(i) => match self.replicas.as_deref().and_then(|r| r.get(i)) {
+                Some(r) => on(&r.db).on_replica(r, &self.db),
+                None => on(&self.db),
+            },
+            replica::Target::Primary => on(&self.db),
         }
     }
 
@@ -168,13 +312,13 @@ impl Store {
 
     /// The pool for `op`'s statements whose cost the client controls: tagged (see
     /// [`tag::Tagged`]), counted.
-    fn reader<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
-        tag::Tagged::on(&self.db, op)
+    async fn reader<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
+        self.routed(op, true).await
     }
 
     /// The pool for `op`'s other statements: counted, charged.
-    fn counted<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
-        tag::Tagged::off(&self.db, op)
+    async fn counted<'a>(&'a self, op: &'a tag::Operation) -> tag::Tagged<'a, DatabaseConnection> {
+        self.routed(op, false).await
     }
 
     /// The pool: connections open, idle, and the most it opens.
@@ -253,6 +397,7 @@ impl Store {
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
+        self.note_write(op).await;
         let view = view.ok_or_else(|| {
             StoreError::NotFound(format!("buildset {} could not be read back", added.bsid))
         })?;
@@ -274,7 +419,7 @@ impl Store {
                 // A conflict (the last request finished between the update and the
                 // look at why it changed nothing) is run again as a transaction.
                 match complete::complete_buildset_returning(
-                    &self.counted(op),
+                    &self.counted(op).await,
                     self.mode,
                     bsid,
                     results,
@@ -309,6 +454,7 @@ impl Store {
         drop(turn);
         let view = self.storage.observe(view)?;
         self.signal.hint(bsid);
+        self.note_write(op).await;
         Ok(view)
     }
 
@@ -325,6 +471,7 @@ impl Store {
         drop(turn);
         let bsid = self.storage.observe(done)?;
         self.signal.hint(bsid);
+        self.note_write(op).await;
         Ok(bsid)
     }
 
@@ -337,9 +484,14 @@ impl Store {
         let rep = self.repertoire().await?;
         rep.check("name", Some(name))?;
         rep.check("description", description)?;
-        let _turn = self.turn().await;
-        self.storage
-            .observe(write::ensure_builder_for(&self.db, name, description, op).await)
+        let turn = self.turn().await;
+        let row = self
+            .storage
+            .observe(write::ensure_builder_for(&self.db, name, description, op).await);
+        drop(turn);
+        let row = row?;
+        self.note_write(op).await;
+        Ok(row)
     }
 
     pub async fn buildset(
@@ -347,7 +499,7 @@ impl Store {
         bsid: i32,
         op: &tag::Operation,
     ) -> StoreResult<Option<BuildsetRow>> {
-        read::get_buildset(&self.counted(op), bsid).await
+        read::get_buildset(&self.counted(op).await, bsid).await
     }
 
     pub async fn buildsets_by_ids(
@@ -355,7 +507,7 @@ impl Store {
         ids: &[i32],
         op: &tag::Operation,
     ) -> StoreResult<Vec<BuildsetRow>> {
-        read::buildsets_by_ids(&self.counted(op), ids).await
+        read::buildsets_by_ids(&self.counted(op).await, ids).await
     }
 
     pub async fn page(
@@ -372,7 +524,7 @@ impl Store {
                 rep.check(field, v.text())?;
             }
         }
-        query::get_buildsets(&self.reader(op), req).await
+        query::get_buildsets(&self.reader(op).await, req).await
     }
 
     pub async fn count(
@@ -384,7 +536,7 @@ impl Store {
         if let Some(f) = filter {
             self.check_filter(f).await?;
         }
-        query::count_buildsets(&self.reader(op), complete, filter).await
+        query::count_buildsets(&self.reader(op).await, complete, filter).await
     }
 
     pub async fn recent(
@@ -401,7 +553,8 @@ impl Store {
             types::check_len(field, text, 512)?;
             rep.check(field, text)?;
         }
-        query::get_recent_buildsets(&self.reader(op), count, branch, repository, complete).await
+        query::get_recent_buildsets(&self.reader(op).await, count, branch, repository, complete)
+            .await
     }
 
     pub async fn buildset_properties(
@@ -409,7 +562,7 @@ impl Store {
         bsid: i32,
         op: &tag::Operation,
     ) -> StoreResult<Vec<Property>> {
-        read::get_buildset_properties(&self.counted(op), bsid).await
+        read::get_buildset_properties(&self.counted(op).await, bsid).await
     }
 
     pub async fn sourcestamps_by_ids(
@@ -417,7 +570,7 @@ impl Store {
         ids: &[i32],
         op: &tag::Operation,
     ) -> StoreResult<Vec<SourceStampRow>> {
-        read::sourcestamps_by_ids(&self.counted(op), ids).await
+        read::sourcestamps_by_ids(&self.counted(op).await, ids).await
     }
 
     pub async fn buildrequests_by_ids(
@@ -425,7 +578,7 @@ impl Store {
         ids: &[i32],
         op: &tag::Operation,
     ) -> StoreResult<Vec<BuildRequestRow>> {
-        read::buildrequests_by_ids(&self.counted(op), ids).await
+        read::buildrequests_by_ids(&self.counted(op).await, ids).await
     }
 
     pub async fn builders_by_ids(
@@ -433,7 +586,7 @@ impl Store {
         ids: &[i32],
         op: &tag::Operation,
     ) -> StoreResult<Vec<BuilderRow>> {
-        read::builders_by_ids(&self.counted(op), ids).await
+        read::builders_by_ids(&self.counted(op).await, ids).await
     }
 
     /// Builds by id: none in standalone mode, which has no `builds` table.
@@ -445,7 +598,7 @@ impl Store {
         if self.mode() != SchemaMode::Attached {
             return Ok(Vec::new());
         }
-        read::builds_by_ids(&self.counted(op), ids).await
+        read::builds_by_ids(&self.counted(op).await, ids).await
     }
 
     pub async fn patches_by_ids(
@@ -453,10 +606,10 @@ impl Store {
         ids: &[i32],
         op: &tag::Operation,
     ) -> StoreResult<Vec<PatchRow>> {
-        read::patches_by_ids(&self.counted(op), ids).await
+        read::patches_by_ids(&self.counted(op).await, ids).await
     }
 
     pub async fn all_builders(&self, op: &tag::Operation) -> StoreResult<Vec<BuilderRow>> {
-        read::all_builders(&self.counted(op)).await
+        read::all_builders(&self.counted(op).await).await
     }
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement, Value};
 
+use super::replica::{Lsn, ReadFrom, Replica, Target};
 use super::Store;
 
 /// This process's part of every tag: servers sharing a database tell their
@@ -91,6 +92,13 @@ pub struct Operation {
     tag: Arc<Slot>,
     statements: AtomicU64,
     budget: Budget,
+    /// Where it may read (with replicas): set by the door before it runs.
+    read: Mutex<ReadFrom>,
+    /// Where it reads, chosen at its first read.
+    pub(super) target: tokio::sync::OnceCell<Target>,
+    /// The primary's position after its writes (with replicas): a later read that
+    /// must see them asks for a replica that has replayed this far.
+    wrote: Mutex<Option<Lsn>>,
 }
 
 impl Operation {
@@ -100,7 +108,37 @@ impl Operation {
             tag: Slot::take(),
             statements: AtomicU64::new(0),
             budget: Budget::new(max_bytes),
+            read: Mutex::new(ReadFrom::default()),
+            target: tokio::sync::OnceCell::new(),
+            wrote: Mutex::new(None),
         })
+    }
+
+    /// Where it may read; to be said before its first read.
+    pub fn read_from(&self, from: ReadFrom) {
+        if let Ok(mut r) = self.read.lock() {
+            *r = from;
+        }
+    }
+
+    pub fn reads_from(&self) -> ReadFrom {
+        self.read.lock().map(|r| *r).unwrap_or(ReadFrom::Primary)
+    }
+
+    /// Whether its reads went to a replica.
+    pub fn read_a_replica(&self) -> bool {
+        matches!(self.target.get(), Some(Target::Replica(_)))
+    }
+
+    /// The primary's position after this operation's writes, when replicas are in use.
+    pub fn wrote(&self) -> Option<Lsn> {
+        self.wrote.lock().ok().and_then(|w| *w)
+    }
+
+    pub(super) fn wrote_at(&self, at: Lsn) {
+        if let Ok(mut w) = self.wrote.lock() {
+            *w = Some(w.map_or(at, |old| old.max(at)));
+        }
     }
 
     /// No bound (the live feed's loads, tools, tests).
@@ -208,6 +246,9 @@ pub(crate) struct Tagged<'a, C> {
     db: &'a C,
     on: bool,
     op: &'a Operation,
+    /// Reading from a replica: the replica, and the primary that takes its reads
+    /// when it fails.
+    replica: Option<(&'a Replica, &'a C)>,
 }
 
 impl<C> Clone for Tagged<'_, C> {
@@ -220,12 +261,47 @@ impl<C> Copy for Tagged<'_, C> {}
 
 impl<'a, C: ConnectionTrait> Tagged<'a, C> {
     pub fn on(db: &'a C, op: &'a Operation) -> Self {
-        Tagged { db, on: true, op }
+        Tagged {
+            db,
+            on: true,
+            op,
+            replica: None,
+        }
     }
 
     /// Counted and charged, untagged.
     pub fn off(db: &'a C, op: &'a Operation) -> Self {
-        Tagged { db, on: false, op }
+        Tagged {
+            db,
+            on: false,
+            op,
+            replica: None,
+        }
+    }
+
+    /// Reading from `replica` (whose pool is `db`), and from `primary` once it fails.
+    pub fn on_replica(self, replica: &'a Replica, primary: &'a C) -> Self {
+        Tagged {
+            replica: Some((replica, primary)),
+            ..self
+        }
+    }
+
+    /// Where the next statement goes: the replica while it is in, else the primary.
+    fn conn(&self) -> &'a C {
+        match self.replica {
+            Some((r, primary)) if !r.is_up() => primary,
+            _ => self.db,
+        }
+    }
+
+    /// The primary, when `e` from the replica is worth running the statement again there.
+    fn fallback(&self, e: &DbErr) -> Option<&'a C> {
+        let (r, primary) = self.replica?;
+        super::replica::worth_the_primary(e).then(|| {
+            r.fail(e);
+            primary
+        })
     }
 
     fn tag(&self, mut stmt: Statement) -> Statement {
@@ -244,20 +320,42 @@ impl<C: ConnectionTrait + Sync> ConnectionTrait for Tagged<'_, C> {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.db.execute_raw(self.tag(stmt)).await
+        self.conn().execute_raw(self.tag(stmt)).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         self.op.statements.fetch_add(1, Ordering::Relaxed);
-        self.db.execute_unprepared(sql).await
+        self.conn().execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.db.query_one_raw(self.tag(stmt)).await
+        let stmt = self.tag(stmt);
+        if self.replica.is_none() {
+            return self.db.query_one_raw(stmt).await;
+        }
+        let conn = self.conn();
+        match conn.query_one_raw(stmt.clone()).await {
+            Err(e) if std::ptr::eq(conn, self.db) => match self.fallback(&e) {
+                Some(primary) => primary.query_one_raw(stmt).await,
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.db.query_all_raw(self.tag(stmt)).await
+        let stmt = self.tag(stmt);
+        if self.replica.is_none() {
+            return self.db.query_all_raw(stmt).await;
+        }
+        let conn = self.conn();
+        match conn.query_all_raw(stmt.clone()).await {
+            Err(e) if std::ptr::eq(conn, self.db) => match self.fallback(&e) {
+                Some(primary) => primary.query_all_raw(stmt).await,
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     fn support_returning(&self) -> bool {
@@ -291,17 +389,23 @@ impl Store {
         let pattern = Value::from(format!("{}%", marker(tag)));
         match backend {
             DbBackend::Postgres => {
-                let rows = self
-                    .db
-                    .query_all_raw(Statement::from_sql_and_values(
-                        backend,
-                        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
-                         WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                         AND state = 'active' AND query LIKE $1",
-                        [pattern],
-                    ))
-                    .await?;
-                Ok(rows.len() as u64)
+                let cancel = Statement::from_sql_and_values(
+                    backend,
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND state = 'active' AND query LIKE $1",
+                    [pattern],
+                );
+                let mut n = self.db.query_all_raw(cancel.clone()).await?.len() as u64;
+                // The operation may have read from a replica (which runs
+                // pg_cancel_backend as any server does); one that is down has
+                // nothing running.
+                for pool in self.replicas().into_iter().flat_map(|r| r.pools()) {
+                    if let Ok(rows) = pool.query_all_raw(cancel.clone()).await {
+                        n += rows.len() as u64;
+                    }
+                }
+                Ok(n)
             }
             DbBackend::MySql => {
                 let rows = self

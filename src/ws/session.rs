@@ -315,5 +315,8 @@ fn init_caller(payload: Option<&serde_json::Value>) -> Caller {
             .and_then(Caller::bearer)
     };
     let token = payload.and_then(|p| find(p).or_else(|| p.get("headers").and_then(find)));
-    Caller { token }
+    Caller {
+        token,
+        ..Caller::default()
+    }
 }
