@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, required_env
+from test_browser import browser, loopback_only, site  # noqa: F401 (a fixture)
 from test_subscriptions import NESTED, Inbox, connect, init, subscribe
 
 PAIR = ROOT / ".ci" / "pg-pair"
@@ -332,3 +333,35 @@ def test_replicas_need_a_postgresql_primary(primary, tmp_path):
     )
     assert out.returncode != 0
     assert "--read-database-url needs a PostgreSQL primary" in out.stderr + out.stdout, out
+
+
+WRITE_THEN_READ = """async ([url, bid]) => {
+  const post = (body, headers) => fetch(url, {method: 'POST',
+    headers: {'content-type': 'application/json', ...headers}, body: JSON.stringify(body)});
+  const w = await post({query: `mutation { addBuildset(input: {reason: "from a page",
+    sourcestamps: [{stamp: {repository: "r", branch: "main"}}], builderids: [${bid}]}) { bsid } }`});
+  const position = w.headers.get('X-Write-Position');
+  const bsid = (await w.json()).data.addBuildset.bsid;
+  const r = await post({query: `{ buildset(bsid: ${bsid}) { bsid reason } }`},
+                       {'X-Read-After': position});
+  return {position, bsid, read: await r.json()};
+}"""
+
+
+def test_a_page_reads_its_write_across_origins(start, pair, browser):
+    """CORS lets a page of an allowed origin read X-Write-Position and send
+    X-Read-After (a preflighted header) back, in a real Chromium."""
+    page_site, origin = site()
+    try:
+        srv = serve(start, pair, "--cors-origin", origin)
+        bid = builder(srv)
+        wait_for(lambda: pair.replica_rows("builders") == 1, what="replication")
+        pair.pause()
+        page = browser.new_page()
+        loopback_only(page)
+        page.goto(origin)
+        out = page.evaluate(WRITE_THEN_READ, [srv.base + "/graphql", bid])
+        assert out["position"] and "/" in out["position"], out
+        assert out["read"] == {"data": {"buildset": {"bsid": out["bsid"], "reason": "from a page"}}}, out
+    finally:
+        page_site.shutdown()
