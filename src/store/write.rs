@@ -46,6 +46,8 @@ macro_rules! in_write_transaction {
                         ..Default::default()
                     })
                     .await?;
+                // BEGIN, and below COMMIT or ROLLBACK: round trips of the operation's.
+                $op.count_statements(2);
                 // The body sees the transaction through the operation's connection,
                 // which counts its statements.
                 let $txn = super::tag::Tagged::off(&transaction, $op);
