@@ -14,6 +14,7 @@ mod paging;
 pub mod query;
 pub mod read;
 pub mod rows;
+mod single;
 mod stamps;
 pub mod tag;
 mod types;

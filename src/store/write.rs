@@ -105,7 +105,65 @@ pub async fn add_buildset_loading(
 ) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
     let submitted_at = input.submitted_at.unwrap_or_else(super::now);
+    // PostgreSQL and MySQL write the add in one statement (see `single`); SQLite,
+    // in this process, has no round trips to save. An idempotency key is looked up
+    // under a lock first, in a transaction of its own.
+    let single = db.get_database_backend() != DbBackend::Sqlite && input.idempotency_key.is_none();
+    if single && relations.is_none_or(|r| *r == Relations::default()) {
+        // The statement is its own transaction, and its answer the buildset's row.
+        let counted = Tagged::off(db, op);
+        let mut attempt: u32 = 1;
+        loop {
+            let result = super::single::add_buildset(
+                &counted,
+                mode,
+                input,
+                submitted_at,
+                bridge,
+                super::single::Transaction::Own,
+            )
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying an add after a conflict");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt * attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                other => {
+                    let (added, row) = other?;
+                    let view = relations.map(|_| BuildsetView {
+                        row,
+                        stamps: None,
+                        props: None,
+                        requests: None,
+                    });
+                    return Ok((added, view));
+                }
+            }
+        }
+    }
     in_write_transaction!(db, op, |txn| async {
+        if single {
+            // The same statement, then the relations, in one transaction.
+            let (added, row) = super::single::add_buildset(
+                &txn,
+                mode,
+                input,
+                submitted_at,
+                bridge,
+                super::single::Transaction::Caller,
+            )
+            .await?;
+            let view = match relations {
+                Some(rel) => {
+                    let loader = Loader { db: txn, mode };
+                    loader.buildset_graph(vec![row], rel).await?.pop()
+                }
+                None => None,
+            };
+            return Ok((added, view));
+        }
         let added = add_buildset_in(&txn, mode, input, submitted_at, bridge).await?;
         let view = match relations {
             Some(rel) => load_one(&txn, mode, added.bsid, rel).await?,
