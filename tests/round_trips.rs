@@ -146,7 +146,10 @@ async fn constant_round_trips(t: TestDb) {
 
     let (with_patch, _, n) = add(
         &store,
-        &input(vec![SourceStampRef::Spec(patched("patched"))], vec![b[0]]),
+        &input(
+            vec![SourceStampRef::Spec(patched("pätched-ü 😀"))],
+            vec![b[0]],
+        ),
         &plain,
     )
     .await;
@@ -171,7 +174,7 @@ async fn constant_round_trips(t: TestDb) {
         .unwrap()
         .try_get_by_index(0)
         .unwrap();
-    let s = patched("patched");
+    let s = patched("pätched-ü 😀");
     assert_eq!(
         stored,
         hash::sourcestamp_hash(
