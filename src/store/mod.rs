@@ -54,6 +54,9 @@ pub struct Store {
     storage: std::sync::Arc<StorageHealth>,
     /// Attached to a Buildbot database: what the master's bridge reads.
     bridge: Option<std::sync::Arc<bridge::Queue>>,
+    /// Whether an add and a completion are one statement (`single::supported`):
+    /// read once.
+    single: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// How long after a write failed for want of storage the store still reports it
@@ -123,6 +126,7 @@ impl Store {
             repertoire: Default::default(),
             storage: Default::default(),
             bridge: None,
+            single: Default::default(),
         }
     }
 
@@ -132,6 +136,14 @@ impl Store {
             Some(queue) => Ok(Some(queue.objectid(&self.db).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Whether this database takes an add and a completion as one statement.
+    async fn single_statement(&self) -> StoreResult<bool> {
+        self.single
+            .get_or_try_init(|| single::supported(&self.db))
+            .await
+            .copied()
     }
 
     /// Which characters the text columns hold. On MySQL/MariaDB the columns'
@@ -247,10 +259,18 @@ impl Store {
             rep.check(field, text)?;
         }
         let bridge = self.storage.observe(self.bridge_object().await)?;
+        let single = self.single_statement().await?;
         let turn = self.turn().await;
-        let added =
-            write::add_buildset_loading(&self.db, self.mode, input, Some(relations), bridge, op)
-                .await;
+        let added = write::add_buildset_loading(
+            &self.db,
+            self.mode,
+            input,
+            Some(relations),
+            bridge,
+            single,
+            op,
+        )
+        .await;
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
@@ -269,6 +289,7 @@ impl Store {
         relations: &Relations,
         op: &tag::Operation,
     ) -> StoreResult<BuildsetView> {
+        let single = self.single_statement().await?;
         let turn = self.turn().await;
         let view = async {
             if *relations == Relations::default() {
@@ -280,6 +301,7 @@ impl Store {
                     bsid,
                     results,
                     complete_at,
+                    single,
                 )
                 .await
                 {

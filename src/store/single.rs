@@ -31,6 +31,26 @@ use super::types::{AddedBuildset, NewBuildset, SourceStampRef, SourceStampSpec};
 use super::write::SUCCESS;
 use super::{StoreError, StoreResult};
 
+/// Whether this database takes the add and the completion as one statement:
+/// PostgreSQL, and MariaDB (anonymous blocks, from 10.1); not MySQL, which has no
+/// anonymous blocks, nor SQLite (in process: no round trips to save). Those keep
+/// the transaction of statements.
+pub(super) async fn supported(db: &impl ConnectionTrait) -> StoreResult<bool> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => Ok(true),
+        DbBackend::MySql => {
+            let version = db
+                .query_one_raw(Statement::from_string(DbBackend::MySql, "SELECT VERSION()"))
+                .await?;
+            Ok(match version {
+                Some(row) => row.try_get_by_index::<String>(0)?.contains("MariaDB"),
+                None => false,
+            })
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Whether the statement runs in a transaction of its caller's (which then commits)
 /// or is one by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

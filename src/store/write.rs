@@ -86,29 +86,34 @@ pub async fn add_buildset(
     input: &NewBuildset,
 ) -> StoreResult<AddedBuildset> {
     let op = Operation::unbounded();
-    Ok(add_buildset_loading(db, mode, input, None, None, &op)
-        .await?
-        .0)
+    let single = super::single::supported(db).await?;
+    Ok(
+        add_buildset_loading(db, mode, input, None, None, single, &op)
+            .await?
+            .0,
+    )
 }
 
 /// Adds a buildset and, given `relations`, loads it as written, inside the same
 /// transaction: once COMMIT has succeeded, nothing is left to fail, so a connection
 /// lost afterwards cannot turn the write into an error. Given the bridge's object
 /// id, the buildset is left for the bridge to announce (see [`super::bridge`]).
+/// `single`: the database takes the add as one statement (`single::supported`).
 pub async fn add_buildset_loading(
     db: &DatabaseConnection,
     mode: SchemaMode,
     input: &NewBuildset,
     relations: Option<&Relations>,
     bridge: Option<i32>,
+    single: bool,
     op: &Operation,
 ) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
     let submitted_at = input.submitted_at.unwrap_or_else(super::now);
-    // PostgreSQL and MySQL write the add in one statement (see `single`); SQLite,
-    // in this process, has no round trips to save. An idempotency key is looked up
-    // under a lock first, in a transaction of its own.
-    let single = db.get_database_backend() != DbBackend::Sqlite && input.idempotency_key.is_none();
+    // Where `single` (see `single::supported`: PostgreSQL, MariaDB) the add is
+    // one statement. An idempotency key is looked up under a lock first, in a
+    // transaction of statements.
+    let single = single && input.idempotency_key.is_none();
     if single && relations.is_none_or(|r| *r == Relations::default()) {
         // The statement is its own transaction, and its answer the buildset's row.
         let counted = Tagged::off(db, op);
