@@ -57,14 +57,16 @@ const COMPLETE_RETURNING_PG_ATTACHED: &str = "WITH done AS (\
 
 /// Completes a buildset in one statement (`UPDATE … RETURNING`), for an answer that
 /// needs nothing but the buildset itself: one round trip instead of a transaction's
-/// five. `None` where the database has no `UPDATE … RETURNING` (MySQL), which then
-/// takes [`complete_buildset_loading`].
+/// five. On MariaDB (no `UPDATE … RETURNING`) one compound statement does the same
+/// when `single` (see `single::supported`); `None` where neither serves (MySQL),
+/// which then takes [`complete_buildset_loading`].
 pub async fn complete_buildset_returning(
     db: &impl ConnectionTrait,
     mode: SchemaMode,
     bsid: i32,
     results: i32,
     complete_at: Option<i32>,
+    single: bool,
 ) -> StoreResult<Option<BuildsetRow>> {
     check_results(results)?;
     let complete_at = complete_at.unwrap_or_else(super::now);
@@ -93,6 +95,21 @@ pub async fn complete_buildset_returning(
             .await?
             .into_iter()
             .next(),
+        DbBackend::MySql if single => {
+            let rows = db
+                .query_all_raw(super::single::mysql_complete(
+                    mode,
+                    bsid,
+                    results as i16,
+                    complete_at,
+                ))
+                .await?;
+            return match super::single::mysql_completed(&rows)? {
+                Ok(row) => Ok(Some(row)),
+                Err(Some(e)) => Err(e),
+                Err(None) => Err(why_not_completed(db, bsid).await?),
+            };
+        }
         _ => return Ok(None),
     };
     match row {

@@ -102,6 +102,17 @@ impl StoreError {
         code.starts_with("53") || code == "58030"
     }
 
+    /// True when `e` is a unique key violation (PostgreSQL 23505, MySQL 1062).
+    pub fn is_unique_violation(e: &DbErr) -> bool {
+        let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = e
+        else {
+            return false;
+        };
+        e.as_database_error()
+            .is_some_and(|db| db.kind() == sea_orm::sqlx::error::ErrorKind::UniqueViolation)
+    }
+
     /// True for the transient failures of concurrent writers (deadlock, serialization
     /// failure, SQLite busy), after which the whole transaction can simply run again.
     pub fn is_retryable(&self) -> bool {

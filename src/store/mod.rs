@@ -15,6 +15,7 @@ pub mod query;
 pub mod read;
 pub mod replica;
 pub mod rows;
+mod single;
 mod stamps;
 pub mod tag;
 mod types;
@@ -58,6 +59,9 @@ pub struct Store {
     replicas: Option<std::sync::Arc<replica::Replicas>>,
     /// Operations that read from the primary although there are replicas.
     primary_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether an add and a completion are one statement (`single::supported`):
+    /// read once.
+    single: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// How long after a write failed for want of storage the store still reports it
@@ -129,6 +133,7 @@ impl Store {
             bridge: None,
             replicas: None,
             primary_reads: Default::default(),
+            single: Default::default(),
         }
     }
 
@@ -277,6 +282,14 @@ impl Store {
         }
     }
 
+    /// Whether this database takes an add and a completion as one statement.
+    async fn single_statement(&self) -> StoreResult<bool> {
+        self.single
+            .get_or_try_init(|| single::supported(&self.db))
+            .await
+            .copied()
+    }
+
     /// Which characters the text columns hold. On MySQL/MariaDB the columns'
     /// charsets decide (Buildbot's tables are `utf8`, 3-byte); elsewhere, all.
     pub async fn repertoire(&self) -> StoreResult<Repertoire> {
@@ -390,10 +403,18 @@ impl Store {
             rep.check(field, text)?;
         }
         let bridge = self.storage.observe(self.bridge_object().await)?;
+        let single = self.single_statement().await?;
         let turn = self.turn().await;
-        let added =
-            write::add_buildset_loading(&self.db, self.mode, input, Some(relations), bridge, op)
-                .await;
+        let added = write::add_buildset_loading(
+            &self.db,
+            self.mode,
+            input,
+            Some(relations),
+            bridge,
+            single,
+            op,
+        )
+        .await;
         drop(turn);
         let (added, view) = self.storage.observe(added)?;
         self.signal.hint(added.bsid);
@@ -413,17 +434,19 @@ impl Store {
         relations: &Relations,
         op: &tag::Operation,
     ) -> StoreResult<BuildsetView> {
+        let single = self.single_statement().await?;
         let turn = self.turn().await;
         let view = async {
             if *relations == Relations::default() {
                 // A conflict (the last request finished between the update and the
                 // look at why it changed nothing) is run again as a transaction.
                 match complete::complete_buildset_returning(
-                    &self.counted(op).await,
+                    &tag::Tagged::off(&self.db, op),
                     self.mode,
                     bsid,
                     results,
                     complete_at,
+                    single,
                 )
                 .await
                 {

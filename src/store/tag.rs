@@ -151,6 +151,12 @@ impl Operation {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// Counts statements sent around a [`Tagged`] connection: a transaction's
+    /// BEGIN and COMMIT (or ROLLBACK) are round trips too.
+    pub(crate) fn count_statements(&self, n: u64) {
+        self.statements.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn budget(&self) -> &Budget {
         &self.budget
     }

@@ -46,6 +46,8 @@ macro_rules! in_write_transaction {
                         ..Default::default()
                     })
                     .await?;
+                // BEGIN, and below COMMIT or ROLLBACK: round trips of the operation's.
+                $op.count_statements(2);
                 // The body sees the transaction through the operation's connection,
                 // which counts its statements.
                 let $txn = super::tag::Tagged::off(&transaction, $op);
@@ -84,26 +86,89 @@ pub async fn add_buildset(
     input: &NewBuildset,
 ) -> StoreResult<AddedBuildset> {
     let op = Operation::unbounded();
-    Ok(add_buildset_loading(db, mode, input, None, None, &op)
-        .await?
-        .0)
+    let single = super::single::supported(db).await?;
+    Ok(
+        add_buildset_loading(db, mode, input, None, None, single, &op)
+            .await?
+            .0,
+    )
 }
 
 /// Adds a buildset and, given `relations`, loads it as written, inside the same
 /// transaction: once COMMIT has succeeded, nothing is left to fail, so a connection
 /// lost afterwards cannot turn the write into an error. Given the bridge's object
 /// id, the buildset is left for the bridge to announce (see [`super::bridge`]).
+/// `single`: the database takes the add as one statement (`single::supported`).
 pub async fn add_buildset_loading(
     db: &DatabaseConnection,
     mode: SchemaMode,
     input: &NewBuildset,
     relations: Option<&Relations>,
     bridge: Option<i32>,
+    single: bool,
     op: &Operation,
 ) -> StoreResult<(AddedBuildset, Option<BuildsetView>)> {
     input.validate()?;
     let submitted_at = input.submitted_at.unwrap_or_else(super::now);
+    // Where `single` (see `single::supported`: PostgreSQL, MariaDB) the add is
+    // one statement. An idempotency key is looked up under a lock first, in a
+    // transaction of statements.
+    let single = single && input.idempotency_key.is_none();
+    if single && relations.is_none_or(|r| *r == Relations::default()) {
+        // The statement is its own transaction, and its answer the buildset's row.
+        let counted = Tagged::off(db, op);
+        let mut attempt: u32 = 1;
+        loop {
+            let result = super::single::add_buildset(
+                &counted,
+                mode,
+                input,
+                submitted_at,
+                bridge,
+                super::single::Transaction::Own,
+            )
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying an add after a conflict");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt * attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                other => {
+                    let (added, row) = other?;
+                    let view = relations.map(|_| BuildsetView {
+                        row,
+                        stamps: None,
+                        props: None,
+                        requests: None,
+                    });
+                    return Ok((added, view));
+                }
+            }
+        }
+    }
     in_write_transaction!(db, op, |txn| async {
+        if single {
+            // The same statement, then the relations, in one transaction.
+            let (added, row) = super::single::add_buildset(
+                &txn,
+                mode,
+                input,
+                submitted_at,
+                bridge,
+                super::single::Transaction::Caller,
+            )
+            .await?;
+            let view = match relations {
+                Some(rel) => {
+                    let loader = Loader { db: txn, mode };
+                    loader.buildset_graph(vec![row], rel).await?.pop()
+                }
+                None => None,
+            };
+            return Ok((added, view));
+        }
         let added = add_buildset_in(&txn, mode, input, submitted_at, bridge).await?;
         let view = match relations {
             Some(rel) => load_one(&txn, mode, added.bsid, rel).await?,
