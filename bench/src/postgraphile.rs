@@ -75,15 +75,18 @@ impl PostGraphile {
         }
         let pid = self.pid();
         let before = pid.and_then(proc_stats).map(|s| s.0);
+        let split_start = SplitStart::now(pid, &data.db);
         let mut f = drive(client, &self.url, args.seconds, args.connections, make).await;
+        f.split = split_start.split(pid);
+        f.db_ms = db_ms(&data.db, &f);
         if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
             if f.units > 0 {
                 f.cpu_ms = Some((b - a) * 1000.0 / f.units as f64);
             }
         }
         eprintln!(
-            "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
-            f.per_s, f.p50_ms, f.p99_ms, f.errors
+            "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {:?} ms CPU, {:?} ms db CPU, {} errors",
+            f.per_s, f.p50_ms, f.p99_ms, f.cpu_ms, f.db_ms, f.errors
         );
         f.print_first_error();
         f
