@@ -32,7 +32,7 @@ pub(crate) async fn measure_buildbot(
             Scenario::G => "complete",
             _ => continue,
         };
-        let db_before = db.cpu();
+        let meter = DbMeter::start(db);
         let lines = python_lines(
             py,
             &[
@@ -46,7 +46,7 @@ pub(crate) async fn measure_buildbot(
                 ops,
             ],
         )?;
-        let db_s = db.cpu() - db_before;
+        let db_s = meter.stop();
         for v in lines.iter().filter(|v| v["op"].is_string()) {
             let units = v["ops"].as_u64().unwrap_or(0);
             let f = Figures {

@@ -254,14 +254,18 @@ pub(crate) fn psql_value(url: &str, sql: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// A PostgreSQL server's processes: its cluster's postmaster (from the data
-/// directory it reports), else every process called `postgres`.
+/// A PostgreSQL database's processes: its cluster's (found by the data directory
+/// it reports) less other databases' backends; else every process called `postgres`.
 pub(crate) fn postgres_procs(url: &str) -> DbProcs {
     let url = url.split('?').next().unwrap_or(url);
-    psql_value(url, "SHOW data_directory")
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    match psql_value(url, "SHOW data_directory")
         .ok()
         .and_then(|dir| DbProcs::postmaster_of(Path::new(&dir)))
-        .unwrap_or(DbProcs::Named("postgres"))
+    {
+        Some(DbProcs::Postmaster(postmaster)) => DbProcs::Database { postmaster, name },
+        _ => DbProcs::Named("postgres"),
+    }
 }
 
 /// The processes whose CPU is the database's for `backend`.
