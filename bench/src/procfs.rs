@@ -306,14 +306,22 @@ mod tests {
     #[test]
     fn a_database_keeps_its_backends_and_the_clusters_processes() {
         let ours = |t: &str| title_of_database(t, "bench_1");
-        assert!(ours("postgres: 15/main: postgres bench_1 127.0.0.1(40102) idle in transaction"));
+        assert!(ours(
+            "postgres: 15/main: postgres bench_1 127.0.0.1(40102) idle in transaction"
+        ));
         assert!(ours("postgres: postgres bench_1 [local] SELECT"));
-        assert!(!ours("postgres: 15/main: postgres other 127.0.0.1(40118) idle"));
+        assert!(!ours(
+            "postgres: 15/main: postgres other 127.0.0.1(40118) idle"
+        ));
         assert!(ours("postgres: 15/main: checkpointer"));
         assert!(ours("postgres: walwriter   "));
-        assert!(ours("postgres: walsender postgres 127.0.0.1(54370) streaming 0/11AB9010"));
+        assert!(ours(
+            "postgres: walsender postgres 127.0.0.1(54370) streaming 0/11AB9010"
+        ));
         assert!(ours("postgres: autovacuum worker bench_1"));
         assert!(!ours("postgres: 15/main: autovacuum worker other"));
-        assert!(ours("/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main"));
+        assert!(ours(
+            "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main"
+        ));
     }
 }
