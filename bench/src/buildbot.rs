@@ -2,11 +2,13 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn measure_buildbot(
     args: &Args,
     client: &reqwest::Client,
     py: &Path,
     db_url: &str,
+    db: &DbProcs,
     scenarios: &[Scenario],
     report: &mut Report,
     backend: &str,
@@ -22,11 +24,16 @@ pub(crate) async fn measure_buildbot(
     if !rest.is_empty() {
         measure_rest(args, client, py, db_url, &rest, report, backend).await?;
     }
-    if scenarios
-        .iter()
-        .any(|s| matches!(s, Scenario::F | Scenario::G))
-    {
-        for v in python_lines(
+    // One writes.py per phase, so that the database's CPU is sampled around each.
+    for &s in scenarios {
+        let ops = match s {
+            Scenario::F => "add",
+            Scenario::H => "add-existing",
+            Scenario::G => "complete",
+            _ => continue,
+        };
+        let meter = DbMeter::start(db);
+        let lines = python_lines(
             py,
             &[
                 &dir.join("writes.py").to_string_lossy(),
@@ -35,22 +42,28 @@ pub(crate) async fn measure_buildbot(
                 &secs,
                 "--inflight",
                 &conns,
+                "--ops",
+                ops,
             ],
-        )? {
-            let s = match v["op"].as_str() {
-                Some("addBuildset") => Scenario::F,
-                Some("completeBuildset") => Scenario::G,
-                _ => continue,
-            };
+        )?;
+        let db_s = meter.stop();
+        for v in lines.iter().filter(|v| v["op"].is_string()) {
+            let units = v["ops"].as_u64().unwrap_or(0);
             let f = Figures {
+                units,
                 per_s: v["ops_per_s"].as_f64().unwrap_or(0.0),
                 p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
                 p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+                statements: v["statements_per_op"].as_f64(),
+                commits: v["commits_per_op"].as_f64(),
+                // The connector's set-up (builder ids, the incomplete buildsets)
+                // is in it too: a few statements per run.
+                db_ms: (db.is_some() && units > 0).then(|| db_s * 1000.0 / units as f64),
                 ..Figures::default()
             };
             eprintln!(
-                "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms",
-                f.per_s, f.p50_ms, f.p99_ms
+                "  buildbot connector {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {:?} statements + {:?} commits per call, {:?} ms db CPU",
+                f.per_s, f.p50_ms, f.p99_ms, f.statements, f.commits, f.db_ms
             );
             report.record(backend, s, "buildbot", f);
         }
@@ -133,6 +146,16 @@ pub(crate) async fn measure_rest(
         report.record(backend, s, "buildbot", f);
     }
     report.peak(backend, "buildbot", pid);
-    drop(child);
+    // SIGTERM: master.py stops its `buildbot start` child then (a kill would leave
+    // that master running, orphaned, through the rest of the run).
+    let mut child = child;
+    if let Some(id) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &id.to_string()])
+            .status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&basedir);
     Ok(())
 }

@@ -14,7 +14,11 @@ pub(crate) struct Figures {
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) statements: Option<f64>,
+    /// Transactions committed per call (Buildbot's connector).
+    pub(crate) commits: Option<f64>,
     pub(crate) cpu_ms: Option<f64>,
+    /// The database's CPU per request (PostgreSQL's cluster, MariaDB's process).
+    pub(crate) db_ms: Option<f64>,
     pub(crate) requests_per_unit: Option<f64>,
     pub(crate) split: Option<Split>,
     /// A baseline's rounds: this server's req/s over the baseline's in each round,
@@ -28,6 +32,12 @@ impl Figures {
             eprintln!("    first error: {why}");
         }
     }
+}
+
+/// The database's CPU milliseconds per unit of a measurement whose split was taken.
+pub(crate) fn db_ms(db: &DbProcs, f: &Figures) -> Option<f64> {
+    let split = f.split.as_ref().filter(|_| db.is_some() && f.units > 0)?;
+    Some(split.database_s * 1000.0 / f.units as f64)
 }
 
 /// A small deterministic generator (no dependency for what a benchmark needs).
@@ -71,6 +81,21 @@ pub(crate) async fn drive<F>(
 where
     F: Fn(u64) -> Option<Value> + Send + Sync + 'static,
 {
+    drive_split(client, &[url.to_owned()], seconds, connections, make).await
+}
+
+/// [`drive`] over several servers: client `i` sends to `urls[i % urls.len()]`, so
+/// the connections are split evenly among them.
+pub(crate) async fn drive_split<F>(
+    client: &reqwest::Client,
+    urls: &[String],
+    seconds: u64,
+    connections: usize,
+    make: Arc<F>,
+) -> Figures
+where
+    F: Fn(u64) -> Option<Value> + Send + Sync + 'static,
+{
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
@@ -78,8 +103,9 @@ where
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, url, make) = (client.clone(), url.to_owned(), make.clone());
+    for i in 0..connections {
+        let url = urls[i % urls.len().max(1)].clone();
+        let (client, make) = (client.clone(), make.clone());
         let (latencies, errors, counter) = (latencies.clone(), errors.clone(), counter.clone());
         let first_error = first_error.clone();
         tasks.push(tokio::spawn(async move {

@@ -29,22 +29,28 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 mod buildbot;
+mod floor;
 mod load;
 mod postgraphile;
 mod procfs;
 mod report;
+mod scaleout;
 mod scenario;
 mod seed;
 mod server;
+mod targets;
 
 use buildbot::*;
+use floor::*;
 use load::*;
 use postgraphile::*;
 use procfs::*;
 use report::*;
+use scaleout::*;
 use scenario::*;
 use seed::*;
 use server::*;
+use targets::*;
 
 #[derive(Parser, Clone)]
 struct Args {
@@ -54,6 +60,19 @@ struct Args {
     /// A PostgreSQL server database URL; a fresh database is made next to it.
     #[arg(long, env = "BENCH_POSTGRES_URL")]
     postgres_url: Option<String>,
+    /// A MariaDB (or MySQL) server database URL, `mysql://root@127.0.0.1:3306/NAME`:
+    /// a fresh database is made next to it, with Buildbot's schema and data (seed.py),
+    /// and the reads (this server alone) and the writes (this server against
+    /// Buildbot's connector on the same database) run on it.
+    #[arg(long, env = "BENCH_MYSQL_URL")]
+    mysql_url: Option<String>,
+    /// Also the scale-out run: a PostgreSQL primary and a streaming replica made by
+    /// `.ci/pg-pair` (new clusters on free ports, removed after), seeded on the
+    /// primary; scenarios b, c and c with one addBuildset in four, against one
+    /// server on the primary alone and two servers reading from the replica
+    /// (`--read-database-url`), each cluster's CPU per request sampled apart.
+    #[arg(long)]
+    scale_out: bool,
     /// Skip SQLite.
     #[arg(long)]
     no_sqlite: bool,
@@ -76,8 +95,9 @@ struct Args {
     /// JIT, both servers' caches).
     #[arg(long, default_value_t = 2)]
     warmup: u64,
-    /// Scenarios to run (a-g).
-    #[arg(long, default_value = "a,b,c,d,e,f,g")]
+    /// Scenarios to run: reads a-e, writes f (addBuildset, new stamp), h
+    /// (addBuildset, existing ssid) and g (completeBuildset), run in this order.
+    #[arg(long, default_value = "a,b,c,d,e,f,h,g")]
     scenarios: String,
     /// Also measure Buildbot 4.3 (REST API for a-e; its connector for f-g).
     #[arg(long)]
@@ -136,6 +156,18 @@ async fn measure_ours(
                     }}}),
                 )
             }
+            Scenario::H => {
+                let two: Vec<i64> = d.builders.iter().skip(2).take(2).copied().collect();
+                let ssid = d.ssids.get(r.below(d.ssids.len() as u64) as usize).copied();
+                ssid.map(|ssid| {
+                    json!({"query": query, "operationName": "h", "variables": {"in": {
+                        "reason": "bench write",
+                        "sourcestamps": [{"ssid": ssid}],
+                        "builderids": two,
+                        "properties": [{"name": "a", "value": 1, "source": "bench"}, {"name": "b", "value": "two", "source": "bench"}, {"name": "c", "value": [3], "source": "bench"}],
+                    }}})
+                })
+            }
             Scenario::G => {
                 let i = seq.fetch_add(1, Ordering::Relaxed);
                 d.incomplete
@@ -151,15 +183,11 @@ async fn measure_ours(
     }
     let before_cpu = server.pid().and_then(proc_stats).map(|s| s.0);
     let before_st = statements(client, &server.base, scenario).await;
-    let db_comm = if data.postgres { "postgres" } else { "none" };
-    let split_start = SplitStart::now(server.pid(), db_comm);
+    let split_start = SplitStart::now(server.pid(), &data.db);
     let recording = match (&args.perf, server.pid()) {
         (Some(dir), Some(pid)) => {
             let _ = std::fs::create_dir_all(dir);
-            let file = dir.join(format!(
-                "{}-{scenario}.data",
-                if data.postgres { "postgres" } else { "sqlite" }
-            ));
+            let file = dir.join(format!("{}-{scenario}.data", data.backend));
             Command::new("perf")
                 .args([
                     "record",
@@ -183,6 +211,7 @@ async fn measure_ours(
     };
     let mut f = drive(client, &url, args.seconds, args.connections, make).await;
     f.split = split_start.split(server.pid());
+    f.db_ms = db_ms(&data.db, &f);
     if let Some((mut child, file)) = recording {
         // perf writes its file on SIGINT.
         if let Some(id) = child.id() {
@@ -230,14 +259,15 @@ async fn measure_ours(
         }
     }
     eprintln!(
-        "{} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {} errors",
-        if data.postgres { "postgres" } else { "sqlite" },
+        "{} {}: {:.1}/s p50 {:.2} ms p99 {:.2} ms, {:?} statements, {:?} ms CPU, {:?} ms db CPU, {} errors",
+        data.backend,
         describe(scenario),
         f.per_s,
         f.p50_ms,
         f.p99_ms,
         f.statements,
         f.cpu_ms,
+        f.db_ms,
         f.errors
     );
     f.print_first_error();
@@ -260,20 +290,24 @@ async fn measure_all(
     }
 }
 
+/// The interop venv's Python (Buildbot 4.3), when there is one.
+fn buildbot_python(args: &Args) -> Option<PathBuf> {
+    args.buildbot_python
+        .clone()
+        .filter(|p| p.exists())
+        .or_else(|| Some(root().join(".venv-interop/bin/python")).filter(|p| p.exists()))
+}
+
 async fn run_backend(
     args: &Args,
     client: &reqwest::Client,
     bin: &Path,
-    backend: &str,
+    backend: &'static str,
     db_url: String,
     scenarios: &[Scenario],
     report: &mut Report,
 ) -> Result<(), String> {
-    let python = args
-        .buildbot_python
-        .clone()
-        .filter(|p| p.exists())
-        .or_else(|| Some(root().join(".venv-interop/bin/python")).filter(|p| p.exists()));
+    let python = buildbot_python(args);
     let seeder = root().join("bench/buildbot/seed.py");
     let began = Instant::now();
     let through_buildbot = !args.seed_through_api && python.is_some() && seeder.exists();
@@ -315,7 +349,18 @@ async fn run_backend(
         },
         began.elapsed().as_secs_f64()
     ));
-    let data = Arc::new(read_data(client, &url, backend == "postgres").await?);
+    let data = Arc::new(read_data(client, &url, backend, db_procs(backend, &db_url)).await?);
+    if scenarios.contains(&Scenario::B) {
+        match serialisation_floor(client, &url, &data).await {
+            Ok(floor) => {
+                eprintln!("{backend}: serialisation floor of b's answer: {floor:?}");
+                report.floors.insert(backend.into(), floor);
+            }
+            Err(e) => report
+                .notes
+                .push(format!("{backend}: no serialisation floor: {e}")),
+        }
+    }
     let before = match &args.baseline_server {
         Some(old) => Some(Server::start(old, &db_url, client).await?),
         None => None,
@@ -342,9 +387,15 @@ async fn run_backend(
     let mut rounds: BTreeMap<(Scenario, &'static str), Vec<Figures>> = BTreeMap::new();
     let mut paired: BTreeMap<Scenario, Vec<f64>> = BTreeMap::new();
     let mut paired_before: BTreeMap<Scenario, Vec<f64>> = BTreeMap::new();
-    for round in 1..=args.rounds.max(1) {
-        if args.rounds > 1 {
-            eprintln!("{backend}: reads, round {round} of {}", args.rounds);
+    // MariaDB's reads are this server's alone, once: nothing to pair them with.
+    let turns = if backend == "mariadb" {
+        1
+    } else {
+        args.rounds.max(1)
+    };
+    for round in 1..=turns {
+        if turns > 1 {
+            eprintln!("{backend}: reads, round {round} of {turns}");
         }
         for &s in &reads {
             let f = measure_ours(args, client, &server, &data, s).await;
@@ -395,16 +446,46 @@ async fn run_backend(
     if args.buildbot && buildbot.is_none() {
         report.notes.push("Buildbot: no BUILDBOT_PYTHON".into());
     }
+    // Buildbot's REST API on MariaDB is left out: only its writes are compared there.
+    let rest_reads: Vec<Scenario> = if backend == "mariadb" {
+        Vec::new()
+    } else {
+        reads.clone()
+    };
     if let Some(py) = &buildbot {
-        if let Err(e) = measure_buildbot(args, client, py, &db_url, &reads, report, backend).await {
+        if let Err(e) = measure_buildbot(
+            args,
+            client,
+            py,
+            &db_url,
+            &data.db,
+            &rest_reads,
+            report,
+            backend,
+        )
+        .await
+        {
             report.notes.push(format!("Buildbot on {backend}: {e}"));
+        }
+    }
+    if through_buildbot && writes.contains(&Scenario::G) {
+        // On Buildbot's schema this server completes a buildset only once its build
+        // requests are finished, as a master would; finish them first (Buildbot's
+        // connector, which does not check, then sees the same state).
+        if let Some(py) = &python {
+            let script = root().join("bench/buildbot/finish_requests.py");
+            let v = python_json(py, &[&script.to_string_lossy(), &db_url])?;
+            eprintln!("{backend}: build requests of incomplete buildsets finished: {v}");
         }
     }
     measure_all(args, client, &server, &data, &writes, report, backend).await;
     report.peak(backend, "ours", server.pid());
     drop(server);
     if let Some(py) = &buildbot {
-        if let Err(e) = measure_buildbot(args, client, py, &db_url, &writes, report, backend).await
+        if let Err(e) = measure_buildbot(
+            args, client, py, &db_url, &data.db, &writes, report, backend,
+        )
+        .await
         {
             report.notes.push(format!("Buildbot on {backend}: {e}"));
         }
@@ -445,7 +526,7 @@ async fn main() {
         .expect("an HTTP client");
     let mut report = Report::default();
     let mut failed = false;
-    let mut backends: Vec<(&str, String)> = Vec::new();
+    let mut backends: Vec<(&'static str, String)> = Vec::new();
     if !args.no_sqlite {
         let dir = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -467,6 +548,19 @@ async fn main() {
             }
         }
     }
+    let mut made_mysql = None;
+    if let Some(base) = &args.mysql_url {
+        match fresh_mysql(base) {
+            Ok((url, name)) => {
+                made_mysql = Some((base.clone(), name));
+                backends.push(("mariadb", url));
+            }
+            Err(e) => {
+                eprintln!("MariaDB: {e}");
+                failed = true;
+            }
+        }
+    }
     for (backend, url) in backends {
         if let Err(e) =
             run_backend(&args, &client, &bin, backend, url, &scenarios, &mut report).await
@@ -475,7 +569,17 @@ async fn main() {
             failed = true;
         }
     }
+    if args.scale_out {
+        let python = buildbot_python(&args);
+        if let Err(e) = scale_out(&args, &client, &bin, python.as_deref(), &mut report).await {
+            eprintln!("scale-out: {e}");
+            failed = true;
+        }
+    }
     // Everything that used them has been stopped (dropped above).
+    if let Some((base, name)) = made_mysql {
+        let _ = mysql_cli(&base, &format!("DROP DATABASE IF EXISTS `{name}`"));
+    }
     if let Some((base, name)) = made_database {
         let _ = psql(
             &base,
@@ -497,6 +601,7 @@ async fn main() {
         .values()
         .flat_map(|s| s.values())
         .filter_map(|m| m.get("ours"))
+        .chain(report.scale_out.iter().map(|r| &r.f))
         .map(|f| f.errors)
         .sum();
     let empty = report
@@ -504,8 +609,9 @@ async fn main() {
         .values()
         .flat_map(|s| s.values())
         .filter_map(|m| m.get("ours"))
+        .chain(report.scale_out.iter().map(|r| &r.f))
         .any(|f| f.units == 0);
-    if failed || errors > 0 || empty || report.rows.is_empty() {
+    if failed || errors > 0 || empty || (report.rows.is_empty() && report.scale_out.is_empty()) {
         eprintln!(
             "bench: failed ({errors} errors{})",
             if empty {

@@ -16,6 +16,10 @@ impl PostGraphile {
             &std::fs::read_to_string(dir.join("queries.json")).map_err(|e| e.to_string())?,
         )
         .map_err(|e| e.to_string())?;
+        // Scenario e's query field, created before PostGraphile builds its schema.
+        let function = std::fs::read_to_string(dir.join("recent_buildsets.sql"))
+            .map_err(|e| format!("recent_buildsets.sql: {e}"))?;
+        psql(db_url.split('?').next().unwrap_or(db_url), &function)?;
         let port = free_port();
         let child = Command::new(dir.join("run.sh"))
             .args([
@@ -40,7 +44,7 @@ impl PostGraphile {
     }
 
     pub(crate) fn serves(&self, s: Scenario) -> bool {
-        s <= Scenario::D && self.queries.get(s.to_string()).is_some()
+        s.is_read() && self.queries.get(s.to_string()).is_some()
     }
 
     /// One scenario, after the warm-up.
@@ -56,9 +60,14 @@ impl PostGraphile {
         let d = data.clone();
         let make = move |n: u64| {
             let mut vars = vars.clone();
+            // The same ids and branches as this server's nth request (read_body).
+            let mut r = Lcg(n.wrapping_mul(7919) + 13);
             if s == Scenario::A {
-                let mut r = Lcg(n.wrapping_mul(7919) + 13);
                 vars["id"] = json!(1 + r.below(d.max_bsid.max(1) as u64) as i64);
+            }
+            if s == Scenario::E {
+                let i = r.below(d.branches.len() as u64) as usize;
+                vars["branch"] = json!(d.branches.get(i).cloned().unwrap_or_default());
             }
             Some(json!({"query": query, "variables": vars}))
         };
@@ -75,15 +84,18 @@ impl PostGraphile {
         }
         let pid = self.pid();
         let before = pid.and_then(proc_stats).map(|s| s.0);
+        let split_start = SplitStart::now(pid, &data.db);
         let mut f = drive(client, &self.url, args.seconds, args.connections, make).await;
+        f.split = split_start.split(pid);
+        f.db_ms = db_ms(&data.db, &f);
         if let (Some(a), Some(b)) = (before, pid.and_then(proc_stats).map(|s| s.0)) {
             if f.units > 0 {
                 f.cpu_ms = Some((b - a) * 1000.0 / f.units as f64);
             }
         }
         eprintln!(
-            "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {} errors",
-            f.per_s, f.p50_ms, f.p99_ms, f.errors
+            "  postgraphile {s}: {:.1}/s p50 {:.1} ms p99 {:.1} ms, {:?} ms CPU, {:?} ms db CPU, {} errors",
+            f.per_s, f.p50_ms, f.p99_ms, f.cpu_ms, f.db_ms, f.errors
         );
         f.print_first_error();
         f

@@ -35,6 +35,10 @@ pub(crate) struct Report {
     /// backend -> system -> peak RSS in MiB
     pub(crate) rss: BTreeMap<String, BTreeMap<&'static str, f64>>,
     pub(crate) notes: Vec<String>,
+    /// backend -> the serialisation floor of b's answer
+    pub(crate) floors: BTreeMap<String, Floor>,
+    /// `--scale-out`'s rows, in the order run.
+    pub(crate) scale_out: Vec<ScaleRow>,
 }
 
 /// The figures of the round with the median req/s.
@@ -105,7 +109,7 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
     ));
     for (backend, scenarios) in &report.rows {
         out.push_str(&format!("### {backend}\n\n"));
-        out.push_str("| scenario | this server req/s | p50 ms | p99 ms | statements/req | server CPU ms/req | CPU: server / db / load client / machine busy | PostGraphile req/s (ratio) | PostGraphile p99 ms | Buildbot req/s (ratio) | Buildbot p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| scenario | this server req/s | p50 ms | p99 ms | statements/req | server CPU ms/req | db CPU ms/req | CPU: server / db / load client / machine busy | PostGraphile req/s (ratio) | PostGraphile p99 ms | PostGraphile CPU ms/req: server / db | Buildbot req/s (ratio) | Buildbot p99 ms | Buildbot statements (+ commits)/call | Buildbot db CPU ms/call |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (s, systems) in scenarios {
             let Some(ours) = systems.get("ours") else {
                 continue;
@@ -113,7 +117,7 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
             let pg = systems.get("postgraphile");
             let bb = systems.get("buildbot");
             out.push_str(&format!(
-                "| {} | {:.1}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {:.1}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 describe(*s),
                 ours.per_s,
                 if ours.errors > 0 {
@@ -123,8 +127,9 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
                 },
                 ours.p50_ms,
                 ours.p99_ms,
-                ours.statements.map_or("–".into(), |v| format!("{v:.1}")),
-                ours.cpu_ms.map_or("–".into(), |v| format!("{v:.2}")),
+                ms(ours.statements, 1),
+                ms(ours.cpu_ms, 2),
+                ms(ours.db_ms, 2),
                 ours.split.as_ref().map_or("–".into(), |c| format!(
                     "{:.0}% / {:.0}% / {:.0}% / {:.0}%",
                     c.server * 100.0,
@@ -134,6 +139,7 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
                 )),
                 ratio(ours, pg),
                 pg.map_or("–".into(), |f| format!("{:.2}", f.p99_ms)),
+                pg.map_or("–".into(), |f| format!("{} / {}", ms(f.cpu_ms, 2), ms(f.db_ms, 2))),
                 ratio(ours, bb),
                 bb.map_or("–".into(), |f| format!(
                     "{:.1}{}",
@@ -141,6 +147,24 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
                     f.requests_per_unit
                         .map_or(String::new(), |r| format!(" ({r:.0} requests/unit)"))
                 )),
+                bb.and_then(|f| f.statements).map_or("–".into(), |st| format!(
+                    "{st:.1}{}",
+                    bb.and_then(|f| f.commits)
+                        .map_or(String::new(), |c| format!(" (+ {c:.1})"))
+                )),
+                ms(bb.and_then(|f| f.db_ms), 2),
+            ));
+        }
+        if let Some(floor) = report.floors.get(backend) {
+            let b = scenarios.get(&Scenario::B).and_then(|m| m.get("ours"));
+            out.push_str(&format!(
+                "\nSerialisation floor of b's answer ({} bytes, captured from this server; timed in this tool's {} build, the fastest of 5 batches): `serde_json::to_vec` of it as async-graphql's `ConstValue` (the server's last step) **{:.3} ms**, of it as a `serde_json::Value` {:.3} ms; parsing the bytes into a `Value` and writing them back {:.3} ms. The server's CPU per b: {} ms.\n",
+                floor.bytes,
+                if floor.release { "release" } else { "debug (not a floor: build with --release)" },
+                floor.const_to_vec_ms,
+                floor.value_to_vec_ms,
+                floor.parse_and_write_ms,
+                ms(b.and_then(|f| f.cpu_ms), 2),
             ));
         }
         if scenarios
@@ -154,9 +178,44 @@ pub(crate) fn render(args: &Args, report: &Report, command: &str) -> String {
             out.push_str(&format!("\nPeak RSS: {}\n\n", parts.join(", ")));
         }
     }
+    if !report.scale_out.is_empty() {
+        out.push_str(&scale_out_table(&report.scale_out));
+    }
+    out.push_str(&targets(args, report));
     for n in &report.notes {
         out.push_str(&format!("- {n}\n"));
     }
+    out
+}
+
+/// A figure with `digits` decimals, or a dash.
+pub(crate) fn ms(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn scale_out_table(rows: &[ScaleRow]) -> String {
+    let mut out = String::from(
+        "### Scale-out: PostgreSQL primary and streaming replica\n\n`.ci/pg-pair` clusters (trust, fsync off), seeded on the primary; the load split evenly over the servers' ports. CPU per request of each cluster: its postmaster and every process it started (the primary's WAL sender included), sampled from /proc. c+f: c with one addBuildset in four requests.\n\n| setup | workload | req/s | p50 ms | p99 ms | primary CPU ms/req | replica CPU ms/req | servers CPU ms/req |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {:.1}{} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} |\n",
+            r.setup,
+            r.workload,
+            r.f.per_s,
+            if r.f.errors > 0 {
+                format!(" ({} errors)", r.f.errors)
+            } else {
+                String::new()
+            },
+            r.f.p50_ms,
+            r.f.p99_ms,
+            r.primary_ms,
+            r.replica_ms,
+            r.servers_ms,
+        ));
+    }
+    out.push('\n');
     out
 }
 

@@ -17,18 +17,22 @@ pub(crate) enum Scenario {
     E,
     /// `addBuildset` with a new stamp.
     F,
+    /// `addBuildset` with an existing stamp, by its ssid (listed before g, which it
+    /// runs before: g completes what f and h added).
+    H,
     /// `completeBuildset`.
     G,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 7] = [
+    pub(crate) const ALL: [Scenario; 8] = [
         Scenario::A,
         Scenario::B,
         Scenario::C,
         Scenario::D,
         Scenario::E,
         Scenario::F,
+        Scenario::H,
         Scenario::G,
     ];
 
@@ -42,6 +46,7 @@ impl Scenario {
             Scenario::E => 'e',
             Scenario::F => 'f',
             Scenario::G => 'g',
+            Scenario::H => 'h',
         }
     }
 
@@ -79,6 +84,7 @@ pub(crate) fn our_query(s: Scenario) -> String {
         Scenario::D => format!("query d {{ buildsets(first: 20, orderBy: [{{field: BSID, direction: DESC}}]) {{ nodes {{ {SELECTION} properties {{ name value source }} sourcestamps {{ {STAMP} {PATCH} }} buildrequests {{ {REQUEST} builder {{ builderid name description }} builds {{ buildid number builderid buildrequestid stateString results startedAt completeAt }} }} }} }} }}"),
         Scenario::E => format!("query e($branch: String!) {{ recentBuildsets(count: 50, branch: $branch) {{ {SELECTION} sourcestamps {{ {STAMP} }} }} }}"),
         Scenario::F => "mutation f($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }".into(),
+        Scenario::H => "mutation h($in: AddBuildsetInput!) { addBuildset(input: $in) { bsid } }".into(),
         Scenario::G => "mutation g($b: Int!) { completeBuildset(bsid: $b, results: 0) { bsid } }".into(),
     }
 }
@@ -92,6 +98,7 @@ pub(crate) fn describe(s: Scenario) -> &'static str {
         Scenario::E => "e: recentBuildsets(count: 50, branch)",
         Scenario::F => "f: addBuildset (new stamp)",
         Scenario::G => "g: completeBuildset",
+        Scenario::H => "h: addBuildset (existing ssid)",
     }
 }
 

@@ -4,10 +4,15 @@ use super::*;
 
 /// What the seeded database holds, as this server reads it.
 pub(crate) struct Data {
-    pub(crate) postgres: bool,
+    /// `sqlite`, `postgres` or `mariadb`.
+    pub(crate) backend: &'static str,
+    /// The database server's processes, sampled for its CPU.
+    pub(crate) db: DbProcs,
     pub(crate) max_bsid: i64,
     pub(crate) branches: Vec<String>,
     pub(crate) builders: Vec<i64>,
+    /// Sourcestamps of the 200 oldest buildsets (h adds buildsets on them).
+    pub(crate) ssids: Vec<i64>,
     pub(crate) incomplete: Vec<i64>,
 }
 
@@ -35,7 +40,8 @@ pub(crate) async fn gql(
 pub(crate) async fn read_data(
     client: &reqwest::Client,
     url: &str,
-    url_is_postgres: bool,
+    backend: &'static str,
+    db: DbProcs,
 ) -> Result<Data, String> {
     let d = gql(client, url, "{ buildsets(first: 1, orderBy: [{field: BSID, direction: DESC}]) { nodes { bsid } } builders { builderid } }", json!({})).await?;
     let max_bsid = d["buildsets"]["nodes"][0]["bsid"].as_i64().unwrap_or(0);
@@ -46,17 +52,23 @@ pub(crate) async fn read_data(
     let d = gql(
         client,
         url,
-        "{ buildsets(first: 200) { nodes { sourcestamps { branch } } } }",
+        "{ buildsets(first: 200) { nodes { sourcestamps { ssid branch } } } }",
         json!({}),
     )
     .await?;
-    let mut branches: Vec<String> = d["buildsets"]["nodes"]
+    let stamps: Vec<Value> = d["buildsets"]["nodes"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|n| n["sourcestamps"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let mut branches: Vec<String> = stamps
+        .iter()
         .filter_map(|s| s["branch"].as_str().map(str::to_owned))
         .collect();
+    let mut ssids: Vec<i64> = stamps.iter().filter_map(|s| s["ssid"].as_i64()).collect();
+    ssids.sort_unstable();
+    ssids.dedup();
     branches.sort();
     branches.dedup();
     let mut incomplete = Vec::new();
@@ -77,10 +89,12 @@ pub(crate) async fn read_data(
         after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
     }
     Ok(Data {
-        postgres: url_is_postgres,
+        backend,
+        db,
         max_bsid,
         branches,
         builders,
+        ssids,
         incomplete,
     })
 }
@@ -188,6 +202,86 @@ pub(crate) async fn fresh_postgres(base: &str) -> Result<(String, String), Strin
     let name = format!("{base_name}_bench_{}_{}", std::process::id(), free_port());
     psql(base, &format!("CREATE DATABASE \"{name}\""))?;
     Ok((format!("{server}/{name}"), name))
+}
+
+/// A fresh MariaDB database next to `base` (`mysql://USER[:PASSWORD]@HOST[:PORT][/NAME]`),
+/// named after it as `fresh_postgres` names its; its URL and name.
+pub(crate) fn fresh_mysql(base: &str) -> Result<(String, String), String> {
+    let rest = base
+        .strip_prefix("mysql://")
+        .ok_or("a mysql:// URL for MariaDB")?;
+    let (server, base_name) = rest.split_once('/').unwrap_or((rest, ""));
+    let base_name = base_name.split('?').next().unwrap_or("");
+    let base_name = if base_name.is_empty() {
+        "bench"
+    } else {
+        base_name
+    };
+    let name = format!("{base_name}_bench_{}_{}", std::process::id(), free_port());
+    mysql_cli(base, &format!("CREATE DATABASE `{name}`"))?;
+    Ok((format!("mysql://{server}/{name}"), name))
+}
+
+/// Runs `sql` with the `mysql` client on the server of `url`.
+pub(crate) fn mysql_cli(url: &str, sql: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("mysql://").unwrap_or(url);
+    let server = rest.split('/').next().unwrap_or(rest);
+    let (user, host) = server.rsplit_once('@').unwrap_or(("root", server));
+    let (user, password) = user.split_once(':').unwrap_or((user, ""));
+    let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
+    let mut cmd = std::process::Command::new("mysql");
+    cmd.args(["-h", host, "-P", port, "-u", user, "-e", sql]);
+    if !password.is_empty() {
+        cmd.env("MYSQL_PWD", password);
+    }
+    let status = cmd.status().map_err(|e| format!("mysql: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("mysql: {sql} failed"))
+    }
+}
+
+/// The first value `sql` returns.
+pub(crate) fn psql_value(url: &str, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new("psql")
+        .args([url, "-Atc", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("psql: {sql} failed"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A PostgreSQL database's processes: its cluster's (found by the data directory
+/// it reports) less other databases' backends; else every process called `postgres`.
+pub(crate) fn postgres_procs(url: &str) -> DbProcs {
+    let url = url.split('?').next().unwrap_or(url);
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    match psql_value(url, "SHOW data_directory")
+        .ok()
+        .and_then(|dir| DbProcs::postmaster_of(Path::new(&dir)))
+    {
+        Some(DbProcs::Postmaster(postmaster)) => DbProcs::Database { postmaster, name },
+        _ => DbProcs::Named("postgres"),
+    }
+}
+
+/// The processes whose CPU is the database's for `backend`.
+pub(crate) fn db_procs(backend: &str, url: &str) -> DbProcs {
+    match backend {
+        "postgres" => postgres_procs(url),
+        "mariadb" => {
+            let named = |n: &'static str| DbProcs::Named(n);
+            if named("mariadbd").cpu() > 0.0 {
+                named("mariadbd")
+            } else {
+                named("mysqld")
+            }
+        }
+        _ => DbProcs::None,
+    }
 }
 
 pub(crate) fn psql(url: &str, sql: &str) -> Result<(), String> {

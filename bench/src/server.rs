@@ -59,6 +59,18 @@ pub(crate) async fn statements(
     Some((find("sum").unwrap_or(0.0), find("count").unwrap_or(0.0)))
 }
 
+/// PostGraphile's driver (node-postgres) talks to PostgreSQL without TLS unless
+/// told otherwise, while sqlx negotiates TLS whenever the server offers it: on
+/// loopback that is only cost, so both systems run without it.
+pub(crate) fn without_tls(db_url: &str) -> String {
+    if db_url.starts_with("postgres") && !db_url.contains("sslmode=") {
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        format!("{db_url}{sep}sslmode=disable")
+    } else {
+        db_url.to_owned()
+    }
+}
+
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) base: String,
@@ -70,16 +82,18 @@ impl Server {
         db_url: &str,
         client: &reqwest::Client,
     ) -> Result<Server, String> {
+        Server::start_with(bin, db_url, &[], client).await
+    }
+
+    /// [`Server::start`] with more arguments (`--read-database-url URL`).
+    pub(crate) async fn start_with(
+        bin: &Path,
+        db_url: &str,
+        extra: &[String],
+        client: &reqwest::Client,
+    ) -> Result<Server, String> {
         let port = free_port();
-        // PostGraphile's driver (node-postgres) talks to PostgreSQL without TLS unless
-        // told otherwise, while sqlx negotiates TLS whenever the server offers it: on
-        // loopback that is only cost, so both systems run without it.
-        let db_url = if db_url.starts_with("postgres") && !db_url.contains("sslmode=") {
-            let sep = if db_url.contains('?') { '&' } else { '?' };
-            format!("{db_url}{sep}sslmode=disable")
-        } else {
-            db_url.to_owned()
-        };
+        let db_url = without_tls(db_url);
         let child = Command::new(bin)
             .args([
                 "--listen",
@@ -89,6 +103,7 @@ impl Server {
                 "--max-complexity",
                 "100000",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
