@@ -19,6 +19,7 @@ on_every_backend! {
     bad_references_write_nothing => bad_references_write_nothing;
     concurrent_adds_share_new_stamps => concurrent_adds_share_new_stamps;
     transaction_of_statements_still_serves => transaction_of_statements_still_serves;
+    stamp_lookups_use_the_index => stamp_lookups_use_the_index;
 }
 
 fn spec(branch: &str) -> SourceStampSpec {
@@ -544,4 +545,64 @@ async fn transaction_of_statements_still_serves(t: TestDb) {
             .expect("complete");
     // MySQL without its block: the transaction's turn (the caller's fallback).
     assert_eq!(done.is_none(), t.backend == Backend::MySql);
+}
+
+/// Rows MySQL/MariaDB read by scanning a table or an index, on this session so far.
+async fn scanned(db: &impl ConnectionTrait) -> i64 {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_rnd_next', 'Handler_read_next')",
+        ))
+        .await
+        .expect("status");
+    rows.iter()
+        .map(|row| {
+            let v: String = row.try_get_by_index(1).expect("a value");
+            v.parse::<i64>().expect("a number")
+        })
+        .sum()
+}
+
+/// On MariaDB a stamp is found by its hash through the unique index whatever the
+/// column's character set. Buildbot's tables are `utf8` (3-byte) in a database
+/// whose default is utf8mb4; the add's hash variables took the database's charset,
+/// so the column was converted for the comparison and every lookup scanned the
+/// table under shared locks: 23 ms of MariaDB CPU per add on 20,000 stamps, and
+/// deadlocks past the retries under 8 writers (seen by bench's full run).
+async fn stamp_lookups_use_the_index(t: TestDb) {
+    if t.backend != Backend::MySql {
+        // PostgreSQL finds stamps by ON CONFLICT on the index; SQLite has one charset.
+        return;
+    }
+    t.db.execute_unprepared(
+        "ALTER TABLE sourcestamps MODIFY ss_hash VARCHAR(40) CHARACTER SET utf8mb3 NOT NULL",
+    )
+    .await
+    .expect("Buildbot's charset for ss_hash");
+    // One connection, so that the session's counters are the add's.
+    let one = store::connect_with(&t.url, |o| {
+        o.max_connections(1).min_connections(1);
+    })
+    .await
+    .expect("a one-connection pool");
+    let store = Store::new(one.clone(), t.mode);
+    let b = builders(&t, 1).await;
+    let plain = Relations::default();
+    for i in 0..300 {
+        let stamps = vec![SourceStampRef::Spec(spec(&format!("fill{i}")))];
+        add(&store, &input(stamps, vec![b[0]]), &plain).await;
+    }
+    let before = scanned(&one).await;
+    let stamps = vec![
+        SourceStampRef::Spec(spec("probe")),
+        SourceStampRef::Spec(spec("fill7")),
+    ];
+    add(&store, &input(stamps, vec![b[0]]), &plain).await;
+    let rows = scanned(&one).await - before;
+    eprintln!("stamp lookups: {rows} rows scanned");
+    assert!(
+        rows < 100,
+        "an add with a new and an existing stamp scanned {rows} rows among 300 stamps"
+    );
 }

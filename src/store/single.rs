@@ -530,7 +530,7 @@ fn mysql_add(plan: &Plan<'_>, transaction: Transaction) -> Sql {
     );
     for i in 0..n {
         sql.push(&format!(
-            "DECLARE v_p{i} INT DEFAULT NULL; DECLARE v_h{i} VARCHAR(40) DEFAULT NULL; \
+            "DECLARE v_p{i} INT DEFAULT NULL; DECLARE v_h{i} VARCHAR(40) CHARACTER SET ascii DEFAULT NULL; \
              DECLARE v_s{i} INT DEFAULT NULL; "
         ));
     }
