@@ -278,14 +278,6 @@ impl Replicas {
         self.list.get(i)
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     pub(super) fn pools(&self) -> impl Iterator<Item = &DatabaseConnection> {
         self.list.iter().map(|r| &r.db)
     }
