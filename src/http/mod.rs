@@ -2,6 +2,7 @@
 //! and every test use.
 
 mod assets;
+pub mod board;
 pub mod body;
 mod graphql;
 mod ops;
@@ -70,11 +71,12 @@ impl AppState {
             answers: Default::default(),
         });
         let documents =
-            crate::door::Documents::new(config.persisted_queries_bytes, &config.trusted_documents)?;
+            crate::door::Documents::new(config.persisted_queries_bytes, &config.trusted_documents)?
+                .trusting_also(board::documents());
         if let Some(n) = documents.trusted_count() {
             tracing::info!(
                 documents = n,
-                "trusted documents: only the {n} listed operations run (and introspection)"
+                "trusted documents: only the {n} listed operations run (and introspection), the board's among them"
             );
         }
         let door = Door::new(
@@ -113,7 +115,7 @@ impl AppState {
     }
 }
 
-/// The routes: `/graphql` (POST, GET with `?query=`, or the playground),
+/// The routes: `/` (the board), `/board/*`, `/graphql` (POST, GET with `?query=`, or the playground),
 /// `/graphql/ws`, `/graphql/assets/*`, `/favicon.ico`, `/healthz`, `/readyz`,
 /// `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -134,6 +136,12 @@ pub fn router(state: AppState) -> Router {
             get(crate::ws::upgrade).fallback(ops::method_not_allowed),
         )
         .route("/graphql/assets/{file}", get(assets::asset))
+        .route("/", get(board::page).fallback(ops::method_not_allowed))
+        .route("/board/assets/{file}", get(board::asset))
+        .route(
+            "/board/persisted-query-manifest.json",
+            get(board::manifest),
+        )
         .route("/favicon.ico", get(assets::favicon))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::readyz))
