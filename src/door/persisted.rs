@@ -82,6 +82,19 @@ impl Documents {
         })
     }
 
+    /// Adds documents the server itself serves a client for (the board's), trusted
+    /// beside the manifests' when trusted documents are on; nothing changes otherwise.
+    pub fn trusting_also(mut self, documents: impl IntoIterator<Item = (String, String)>) -> Self {
+        if let Some(trusted) = &mut self.trusted {
+            for (id, text) in documents {
+                let text: Arc<str> = text.into();
+                trusted.texts.insert(text.clone());
+                trusted.by_id.insert(id, text);
+            }
+        }
+        self
+    }
+
     /// How many trusted documents are listed (`None`: any document runs).
     pub fn trusted_count(&self) -> Option<usize> {
         self.trusted.as_ref().map(|t| t.by_id.len())

@@ -21,7 +21,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("CatchUp", include_str!("board/operations/CatchUp.graphql")),
     ("Detail", include_str!("board/operations/Detail.graphql")),
     ("Added", include_str!("board/operations/Added.graphql")),
-    ("Completed", include_str!("board/operations/Completed.graphql")),
+    (
+        "Completed",
+        include_str!("board/operations/Completed.graphql"),
+    ),
     (
         "CancelBuildset",
         include_str!("board/operations/CancelBuildset.graphql"),
@@ -220,9 +223,7 @@ pub async fn page(headers: HeaderMap) -> Response {
 
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => {
-            cached(&headers, content_type, &etag(body), body.to_vec())
-        }
+        Some((_, content_type, body)) => cached(&headers, content_type, &etag(body), body.to_vec()),
         None => refuse_json(
             StatusCode::NOT_FOUND,
             Code::NotFound,
@@ -234,12 +235,7 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 pub async fn manifest(headers: HeaderMap) -> Response {
     let text = manifest_json();
     let tag = etag(text.as_bytes());
-    cached(
-        &headers,
-        "application/json",
-        &tag,
-        text.into_bytes(),
-    )
+    cached(&headers, "application/json", &tag, text.into_bytes())
 }
 
 #[cfg(test)]

@@ -138,10 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/assets/{file}", get(assets::asset))
         .route("/", get(board::page).fallback(ops::method_not_allowed))
         .route("/board/assets/{file}", get(board::asset))
-        .route(
-            "/board/persisted-query-manifest.json",
-            get(board::manifest),
-        )
+        .route("/board/persisted-query-manifest.json", get(board::manifest))
         .route("/favicon.ico", get(assets::favicon))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::readyz))

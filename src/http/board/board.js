@@ -392,6 +392,14 @@
     subscribed: false,
     everUp: false,
     ids: [],
+    onReady: null,
+
+    /** The first acknowledgement (or the first failure) lets the first screen load. */
+    ready() {
+      const f = this.onReady;
+      this.onReady = null;
+      if (f) f();
+    },
 
     start() {
       clearTimeout(this.timer);
@@ -422,6 +430,7 @@
         if (ws !== this.ws) return;
         this.ws = null;
         this.subscribed = false;
+        this.ready();
         if (ev.code === 4401 || ev.code === 4403) {
           this.show('down', 'not live: a token is needed');
           // tokenClosed starts the socket again once a token is given.
@@ -466,6 +475,7 @@
           this.everUp = true;
           this.show('up', 'live');
           this.subscribe();
+          this.ready();
           if (again || loadedBeforeSubscribed) {
             loadedBeforeSubscribed = false;
             catchUp();
@@ -572,16 +582,16 @@
     if (Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ');
     return typeof v === 'string' ? v : JSON.stringify(v);
   }
-  function builderName(id) {
-    return state.builders.get(id) || `builder ${id}`;
+  function builderName(id, r) {
+    return (r && r.builder && r.builder.name) || state.builders.get(id) || `builder ${id}`;
   }
   function chip(r) {
     const st = requestStatus(r);
     const builds = r.builds || [];
     const last = builds[builds.length - 1];
-    return h('span', { class: `chip s-${st.key}`, title: `${builderName(r.builderid)}: ${st.key}${last ? `, build #${last.number}` : ''} (request ${r.buildrequestid})` },
+    return h('span', { class: `chip s-${st.key}`, title: `${builderName(r.builderid, r)}: ${st.key}${last ? `, build #${last.number}` : ''} (request ${r.buildrequestid})` },
       h('span', { class: 'sym', 'aria-hidden': 'true' }, st.sym), ' ',
-      builderName(r.builderid),
+      builderName(r.builderid, r),
       last ? h('span', { class: 'num' }, ` #${last.number}`) : null,
       h('span', { class: 'sr' }, `: ${st.key}`));
   }
@@ -619,7 +629,10 @@
 
   function grid(list) {
     const used = new Set();
-    list.forEach((bs) => bs.buildrequests.forEach((r) => used.add(r.builderid)));
+    list.forEach((bs) => bs.buildrequests.forEach((r) => {
+      used.add(r.builderid);
+      if (r.builder && !state.builders.has(r.builderid)) state.builders.set(r.builderid, r.builder.name);
+    }));
     const columns = [...used].sort((a, b) => builderName(a).localeCompare(builderName(b)));
     return h('div', { class: 'grid-wrap' }, h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Buildset'),
@@ -742,7 +755,7 @@
         h('tbody', {}, bs.buildrequests.map((r) => {
           const rs = requestStatus(r);
           return h('tr', { 'data-buildrequestid': r.buildrequestid },
-            h('td', {}, r.builder ? r.builder.name : builderName(r.builderid), h('span', { class: 'muted' }, ` request ${r.buildrequestid}`)),
+            h('td', {}, builderName(r.builderid, r), h('span', { class: 'muted' }, ` request ${r.buildrequestid}`)),
             h('td', {}, badge(rs, 'small')),
             h('td', {}, (r.builds || []).length
               ? h('ul', { class: 'builds' }, r.builds.map((b) => h('li', {}, `#${b.number} `, h('span', { class: 'muted' }, b.stateString))))
@@ -778,7 +791,7 @@
     }
   }
   async function cancelRequest(bs, r) {
-    if (!(await confirmAction(`Cancel build request ${r.buildrequestid} of buildset #${bs.bsid} on ${builderName(r.builderid)}?`))) return;
+    if (!(await confirmAction(`Cancel build request ${r.buildrequestid} of buildset #${bs.bsid} on ${builderName(r.builderid, r)}?`))) return;
     try {
       const data = await withToken('CancelBuildRequest', { buildrequestid: r.buildrequestid }, 'Cancelling needs the write token.');
       upsert(plain(data.cancelBuildRequest.buildset));
@@ -898,9 +911,19 @@
       }
     });
     setInterval(refreshTimes, 15000);
-    // One socket and one query for the first screen, at once.
+    // One socket and one query for the first screen. The query waits for the socket's
+    // acknowledgement (a round trip; at most a second), so that the subscriptions are
+    // on before the page is read and nothing falls between the two.
+    let started = false;
+    const first = () => {
+      if (!started) {
+        started = true;
+        reload();
+      }
+    };
+    live.onReady = first;
+    setTimeout(first, 1000);
     live.start();
-    reload();
   }
 
   init();
