@@ -111,7 +111,6 @@ def test_the_board_renders_a_seeded_database_in_one_query_and_one_socket(start, 
     assert log["posts"] == ["Board"], log["posts"]
     assert len(log["sockets"]) == 1 and log["sockets"][0].endswith("/graphql/ws"), log["sockets"]
     assert not log["errors"], log["errors"]
-    shot(page, "board.png")
     page.click("#view-grid")
     page.wait_for_selector("table.grid")
     heads = page.eval_on_selector_all("table.grid thead th", "els => els.map(e => e.innerText)")
@@ -120,7 +119,42 @@ def test_the_board_renders_a_seeded_database_in_one_query_and_one_socket(start, 
     cells = page.locator("tr[data-bsid='%d'] td.cell" % bsids[-1])
     assert cells.count() == 2, cells.count()
     assert "view=grid" in page.url
+
+
+def test_the_board_shows_what_a_master_wrote(start, browser):
+    """A database as Buildbot's own connector leaves it after a day's work: builds
+    numbered per builder, some running, one retried, every result. The README's
+    pictures are this test's (BOARD_SCREENSHOTS)."""
+    url = database("sqlite")
+    buildbot("create", url)
+    bsids = buildbot("showcase", url)["bsids"]
+    srv = start("sqlite", db_url=url)
+    page, log = open_board(browser, srv.base + "/", viewport={"width": 1280, "height": 1000})
+    expected = ["success", "warnings", "failure", "warnings", "exception", "cancelled",
+                "running", "running", "running", "pending"]
+    assert statuses(page) == list(zip(reversed(bsids), reversed(expected)))
+    # A request's chip: its state and its latest build's number.
+    retried = page.locator(f".row[data-bsid='{bsids[6]}'] .chip")
+    parts = retried.inner_text().split()
+    assert parts[:2] == ["▶", "windows"] and parts[2].startswith("#") and parts[3:] == [":", "running"], parts
+    running = page.locator(f".row[data-bsid='{bsids[7]}'] .chip")
+    assert [c.split()[0] for c in running.all_inner_texts()] == ["✓", "✓", "▶", "▶", "✓"]
+    failed = page.locator(f".row[data-bsid='{bsids[2]}'] .chip.s-failure")
+    assert failed.inner_text().split()[:2] == ["✗", "linux-clang"]
+    assert "carol@example.org" in page.inner_text(f".row[data-bsid='{bsids[2]}'] .meta")
+    shot(page, "board.png")
+    page.click("#view-grid")
+    page.wait_for_selector("table.grid")
+    heads = page.eval_on_selector_all("table.grid thead th", "els => els.map(e => e.innerText)")
+    assert heads == ["Buildset", "docs", "linux-clang", "linux-gcc", "macos", "windows"], heads
+    row = page.locator(f"tr[data-bsid='{bsids[0]}'] td")
+    assert [c.strip().split()[0] for c in row.all_inner_texts()] == ["✓", "✓", "✓", "✓", "✓"]
     shot(page, "grid.png")
+    page.locator(f"tr[data-bsid='{bsids[6]}']").click()
+    page.wait_for_selector("#detail table.requests")
+    builds = page.eval_on_selector_all("#detail table.requests ul.builds li", "els => els.map(e => e.innerText)")
+    assert len(builds) == 2 and builds[1].endswith("building"), builds  # the retried build, then the running one
+    assert not log["errors"], log["errors"]
 
 
 def test_the_page_is_small_self_contained_and_strict(start):

@@ -14,6 +14,7 @@ Usage: python bb.py COMMAND DB_URL [ARGS...]; every command prints one JSON docu
                          client reads it (urllib + json); prints the mismatches
 """
 
+import hashlib
 import json
 import math
 import sys
@@ -178,6 +179,70 @@ def populate(db):
     out["bsids"] = bsids
     out["shared_ssid"] = yield db.sourcestamps.findSourceStampId(**shared)
     return out
+
+
+@defer.inlineCallbacks
+def showcase(db):
+    """What a master's day looks like, written the way a master writes it: buildsets
+    on five builders, their build requests built (builds numbered per builder) and
+    completed with every result, some still running, the newest not started."""
+    builders = {}
+    for name in ("linux-gcc", "linux-clang", "macos", "windows", "docs"):
+        builders[name] = yield db.builders.findBuilderId(name)
+    masterid = yield db.masters.findMasterId("showcase-master")
+    workerid = yield db.workers.findWorkerId("showcase-worker")
+    plan = [
+        # reason, branch, builders, owner, results per builder (None: running, "-": not started)
+        ("The SingleBranchScheduler scheduler named 'main' triggered this build", "main",
+         ["linux-gcc", "linux-clang", "macos", "windows", "docs"], "alice@example.org", [0, 0, 0, 0, 0]),
+        ("The web-page 'force' button was pressed by 'bob': flaky test?", "release/2.x",
+         ["linux-gcc", "windows"], "bob@example.org", [0, 1]),
+        ("The SingleBranchScheduler scheduler named 'main' triggered this build", "main",
+         ["linux-gcc", "linux-clang", "macos", "windows"], "carol@example.org", [0, 2, 0, 0]),
+        ("The Triggerable scheduler named 'deploy' triggered this build", "main",
+         ["docs"], "deploy", [1]),
+        ("The Nightly scheduler named 'nightly' triggered this build", "main",
+         ["linux-gcc", "macos", "docs"], "nightly", [0, 4, 3]),
+        ("The SingleBranchScheduler scheduler named 'main' triggered this build", "feature/cache",
+         ["linux-gcc", "linux-clang"], "dave@example.org", [6, 6]),
+        ("The web-page 'rebuild' button was pressed by 'alice'", "main",
+         ["windows"], "alice@example.org", [5]),
+        ("The SingleBranchScheduler scheduler named 'main' triggered this build", "main",
+         ["linux-gcc", "linux-clang", "macos", "windows", "docs"], "erin@example.org", [0, 0, None, None, 0]),
+        ("The SingleBranchScheduler scheduler named 'main' triggered this build", "feature/login",
+         ["linux-gcc", "linux-clang", "macos"], "frank@example.org", [None, "-", "-"]),
+        ("The web-page 'force' button was pressed by 'bob'", "release/2.x",
+         ["linux-gcc", "windows"], "bob@example.org", ["-", "-"]),
+    ]
+    worst = [0, 1, 3, 2, 4, 5, 6]  # Buildbot's order of badness: SUCCESS, WARNINGS, SKIPPED, FAILURE, ...
+    out = []
+    for i, (reason, branch, names, owner, results) in enumerate(plan):
+        ids = [builders[n] for n in names]
+        bsid, brids = yield db.buildsets.addBuildset(
+            sourcestamps=[{"branch": branch, "revision": hashlib.sha1(b"showcase %d" % i).hexdigest(),
+                           "repository": "https://github.com/example/widget.git", "project": "widget",
+                           "codebase": ""}],
+            reason=reason,
+            properties={"owner": (owner, "Change"), "scheduler": (reason.split("'")[1], "Scheduler")},
+            builderids=ids,
+            waited_for=False,
+        )
+        for builderid, result in zip(ids, results):
+            if result == "-":
+                continue
+            buildid, _ = yield db.builds.addBuild(builderid, brids[builderid], workerid, masterid, "building")
+            if result is None:
+                continue
+            yield db.builds.finishBuild(buildid, result)
+            if result == 5:  # retried: the request's next build runs
+                yield db.builds.addBuild(builderid, brids[builderid], workerid, masterid, "building")
+            else:
+                yield db.buildrequests.completeBuildRequests([brids[builderid]], result)
+        if all(r not in (None, "-", 5) for r in results):
+            final = max(results, key=worst.index)
+            yield db.buildsets.completeBuildset(bsid, final)
+        out.append(bsid)
+    return {"bsids": out}
 
 
 def buildset_json(bs):
@@ -424,6 +489,8 @@ def main(reactor, argv):
                 return {"created": True}
             if command == "populate":
                 return (yield populate(db))
+            if command == "showcase":
+                return (yield showcase(db))
             if command == "dump":
                 return (yield dump(db))
             if command == "find-ss":
