@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> Result<(), BoxError> {
     tracing::info!(
         address = %addr,
         ?mode,
-        "listening: the playground is at http://{addr}/graphql, the board at http://{addr}/ ({mode:?} database)"
+        "listening: the playground is at http://{addr}/graphql and the board at http://{addr}/ ({mode:?} database)"
     );
     accept_loop(listener, router(state.clone()), &config, &state).await;
     let deadline = Duration::from_secs(config.shutdown_timeout);

@@ -183,7 +183,11 @@ fn cached(headers: &HeaderMap, content_type: &'static str, tag: &str, body: Vec<
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+        // A proxy that compresses may weaken the tag (`W/"…"`); the bytes are still ours.
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == tag)
+        });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -227,7 +231,10 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
         None => refuse_json(
             StatusCode::NOT_FOUND,
             Code::NotFound,
-            format!("no asset {file:?}: the board is at /"),
+            format!(
+                "no asset {:?}: the board is at /",
+                file.chars().take(80).collect::<String>()
+            ),
         ),
     }
 }

@@ -88,10 +88,15 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     } else {
         "GET"
     };
+    let what = match uri.path() {
+        "/graphql" => "POST an operation, or GET the playground",
+        "/" => "GET the board; operations go to /graphql",
+        _ => "GET it",
+    };
     let mut response = refuse_json(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::BadRequest,
-        format!("{method} is not served here: POST an operation, or GET the playground"),
+        format!("{method} is not served here: {what}"),
     );
     response
         .headers_mut()
@@ -104,8 +109,8 @@ pub async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         Code::NotFound,
         format!(
-            "nothing is served at {}: the API is at /graphql",
-            uri.path()
+            "nothing is served at {}: the board is at /, the API at /graphql",
+            uri.path().chars().take(200).collect::<String>()
         ),
     )
 }

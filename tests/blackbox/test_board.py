@@ -432,3 +432,146 @@ def test_the_board_works_on_a_server_that_runs_only_trusted_documents(start, bro
     page.locator(f".row[data-bsid='{fresh}']").wait_for(timeout=15_000)
     assert not log["errors"], log["errors"]
     assert log["posts"] == ["Board", "Detail"], log["posts"]
+
+
+def test_the_token_button_and_a_failed_load_both_lead_back_to_the_rows(start, browser):
+    srv = start("sqlite", "--read-token", "R", "--write-token", "W")
+    bsid = add(srv, "behind a token", [builder(srv, "b", token="W")], token="W")
+    page = browser.new_page()
+    loopback_only(page)
+    page.goto(srv.base + "/")
+    page.locator("#token-dialog").wait_for(state="visible", timeout=15_000)
+    page.keyboard.press("Escape")  # no token now
+    page.wait_for_function("() => document.querySelector('#message').textContent.includes('UNAUTHENTICATED')")
+    # Later, from the Token button: the view loads with it, and the socket is live.
+    page.click("#token-button")
+    page.fill("#token-input", "R")
+    page.click("#token-use")
+    page.locator(f".row[data-bsid='{bsid}']").wait_for(timeout=15_000)
+    page.wait_for_selector("#live.up", timeout=15_000)
+    assert page.inner_text("#message") == ""
+    # Forgetting it from the button asks again at once.
+    page.click("#token-button")
+    page.click("#token-forget")
+    page.locator("#token-dialog").wait_for(state="visible", timeout=15_000)
+    page.fill("#token-input", "R")
+    page.click("#token-use")
+    page.locator(f".row[data-bsid='{bsid}']").wait_for(timeout=15_000)
+
+    # A first load that fails offers to try again (here the socket stays up, so only
+    # the button brings the rows).
+    srv = start("sqlite")
+    bsid = add(srv, "after a failed load", [builder(srv, "b")])
+    other = browser.new_page()
+    loopback_only(other)
+    failed = []
+
+    def once(route):
+        if not failed and route.request.method == "POST":
+            failed.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    other.route("**/graphql", once)
+    other.goto(srv.base + "/")
+    other.wait_for_selector("#message button.again", timeout=15_000)
+    assert "cannot be reached" in other.inner_text("#message")
+    other.click("#message button.again")
+    other.locator(f".row[data-bsid='{bsid}']").wait_for(timeout=15_000)
+    assert failed
+
+
+def test_the_detail_panel_is_a_modal_dialog(start, browser):
+    srv = start("sqlite")
+    _, bsids = seed(srv)
+    page, log = open_board(browser, srv.base + "/", viewport={"width": 400, "height": 800})
+    page.locator(f".row[data-bsid='{bsids[0]}']").click()
+    page.wait_for_selector("#detail table.props")
+    assert "null" not in page.inner_text("#detail")
+    # Tab stays in the panel: the page under it is inert (past its last control focus
+    # may visit the browser's own UI, seen here as the body).
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.getElementById('detail').contains(document.activeElement)"
+                             " || document.activeElement === document.body")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") != "f-branch"
+    # A click beside it (on the backdrop) closes it at a wide window.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.mouse.click(20, 400)
+    page.locator("#detail").wait_for(state="hidden")
+    page.wait_for_function("() => !location.search.includes('bs=')")
+    # Back opens it again, forward closes it, and the address says which.
+    page.go_back()
+    page.locator("#detail").wait_for(state="visible")
+    page.go_forward()
+    page.locator("#detail").wait_for(state="hidden")
+    assert not log["errors"], log["errors"]
+
+
+def test_hostile_text_stays_text_and_long_text_stays_inside_400_px(start, browser):
+    srv = start("sqlite")
+    long_name = "x" * 3000
+    b = builder(srv, long_name)
+    nasty = "<img src=x onerror=\"document.title='pwned'\">"
+    bsid = add(srv, nasty + " " + "y" * 200, [b], branch=nasty + "z" * 200,
+               properties=[{"name": "owners", "value": [f"person{i}@example.org" for i in range(12)], "source": "Change"},
+                           {"name": "p" * 256, "value": "v" * 5000, "source": nasty}])
+    dialogs = []
+    page, log = open_board(browser, srv.base + "/", viewport={"width": 400, "height": 800})
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    assert page.locator(f".row[data-bsid='{bsid}']").count() == 1
+    assert page.locator("img").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    owner = page.locator(f".row[data-bsid='{bsid}'] .owner")
+    assert owner.inner_text() == "person0@example.org, person1@example.org +10"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # The reason keeps most of the row however long the owners are.
+    width = page.evaluate(f"document.querySelector(\".row[data-bsid='{bsid}'] .body\").getBoundingClientRect().width")
+    assert width > 600, width
+    page.keyboard.press("g")
+    page.wait_for_selector("table.grid")
+    page.set_viewport_size({"width": 400, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    page.keyboard.press("g")
+    page.locator(f".row[data-bsid='{bsid}']").click()
+    page.wait_for_selector("#detail table.props")
+    assert page.evaluate("document.getElementById('detail').scrollWidth") <= 400
+    assert page.locator("img").count() == 0
+    assert page.title() != "pwned" and not dialogs
+    assert not log["errors"], log["errors"]
+
+
+def test_state_and_result_filters_agree(start, browser):
+    srv = start("sqlite")
+    seed(srv)
+    page, _ = open_board(browser, srv.base + "/")
+    page.select_option("#f-result", "failure")
+    page.wait_for_function("() => location.search.includes('result=failure')")
+    assert page.input_value("#f-complete") == "true"
+    page.select_option("#f-complete", "false")
+    page.wait_for_function("() => location.search === '?complete=false'")
+    assert page.input_value("#f-result") == ""
+    page.wait_for_function("() => document.querySelectorAll('.row').length === 1")
+    # What the board cannot read leaves the address.
+    page.goto(srv.base + "/?bs=1e3&builder=00001&result=nope&complete=maybe&view=list")
+    page.wait_for_selector("#live.up")
+    assert page.evaluate("location.search") == ""
+    assert page.locator("#detail").is_hidden()
+
+
+def test_the_board_routes_answer_sanely(start):
+    srv = start("sqlite")
+    page = httpx.get(srv.base + "/")
+    weak = httpx.get(srv.base + "/", headers={"if-none-match": "W/" + page.headers["etag"]})
+    assert weak.status_code == 304
+    post = httpx.post(srv.base + "/", content=b"{}")
+    assert post.status_code == 405 and post.headers["allow"] == "GET"
+    assert post.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "board" in post.json()["errors"][0]["message"]
+    missing = httpx.get(srv.base + "/board/assets/" + "a" * 5000)
+    assert missing.status_code == 404 and len(missing.text) < 500
+    assert missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    for path in ("/board/assets/..%2f..%2fetc%2fpasswd", "/board/assets/%2e%2e", "/board/nothing"):
+        r = httpx.get(srv.base + path)
+        assert r.status_code == 404 and r.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND", (path, r.text)

@@ -83,10 +83,10 @@
     for (const k of Object.keys(state.filters)) state.filters[k] = q.get(k) || '';
     if (state.filters.result && !RESULTS.some((r) => r.key === state.filters.result)) state.filters.result = '';
     if (!['', 'true', 'false'].includes(state.filters.complete)) state.filters.complete = '';
-    if (!/^\d*$/.test(state.filters.builder)) state.filters.builder = '';
+    if (!/^[1-9]\d{0,8}$/.test(state.filters.builder)) state.filters.builder = '';
     state.view = q.get('view') === 'grid' ? 'grid' : 'list';
-    const bs = Number(q.get('bs'));
-    state.detail = Number.isInteger(bs) && bs > 0 ? bs : null;
+    const bs = q.get('bs') || '';
+    state.detail = /^[1-9]\d{0,8}$/.test(bs) ? Number(bs) : null;
   }
   function writeAddress(push) {
     const q = new URLSearchParams();
@@ -102,7 +102,7 @@
     const f = state.filters;
     const where = {};
     if (f.branch) where.branch = { eq: f.branch };
-    if (f.repository) where.repository = { eq: f.repository };
+    if (f.repository) where.repository = { contains: f.repository };
     if (f.builder) where.builderid = { eq: Number(f.builder) };
     const code = RESULTS.findIndex((r) => r.key === f.result);
     if (code >= 0) where.results = { eq: code };
@@ -139,7 +139,7 @@
     } catch (e) {
       // as above
     }
-    $('token-button').textContent = t ? 'Token ✓' : 'Token';
+    $('token-button').textContent = t ? 'Token (set)' : 'Token';
   }
 
   /** Runs one of the board's operations; its `data`, or an ApiError. Numbers in
@@ -216,7 +216,7 @@
         return await gql(name, vars, exact);
       } catch (e) {
         if (!NEEDS_TOKEN.includes(e.code)) throw e;
-        const given = await askToken(`${why} ${e.message}`);
+        const given = await askToken(`${why} The server says: ${e.message}`);
         if (!given) throw e;
       }
     }
@@ -225,6 +225,7 @@
   // ---- the token dialog -------------------------------------------------------
 
   let tokenWaiters = [];
+  let tokenFromButton = false;
   function askToken(why) {
     const dialog = $('token-dialog');
     $('token-why').textContent = why || 'A bearer token for this server: a read token to look, a write token to cancel.';
@@ -232,6 +233,10 @@
     if (!dialog.open) dialog.showModal();
     $('token-input').focus();
     return new Promise((resolve) => tokenWaiters.push(resolve));
+  }
+  function tokenButton() {
+    tokenFromButton = true;
+    askToken();
   }
   function tokenClosed() {
     const how = $('token-dialog').returnValue;
@@ -244,14 +249,17 @@
     }
     const waiters = tokenWaiters;
     tokenWaiters = [];
-    waiters.forEach((w) => w(given));
-    if (!waiters.length && how !== 'cancel') {
-      // Opened from the Token button: look again with what was given.
+    const fromButton = tokenFromButton;
+    tokenFromButton = false;
+    if (fromButton && how !== 'cancel') {
+      // Changed or forgotten from the Token button: look again with what is held now.
+      waiters.forEach((w) => w(false));
       reload();
       live.restart();
-    } else if (given && !live.subscribed) {
-      live.restart();
+      return;
     }
+    waiters.forEach((w) => w(given));
+    if (given && !live.subscribed) live.restart();
   }
 
   // ---- confirmation -----------------------------------------------------------
@@ -269,10 +277,27 @@
 
   // ---- loading ----------------------------------------------------------------
 
-  function say(text, kind) {
+  /** The message above the rows; `kind` 'error', 'empty' (cleared once rows come)
+   * or none. */
+  function say(text, kind, action) {
     const m = $('message');
     m.textContent = text || '';
     m.className = 'message' + (kind ? ' ' + kind : '');
+    if (action) {
+      m.append(' ', h('button', { type: 'button', class: 'again', onclick: action.run }, action.label));
+    }
+  }
+  function sayIfEmpty() {
+    const m = $('message');
+    if (state.rows.size) {
+      if (m.classList.contains('empty')) say('');
+      return;
+    }
+    const filtered = Object.values(state.filters).some(Boolean);
+    say(filtered ? 'No buildset matches these filters.' : 'No buildsets yet: they show here as schedulers submit them.', 'empty');
+  }
+  function errorText(e) {
+    return `${e.message}${e.code && !['UNREACHABLE', 'BAD_RESPONSE'].includes(e.code) ? ` (${e.code})` : ''}`;
   }
 
   function setBuilders(list) {
@@ -298,9 +323,11 @@
   let loadedBeforeSubscribed = false;
 
   /** The first screen of a view: one query. */
+  let loading = false;
   async function reload() {
     const generation = ++state.generation;
     state.loaded = false;
+    loading = true;
     say('Loading…');
     try {
       const { where, complete } = variables();
@@ -312,13 +339,16 @@
       state.hasNextPage = data.buildsets.pageInfo.hasNextPage;
       state.endCursor = data.buildsets.pageInfo.endCursor;
       state.loaded = true;
-      say(state.rows.size ? '' : 'No buildset matches these filters.');
+      say('');
+      sayIfEmpty();
       loadedBeforeSubscribed = !live.subscribed;
       render();
       if (state.detail) openDetail(state.detail, false);
     } catch (e) {
       if (generation !== state.generation) return;
-      say(`Cannot load the buildsets: ${e.message}${e.code ? ` (${e.code})` : ''}`, 'error');
+      say(`Cannot load the buildsets: ${errorText(e)}.`, 'error', { label: 'Try again', run: reload });
+    } finally {
+      if (generation === state.generation) loading = false;
     }
   }
 
@@ -367,10 +397,10 @@
         if (belongs(bs)) upsert(bs);
         else state.rows.delete(bs.bsid);
       }
-      say(state.rows.size ? '' : 'No buildset matches these filters.');
+      sayIfEmpty();
       render();
     } catch (e) {
-      say(`Cannot catch up: ${e.message}`, 'error');
+      say(`Cannot catch up: ${errorText(e)}`, 'error');
     }
   }
 
@@ -476,7 +506,10 @@
           this.show('up', 'live');
           this.subscribe();
           this.ready();
-          if (again || loadedBeforeSubscribed) {
+          if (!state.loaded && !loading) {
+            // The last load failed (the server was away): load the view now.
+            reload();
+          } else if (again || loadedBeforeSubscribed) {
             loadedBeforeSubscribed = false;
             catchUp();
           }
@@ -489,7 +522,10 @@
           this.event(msg.id, msg.payload);
           break;
         case 'error':
-          say(`The live feed refused the view: ${(msg.payload && msg.payload[0] && msg.payload[0].message) || 'error'}`, 'error');
+          // Shown beside the live state: the message area keeps what the load said.
+          if (this.ids.includes(msg.id)) {
+            this.show('down', `not live: ${(msg.payload && msg.payload[0] && msg.payload[0].message) || 'refused'}`);
+          }
           break;
         default:
           break;
@@ -514,7 +550,7 @@
     event(id, payload) {
       if (!this.ids.includes(id) || !payload) return;
       if (payload.errors && payload.errors.length) {
-        say(`Live update failed: ${payload.errors[0].message}`, 'error');
+        this.show('down', `live update failed: ${payload.errors[0].message}`);
         return;
       }
       const data = payload.data || {};
@@ -522,7 +558,10 @@
       if (!bs) return;
       const oldest = state.rows.size ? Math.min(...state.rows.keys()) : 0;
       if (!belongs(bs)) {
-        if (state.rows.delete(bs.bsid)) render();
+        if (state.rows.delete(bs.bsid)) {
+          sayIfEmpty();
+          render();
+        }
         return;
       }
       // A buildset older than the last page loaded would land out of order.
@@ -530,17 +569,24 @@
         const isNew = !state.rows.has(bs.bsid);
         upsert(bs);
         if (isNew && data.buildsetAdded) markFresh(bs.bsid);
-        if (state.rows.size) say('');
+        sayIfEmpty();
         render();
         if (state.detail === bs.bsid) openDetail(bs.bsid, false);
       }
     },
 
+    shown: '',
     show(kind, text) {
       const el = $('live');
       el.className = `live ${kind}`;
       const sym = { up: '●', connecting: '◌', down: '○' }[kind] || '';
       el.textContent = `${sym} ${text}`;
+      el.title = text;
+      // Screen readers hear the state when it changes, not every second of a countdown.
+      if (kind !== this.shown) {
+        this.shown = kind;
+        $('live-said').textContent = { up: 'Live', connecting: 'Connecting', down: 'Not live' }[kind] || text;
+      }
     },
   };
 
@@ -576,10 +622,13 @@
       ss.revision ? h('code', { class: 'rev' }, ss.revision.slice(0, 8)) : null,
       ss.patch ? h('span', { class: 'patch', title: 'with a patch' }, '+patch') : null);
   }
-  function propText(p) {
+  function propText(p, most = 2) {
     if (!p) return '';
     const v = p.value;
-    if (Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ');
+    if (Array.isArray(v)) {
+      const all = v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x)));
+      return all.slice(0, most).join(', ') + (all.length > most ? ` +${all.length - most}` : '');
+    }
     return typeof v === 'string' ? v : JSON.stringify(v);
   }
   function builderName(id, r) {
@@ -607,6 +656,7 @@
   function row(bs) {
     const st = statusOf(bs);
     const owner = propText(bs.owner) || propText(bs.owners);
+    const owners = propText(bs.owner, Infinity) || propText(bs.owners, Infinity);
     const scheduler = propText(bs.scheduler);
     return h('article', {
       class: `row item st-${st.key}${state.fresh.has(bs.bsid) ? ' fresh' : ''}`,
@@ -620,8 +670,8 @@
       h('div', { class: 'stamps' }, bs.sourcestamps.map(stamp)),
       h('div', { class: 'chips' }, bs.buildrequests.length ? bs.buildrequests.map(chip) : h('span', { class: 'muted' }, 'no builders'))),
     h('div', { class: 'meta' },
-      owner ? h('span', { class: 'owner', title: 'owner' }, owner) : null,
-      scheduler ? h('span', { class: 'scheduler', title: 'scheduler' }, scheduler) : null,
+      owner ? h('span', { class: 'owner', title: `owner: ${owners}` }, owner) : null,
+      scheduler ? h('span', { class: 'scheduler', title: `scheduler: ${scheduler}` }, scheduler) : null,
       h('span', {}, 'submitted ', when(bs.submittedAt)),
       bs.completeAt ? h('span', {}, 'completed ', when(bs.completeAt)) : null,
       cancelButton(bs)));
@@ -636,7 +686,7 @@
     const columns = [...used].sort((a, b) => builderName(a).localeCompare(builderName(b)));
     return h('div', { class: 'grid-wrap' }, h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Buildset'),
-        columns.map((id) => h('th', { scope: 'col' }, h('span', {}, builderName(id)))))),
+        columns.map((id) => h('th', { scope: 'col', title: builderName(id) }, h('span', {}, builderName(id)))))),
       h('tbody', {}, list.map((bs) => {
         const st = statusOf(bs);
         const byBuilder = new Map(bs.buildrequests.map((r) => [r.builderid, r]));
@@ -645,7 +695,7 @@
           'aria-label': `Buildset ${bs.bsid}, ${st.key}`, onclick: () => openDetail(bs.bsid, true),
         },
         h('th', { scope: 'row' }, badge(st, 'small'), ' ', h('span', { class: 'bsid' }, `#${bs.bsid}`), ' ',
-          h('span', { class: 'reason' }, bs.reason || '')),
+          h('span', { class: 'reason', title: bs.reason || '' }, bs.reason || '')),
         columns.map((id) => {
           const r = byBuilder.get(id);
           if (!r) return h('td', { class: 'empty' }, '');
@@ -684,6 +734,8 @@
   let detailToken = 0;
   let returnFocus = null;
 
+  /** The panel is a modal dialog: the page under it is inert (Tab and `/` stay in
+   * it), Esc or a click beside it closes it, and focus goes back to the row. */
   async function openDetail(bsid, fromUser) {
     const panel = $('detail');
     if (fromUser) {
@@ -692,28 +744,34 @@
       writeAddress(true);
     }
     const mine = ++detailToken;
-    if (panel.hidden || fromUser) {
-      panel.replaceChildren(h('p', {}, `Loading buildset #${bsid}…`));
-      panel.hidden = false;
+    const body = $('detail-body');
+    if (!panel.open || fromUser) {
+      body.replaceChildren(closeButton(), h('p', {}, `Loading buildset #${bsid}…`));
+      if (!panel.open) panel.showModal();
     }
-    if (fromUser) panel.focus();
     try {
       const data = await withToken('Detail', { bsid }, 'This server needs a token.', true);
       if (mine !== detailToken || state.detail !== bsid) return;
       const bs = data.buildset;
-      panel.replaceChildren(...(bs ? detailOf(bs) : [closeButton(), h('h2', { id: 'detail-title' }, `Buildset #${bsid}`), h('p', {}, 'No such buildset.')]));
+      const hadFocus = panel.contains(document.activeElement);
+      body.replaceChildren();
+      append(body, bs ? detailOf(bs) : [closeButton(), h('h2', { id: 'detail-title' }, `Buildset #${bsid}`), h('p', {}, 'No such buildset.')]);
+      if (hadFocus && !panel.contains(document.activeElement)) body.querySelector('.close').focus();
     } catch (e) {
       if (mine !== detailToken) return;
-      panel.replaceChildren(closeButton(), h('h2', { id: 'detail-title' }, `Buildset #${bsid}`), h('p', { class: 'error' }, `Cannot load it: ${e.message}`));
+      body.replaceChildren(closeButton(), h('h2', { id: 'detail-title' }, `Buildset #${bsid}`), h('p', { class: 'error' }, `Cannot load it: ${errorText(e)}`));
     }
   }
   function closeDetail() {
     const panel = $('detail');
-    if (panel.hidden) return;
-    panel.hidden = true;
+    if (panel.open) panel.close();
+  }
+  let closingFromAddress = false;
+  function detailClosed() {
     state.detail = null;
     detailToken++;
-    writeAddress(true);
+    if (!closingFromAddress) writeAddress(true);
+    closingFromAddress = false;
     if (returnFocus) focusRow(returnFocus);
   }
   function closeButton() {
@@ -759,7 +817,7 @@
             h('td', {}, badge(rs, 'small')),
             h('td', {}, (r.builds || []).length
               ? h('ul', { class: 'builds' }, r.builds.map((b) => h('li', {}, `#${b.number} `, h('span', { class: 'muted' }, b.stateString))))
-              : h('span', { class: 'muted' }, r.builds === null ? '(no builds table)' : 'none yet')),
+              : h('span', { class: 'muted', title: r.builds === null ? 'a standalone database has no builds' : '' }, r.builds === null ? '—' : 'none yet')),
             h('td', {}, when(r.completeAt) || ''),
             h('td', {}, r.complete ? null : h('button', {
               type: 'button', class: 'cancel', 'aria-label': `Cancel build request ${r.buildrequestid}`,
@@ -779,15 +837,15 @@
   // ---- cancelling -----------------------------------------------------------------
 
   async function cancelBuildset(bs) {
-    if (!(await confirmAction(`Cancel buildset #${bs.bsid} (${bs.reason || 'no reason'})? Every unfinished build request of it is cancelled.`))) return;
+    if (!(await confirmAction(`Cancel buildset #${bs.bsid}, “${(bs.reason || 'no reason').slice(0, 200)}”? Every unfinished build request of it is cancelled.`))) return;
     try {
       const data = await withToken('CancelBuildset', { bsid: bs.bsid }, 'Cancelling needs the write token.');
       upsert(data.cancelBuildset);
       render();
-      say(`Buildset #${bs.bsid} cancelled.`);
+      say(`Buildset #${bs.bsid} cancelled.`, 'done');
       if (state.detail === bs.bsid) openDetail(bs.bsid, false);
     } catch (e) {
-      say(`Cannot cancel buildset #${bs.bsid}: ${e.message}${e.code ? ` (${e.code})` : ''}`, 'error');
+      say(`Cannot cancel buildset #${bs.bsid}: ${errorText(e)}`, 'error');
     }
   }
   async function cancelRequest(bs, r) {
@@ -796,10 +854,10 @@
       const data = await withToken('CancelBuildRequest', { buildrequestid: r.buildrequestid }, 'Cancelling needs the write token.');
       upsert(plain(data.cancelBuildRequest.buildset));
       render();
-      say(`Build request ${r.buildrequestid} cancelled.`);
+      say(`Build request ${r.buildrequestid} cancelled.`, 'done');
       openDetail(bs.bsid, false);
     } catch (e) {
-      say(`Cannot cancel build request ${r.buildrequestid}: ${e.message}${e.code ? ` (${e.code})` : ''}`, 'error');
+      say(`Cannot cancel build request ${r.buildrequestid}: ${errorText(e)}`, 'error');
     }
   }
 
@@ -812,7 +870,7 @@
     $('f-complete').value = state.filters.complete;
     $('f-result').value = state.filters.result;
   }
-  function applyFilters() {
+  function applyFilters(changed) {
     const f = {
       branch: $('f-branch').value.trim(),
       repository: $('f-repository').value.trim(),
@@ -820,8 +878,14 @@
       complete: $('f-complete').value,
       result: $('f-result').value,
     };
-    if (f.result) f.complete = 'true'; // a result is only a complete buildset's
-    if (JSON.stringify(f) === JSON.stringify(state.filters)) return;
+    // A result is only a complete buildset's: choosing one makes the state
+    // "complete", and choosing another state drops the result.
+    if (changed === 'f-complete' && f.complete !== 'true') f.result = '';
+    else if (f.result) f.complete = 'true';
+    if (JSON.stringify(f) === JSON.stringify(state.filters)) {
+      showFilters();
+      return;
+    }
     state.filters = f;
     showFilters();
     writeAddress(true);
@@ -852,10 +916,7 @@
     if (document.querySelector('dialog[open]')) return; // the dialog's own keys
     const typing = ev.target.closest && ev.target.closest('input, select, textarea');
     if (ev.key === 'Escape') {
-      if (!$('detail').hidden) {
-        ev.preventDefault();
-        closeDetail();
-      } else if (typing) ev.target.blur();
+      if (typing) ev.target.blur();
       return;
     }
     if (typing) return;
@@ -879,14 +940,16 @@
 
   function init() {
     readAddress();
+    writeAddress(false); // what it could not read goes out of the address
     showFilters();
     setToken(token);
     $('filters').addEventListener('submit', (ev) => {
       ev.preventDefault();
-      applyFilters();
+      applyFilters('submit');
     });
-    for (const id of ['f-builder', 'f-complete', 'f-result']) $(id).addEventListener('change', applyFilters);
-    for (const id of ['f-branch', 'f-repository']) $(id).addEventListener('change', applyFilters);
+    for (const id of ['f-builder', 'f-complete', 'f-result', 'f-branch', 'f-repository']) {
+      $(id).addEventListener('change', () => applyFilters(id));
+    }
     $('f-clear').addEventListener('click', () => {
       for (const k of Object.keys(state.filters)) state.filters[k] = '';
       showFilters();
@@ -896,7 +959,7 @@
     $('view-list').addEventListener('click', () => setView('list'));
     $('view-grid').addEventListener('click', () => setView('grid'));
     $('older').addEventListener('click', older);
-    $('token-button').addEventListener('click', () => askToken());
+    $('token-button').addEventListener('click', tokenButton);
     $('token-dialog').addEventListener('close', tokenClosed);
     document.addEventListener('keydown', keys);
     window.addEventListener('popstate', () => {
@@ -906,9 +969,15 @@
       if (JSON.stringify(state.filters) !== before) newView();
       else render();
       if (state.detail) openDetail(state.detail, false);
-      else if (!$('detail').hidden) {
-        $('detail').hidden = true;
+      else if ($('detail').open) {
+        closingFromAddress = true;
+        $('detail').close();
       }
+    });
+    $('detail').addEventListener('close', detailClosed);
+    // A click on the backdrop lands on the dialog itself; one on its content does not.
+    $('detail').addEventListener('click', (ev) => {
+      if (ev.target === $('detail')) closeDetail();
     });
     setInterval(refreshTimes, 15000);
     // One socket and one query for the first screen. The query waits for the socket's
