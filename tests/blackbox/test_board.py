@@ -15,6 +15,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -107,8 +108,9 @@ def test_the_board_renders_a_seeded_database_in_one_query_and_one_socket(start, 
     t = first.locator("time").first
     assert t.inner_text() in ("just now",) or t.inner_text().endswith("s ago"), t.inner_text()
     assert t.get_attribute("datetime") in t.get_attribute("title")
-    # One query and one socket for the first screen.
+    # One query and one socket for the first screen, and nothing beyond this machine.
     assert log["posts"] == ["Board"], log["posts"]
+    assert log["seen"] and all(urlsplit(u).hostname == "127.0.0.1" for u in log["seen"]), log["seen"]
     assert len(log["sockets"]) == 1 and log["sockets"][0].endswith("/graphql/ws"), log["sockets"]
     assert not log["errors"], log["errors"]
     page.click("#view-grid")
