@@ -380,7 +380,8 @@
     if (!state.loaded) return reload();
     const generation = state.generation;
     const { where, complete } = variables();
-    const open = ordered().filter((bs) => !bs.complete).map((bs) => bs.bsid);
+    // The newest 500 shown incomplete (within any --max-page-size of 500 or more).
+    const open = ordered().filter((bs) => !bs.complete).map((bs) => bs.bsid).slice(0, 500);
     const since = state.rows.size ? Math.max(...state.rows.keys()) : 0;
     try {
       const data = await gql('CatchUp', {
@@ -981,8 +982,9 @@
     });
     setInterval(refreshTimes, 15000);
     // One socket and one query for the first screen. The query waits for the socket's
-    // acknowledgement (a round trip; at most a second), so that the subscriptions are
-    // on before the page is read and nothing falls between the two.
+    // acknowledgement (about 50 ms in Chromium; at most 400 ms, for a proxy that holds
+    // WebSockets), so that the subscriptions are on before the page is read and
+    // nothing falls between the two; past the bound, a catch-up closes the gap.
     let started = false;
     const first = () => {
       if (!started) {
@@ -991,7 +993,7 @@
       }
     };
     live.onReady = first;
-    setTimeout(first, 1000);
+    setTimeout(first, 400);
     live.start();
   }
 
