@@ -577,3 +577,28 @@ def test_the_board_routes_answer_sanely(start):
     for path in ("/board/assets/..%2f..%2fetc%2fpasswd", "/board/assets/%2e%2e", "/board/nothing"):
         r = httpx.get(srv.base + path)
         assert r.status_code == 404 and r.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND", (path, r.text)
+
+
+def test_a_buildset_added_while_the_first_screen_loads_is_kept(start, browser):
+    """The socket is subscribed before the first query; an event that arrives before
+    the query's (older) answer is merged into it, not dropped."""
+    srv = start("sqlite", "--poll-interval-ms", "100")
+    b = builder(srv, "b")
+    before = add(srv, "before", [b])
+    page = browser.new_page()
+    loopback_only(page)
+    added = []
+
+    def late_answer(route):
+        if route.request.method != "POST" or added:
+            return route.continue_()
+        answer = route.fetch()  # the snapshot, without what follows
+        added.append(add(srv, "while the page loads", [b]))
+        time.sleep(1.5)  # the event reaches the page meanwhile
+        route.fulfill(response=answer)
+
+    page.route("**/graphql", late_answer)
+    page.goto(srv.base + "/")
+    page.locator(f".row[data-bsid='{before}']").wait_for(timeout=15_000)
+    page.locator(f".row[data-bsid='{added[0]}']").wait_for(timeout=15_000)
+    assert statuses(page) == [(added[0], "pending"), (before, "pending")]

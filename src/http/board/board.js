@@ -230,7 +230,10 @@
     const dialog = $('token-dialog');
     $('token-why').textContent = why || 'A bearer token for this server: a read token to look, a write token to cancel.';
     $('token-input').value = token;
-    if (!dialog.open) dialog.showModal();
+    if (!dialog.open) {
+      dialog.returnValue = ''; // Esc leaves the last one in place
+      dialog.showModal();
+    }
     $('token-input').focus();
     return new Promise((resolve) => tokenWaiters.push(resolve));
   }
@@ -251,7 +254,7 @@
     tokenWaiters = [];
     const fromButton = tokenFromButton;
     tokenFromButton = false;
-    if (fromButton && how !== 'cancel') {
+    if (fromButton && (how === 'use' || how === 'forget')) {
       // Changed or forgotten from the Token button: look again with what is held now.
       waiters.forEach((w) => w(false));
       reload();
@@ -313,9 +316,14 @@
     select.value = chosen;
   }
 
+  /** Keeps the later of two states of a buildset: a completion never goes back. */
   function upsert(bs) {
+    const had = state.rows.get(bs.bsid);
+    if (had && had.complete && !bs.complete) return;
     state.rows.set(bs.bsid, bs);
   }
+  // Events that come while a view loads: its answer may predate them.
+  let heldEvents = [];
   function ordered() {
     return [...state.rows.values()].sort((a, b) => b.bsid - a.bsid);
   }
@@ -328,6 +336,7 @@
     const generation = ++state.generation;
     state.loaded = false;
     loading = true;
+    heldEvents = [];
     say('Loading…');
     try {
       const { where, complete } = variables();
@@ -339,6 +348,9 @@
       state.hasNextPage = data.buildsets.pageInfo.hasNextPage;
       state.endCursor = data.buildsets.pageInfo.endCursor;
       state.loaded = true;
+      const held = heldEvents;
+      heldEvents = [];
+      held.forEach((bs) => live.apply(bs, false));
       say('');
       sayIfEmpty();
       loadedBeforeSubscribed = !live.subscribed;
@@ -557,6 +569,15 @@
       const data = payload.data || {};
       const bs = data.buildsetAdded || data.buildsetCompleted;
       if (!bs) return;
+      if (!state.loaded) {
+        heldEvents.push(bs);
+        return;
+      }
+      this.apply(bs, Boolean(data.buildsetAdded));
+    },
+
+    /** One buildset from the feed, into the view if it belongs there. */
+    apply(bs, added) {
       const oldest = state.rows.size ? Math.min(...state.rows.keys()) : 0;
       if (!belongs(bs)) {
         if (state.rows.delete(bs.bsid)) {
@@ -569,7 +590,7 @@
       if (state.rows.has(bs.bsid) || bs.bsid > oldest || !state.hasNextPage) {
         const isNew = !state.rows.has(bs.bsid);
         upsert(bs);
-        if (isNew && data.buildsetAdded) markFresh(bs.bsid);
+        if (isNew && added) markFresh(bs.bsid);
         sayIfEmpty();
         render();
         if (state.detail === bs.bsid) openDetail(bs.bsid, false);
