@@ -503,11 +503,19 @@ def test_the_detail_panel_is_a_modal_dialog(start, browser):
     page.mouse.click(20, 400)
     page.locator("#detail").wait_for(state="hidden")
     page.wait_for_function("() => !location.search.includes('bs=')")
-    # Back opens it again, forward closes it, and the address says which.
-    page.go_back()
-    page.locator("#detail").wait_for(state="visible")
+    # Closing took its history entry back: Forward opens it again, Back closes it.
     page.go_forward()
+    page.locator("#detail").wait_for(state="visible")
+    page.go_back()
     page.locator("#detail").wait_for(state="hidden")
+    # An open panel follows its buildset, also when it leaves the filtered view.
+    other, _ = open_board(browser, f"{srv.base}/?complete=false&bs={bsids[-1]}")
+    other.wait_for_selector("#detail table.props")
+    assert "pending" in other.inner_text("#detail-title")
+    srv.ok(COMPLETE, {"b": bsids[-1], "r": 0})
+    other.wait_for_function("() => document.getElementById('detail-title').innerText.includes('success')",
+                            timeout=15_000)
+    assert other.locator(f".row[data-bsid='{bsids[-1]}']").count() == 0
     assert not log["errors"], log["errors"]
 
 

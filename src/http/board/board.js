@@ -228,9 +228,10 @@
   let tokenFromButton = false;
   function askToken(why) {
     const dialog = $('token-dialog');
-    $('token-why').textContent = why || 'A bearer token for this server: a read token to look, a write token to cancel.';
-    $('token-input').value = token;
     if (!dialog.open) {
+      // A second asker (the socket, after the query) keeps the first one's reason.
+      $('token-why').textContent = why || 'A bearer token for this server: a read token to look, a write token to cancel.';
+      $('token-input').value = token;
       dialog.returnValue = ''; // Esc leaves the last one in place
       dialog.showModal();
     }
@@ -289,6 +290,20 @@
     if (action) {
       m.append(' ', h('button', { type: 'button', class: 'again', onclick: action.run }, action.label));
     }
+  }
+  /** What an action says: in the panel when it is open (it covers the page), and
+   * above the rows. */
+  function tell(text, kind) {
+    say(text, kind);
+    const panel = $('detail');
+    if (!panel.open) return;
+    let line = panel.querySelector('.panel-message');
+    if (!line) {
+      line = h('p', { class: 'panel-message', role: 'status' });
+      $('detail-body').prepend(line);
+    }
+    line.textContent = text;
+    line.className = `panel-message${kind ? ' ' + kind : ''}`;
   }
   function sayIfEmpty() {
     const m = $('message');
@@ -412,6 +427,7 @@
       }
       sayIfEmpty();
       render();
+      if (state.detail) openDetail(state.detail, false);
     } catch (e) {
       say(`Cannot catch up: ${errorText(e)}`, 'error');
     }
@@ -477,7 +493,7 @@
         if (ev.code === 4401 || ev.code === 4403) {
           this.show('down', 'not live: a token is needed');
           // tokenClosed starts the socket again once a token is given.
-          askToken('The live feed needs a token.');
+          askToken(ev.code === 4403 ? 'The live feed refused this token.' : 'The live feed needs a token.');
           return;
         }
         this.retry();
@@ -584,6 +600,7 @@
           sayIfEmpty();
           render();
         }
+        if (state.detail === bs.bsid) openDetail(bs.bsid, false);
         return;
       }
       // A buildset older than the last page loaded would land out of order.
@@ -749,6 +766,7 @@
   function focusRow(bsid) {
     const el = $('rows').querySelector(`[data-bsid="${bsid}"]`);
     if (el) el.focus();
+    return Boolean(el);
   }
 
   // ---- the detail panel ---------------------------------------------------------
@@ -764,6 +782,7 @@
       returnFocus = bsid;
       state.detail = bsid;
       writeAddress(true);
+      openedForward = true;
     }
     const mine = ++detailToken;
     const body = $('detail-body');
@@ -789,12 +808,19 @@
     if (panel.open) panel.close();
   }
   let closingFromAddress = false;
+  let openedForward = false;
   function detailClosed() {
     state.detail = null;
     detailToken++;
-    if (!closingFromAddress) writeAddress(true);
+    if (!closingFromAddress) {
+      // Opening it added an entry to the history: closing takes it back, so that
+      // Back after Esc does not open it again.
+      if (openedForward) history.back();
+      else writeAddress(false);
+    }
     closingFromAddress = false;
-    if (returnFocus) focusRow(returnFocus);
+    openedForward = false;
+    if (!returnFocus || !focusRow(returnFocus)) $('rows').focus();
   }
   function closeButton() {
     return h('button', { type: 'button', class: 'close', 'aria-label': 'Close the details', onclick: closeDetail }, '×');
@@ -831,20 +857,20 @@
           h('pre', {}, ss.patch.body)) : null))),
       h('h3', {}, `Build requests (${bs.buildrequests.length})`),
       bs.buildrequests.length ? h('table', { class: 'requests' },
-        h('thead', {}, h('tr', {}, ['Builder', 'State', 'Builds', 'Completed', ''].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', {}, h('tr', {}, ['Builder', 'State', 'Builds'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, bs.buildrequests.map((r) => {
           const rs = requestStatus(r);
           return h('tr', { 'data-buildrequestid': r.buildrequestid },
             h('td', {}, builderName(r.builderid, r), h('span', { class: 'muted' }, ` request ${r.buildrequestid}`)),
-            h('td', {}, badge(rs, 'small')),
+            h('td', {}, badge(rs, 'small'), r.completeAt ? h('div', { class: 'muted' }, when(r.completeAt)) : null,
+              r.complete ? null : h('div', {}, h('button', {
+                type: 'button', class: 'cancel', 'aria-label': `Cancel build request ${r.buildrequestid}`,
+                onclick: () => cancelRequest(bs, r),
+              }, 'Cancel'))),
             h('td', {}, (r.builds || []).length
               ? h('ul', { class: 'builds' }, r.builds.map((b) => h('li', {}, `#${b.number} `, h('span', { class: 'muted' }, b.stateString))))
               : h('span', { class: 'muted', title: r.builds === null ? 'a standalone database has no builds' : '' }, r.builds === null ? '—' : 'none yet')),
-            h('td', {}, when(r.completeAt) || ''),
-            h('td', {}, r.complete ? null : h('button', {
-              type: 'button', class: 'cancel', 'aria-label': `Cancel build request ${r.buildrequestid}`,
-              onclick: () => cancelRequest(bs, r),
-            }, 'Cancel')));
+);
         }))) : h('p', { class: 'muted' }, 'None: it completed when it was submitted.'),
       h('h3', {}, `Properties (${bs.properties.length})`),
       bs.properties.length ? h('table', { class: 'props' },
@@ -864,10 +890,10 @@
       const data = await withToken('CancelBuildset', { bsid: bs.bsid }, 'Cancelling needs the write token.');
       upsert(data.cancelBuildset);
       render();
-      say(`Buildset #${bs.bsid} cancelled.`, 'done');
+      tell(`Buildset #${bs.bsid} cancelled.`, 'done');
       if (state.detail === bs.bsid) openDetail(bs.bsid, false);
     } catch (e) {
-      say(`Cannot cancel buildset #${bs.bsid}: ${errorText(e)}`, 'error');
+      tell(`Cannot cancel buildset #${bs.bsid}: ${errorText(e)}`, 'error');
     }
   }
   async function cancelRequest(bs, r) {
@@ -876,10 +902,10 @@
       const data = await withToken('CancelBuildRequest', { buildrequestid: r.buildrequestid }, 'Cancelling needs the write token.');
       upsert(plain(data.cancelBuildRequest.buildset));
       render();
-      say(`Build request ${r.buildrequestid} cancelled.`, 'done');
+      tell(`Build request ${r.buildrequestid} cancelled.`, 'done');
       openDetail(bs.bsid, false);
     } catch (e) {
-      say(`Cannot cancel build request ${r.buildrequestid}: ${errorText(e)}`, 'error');
+      tell(`Cannot cancel build request ${r.buildrequestid}: ${errorText(e)}`, 'error');
     }
   }
 
