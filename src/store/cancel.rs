@@ -3,18 +3,16 @@
 //! bridge), and complete the buildset once nothing is left unfinished.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use entity::{buildrequests, buildsets};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, Value,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 
 use super::db::SchemaMode;
-use super::write::{in_write_transaction, notify, numbered, MAX_ATTEMPTS, SUCCESS};
+use super::write::{in_write_transaction, notify, numbered, SUCCESS};
 use super::{StoreError, StoreResult};
 
 /// Buildbot's result code CANCELLED.

@@ -2,19 +2,17 @@
 //! UPDATE, so that of many concurrent completions exactly one succeeds; attached to a
 //! master, not while its build requests are unfinished.
 
-use std::time::Duration;
-
 use entity::{buildrequests, buildsets};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, UpdateMany, Value,
+    Statement, UpdateMany, Value,
 };
 
 use super::db::SchemaMode;
 use super::graph::{BuildsetView, Loader, Relations};
 use super::rows::BuildsetRow;
-use super::write::{in_write_transaction, notify, MAX_ATTEMPTS};
+use super::write::{in_write_transaction, notify};
 use super::{StoreError, StoreResult};
 
 /// Completes a buildset and loads it with `relations`, in one transaction (as

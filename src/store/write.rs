@@ -1,5 +1,6 @@
 //! The write operations: add a buildset (with sourcestamps, patches, properties and
-//! build requests) in one transaction, complete a buildset, find-or-create a builder.
+//! build requests) in one transaction, complete a buildset; find-or-create a builder
+//! is `builders.rs`, re-exported here.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,19 +9,17 @@ use entity::{buildrequests, buildset_properties, buildset_sourcestamps, buildset
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, Value,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use sha1::Digest as _;
 
 use super::db::SchemaMode;
 use super::graph::{BuildsetView, Loader, Relations};
-use super::hash::builder_name_hash;
-use super::rows::BuilderRow;
-use super::stamps::insert_if_absent;
 use super::tag::{Operation, Tagged};
 use super::types::{AddedBuildset, NewBuildset};
 use super::{json, StoreError, StoreResult};
+
+pub use super::builders::{ensure_builder, ensure_builder_for};
 
 /// How often a transaction that lost a deadlock or busy race is run again.
 pub(super) const MAX_ATTEMPTS: u32 = 8;
@@ -32,25 +31,28 @@ pub(super) const SUCCESS: i16 = 0;
 /// transaction, committing on success and rolling back on error; a transaction that
 /// failed on a transient conflict runs again from scratch. A macro rather than a
 /// function taking a closure, because a closure returning a borrowing future cannot
-/// be proven `Send` for every lifetime (which the server's tasks require).
+/// be proven `Send` for every lifetime (which the server's tasks require). Its
+/// paths are absolute, so a caller imports nothing but the macro.
 macro_rules! in_write_transaction {
     ($db:expr, $op:expr, |$txn:ident| $body:expr) => {{
         let mut attempt: u32 = 1;
         loop {
-            let result: StoreResult<_> = async {
+            let result: $crate::store::StoreResult<_> = async {
                 // SQLite has one writer: take the write lock up front so that two
                 // writers queue on the busy timeout instead of failing to upgrade.
-                let transaction = $db
-                    .begin_with_options(TransactionOptions {
-                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                let transaction = ::sea_orm::TransactionTrait::begin_with_options(
+                    $db,
+                    ::sea_orm::TransactionOptions {
+                        sqlite_transaction_mode: Some(::sea_orm::SqliteTransactionMode::Immediate),
                         ..Default::default()
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
                 // BEGIN, and below COMMIT or ROLLBACK: round trips of the operation's.
                 $op.count_statements(2);
                 // The body sees the transaction through the operation's connection,
                 // which counts its statements.
-                let $txn = super::tag::Tagged::off(&transaction, $op);
+                let $txn = $crate::store::tag::Tagged::off(&transaction, $op);
                 let outcome = $body.await;
                 match outcome {
                     Ok(value) => {
@@ -66,9 +68,10 @@ macro_rules! in_write_transaction {
             }
             .await;
             match result {
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                Err(e) if e.is_retryable() && attempt < $crate::store::write::MAX_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "retrying a transaction after a conflict");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt * attempt)))
+                    let pause = ::std::time::Duration::from_millis(5 * u64::from(attempt * attempt));
+                    tokio::time::sleep(pause)
                         .await;
                     attempt += 1;
                 }
@@ -490,63 +493,4 @@ async fn check_build_exists(txn: &impl ConnectionTrait, field: &str, id: i32) ->
             format!("build {id} does not exist"),
         )),
     }
-}
-
-/// Finds a builder by name or creates it; a given description is stored.
-pub async fn ensure_builder(
-    db: &DatabaseConnection,
-    name: &str,
-    description: Option<&str>,
-) -> StoreResult<BuilderRow> {
-    ensure_builder_for(db, name, description, &Operation::unbounded()).await
-}
-
-/// [`ensure_builder`], its statements counted for `op`.
-pub async fn ensure_builder_for(
-    db: &DatabaseConnection,
-    name: &str,
-    description: Option<&str>,
-    op: &Operation,
-) -> StoreResult<BuilderRow> {
-    if name.is_empty() {
-        return Err(StoreError::invalid(
-            "name",
-            "a builder name cannot be empty",
-        ));
-    }
-    super::types::check_text_bytes("name", Some(name))?;
-    super::types::check_text_bytes("description", description)?;
-    let name_hash = builder_name_hash(name);
-    in_write_transaction!(db, op, |txn| async {
-        let txn = &txn;
-        let values: Vec<Value> = vec![
-            name.into(),
-            description.map(str::to_owned).into(),
-            name_hash.clone().into(),
-        ];
-        let id = insert_if_absent(
-            txn,
-            "builders",
-            "name, description, name_hash",
-            "name_hash",
-            &name_hash,
-            values,
-        )
-        .await?;
-        if let Some(description) = description {
-            entity::builders::Entity::update_many()
-                .col_expr(
-                    entity::builders::Column::Description,
-                    Expr::value(description),
-                )
-                .filter(entity::builders::Column::Id.eq(id))
-                .exec(txn)
-                .await?;
-        }
-        entity::builders::Entity::find_by_id(id)
-            .one(txn)
-            .await?
-            .map(BuilderRow::from)
-            .ok_or_else(|| StoreError::NotFound(format!("builder {id} does not exist")))
-    })
 }
