@@ -198,15 +198,6 @@
     }
     return JSON.stringify(value);
   }
-  function plain(value) {
-    if (value instanceof Raw) return Number(value.text);
-    if (Array.isArray(value)) return value.map(plain);
-    if (value && typeof value === 'object') {
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-    }
-    return value;
-  }
-
   const NEEDS_TOKEN = ['UNAUTHENTICATED', 'FORBIDDEN'];
 
   /** Runs an operation; when the server wants a token, asks for one and tries again. */
@@ -448,6 +439,7 @@
     ws: null,
     attempt: 0,
     timer: null,
+    countdown: null,
     subscribed: false,
     everUp: false,
     ids: [],
@@ -461,7 +453,9 @@
     },
 
     start() {
+      // A restart (a new token) during the back-off ends its countdown too.
       clearTimeout(this.timer);
+      clearInterval(this.countdown);
       const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql/ws`;
       let ws;
       try {
@@ -519,11 +513,8 @@
         this.show('down', `reconnecting in ${left} s…`);
       };
       tick();
-      const countdown = setInterval(tick, 1000);
-      this.timer = setTimeout(() => {
-        clearInterval(countdown);
-        this.start();
-      }, delay);
+      this.countdown = setInterval(tick, 1000);
+      this.timer = setTimeout(() => this.start(), delay);
     },
 
     receive(msg) {
@@ -900,7 +891,7 @@
     if (!(await confirmAction(`Cancel build request ${r.buildrequestid} of buildset #${bs.bsid} on ${builderName(r.builderid, r)}?`))) return;
     try {
       const data = await withToken('CancelBuildRequest', { buildrequestid: r.buildrequestid }, 'Cancelling needs the write token.');
-      upsert(plain(data.cancelBuildRequest.buildset));
+      upsert(data.cancelBuildRequest.buildset);
       render();
       tell(`Build request ${r.buildrequestid} cancelled.`, 'done');
       openDetail(bs.bsid, false);
