@@ -179,7 +179,12 @@ fn etag(body: &[u8]) -> String {
 
 /// An answer the browser keeps but asks about again (`no-cache` + ETag): a new
 /// binary's board shows at once, an unchanged one costs a 304.
-fn cached(headers: &HeaderMap, content_type: &'static str, tag: &str, body: Vec<u8>) -> Response {
+fn cached(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    tag: &str,
+    body: &'static [u8],
+) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -207,12 +212,7 @@ fn cached(headers: &HeaderMap, content_type: &'static str, tag: &str, body: Vec<
 
 pub async fn page(headers: HeaderMap) -> Response {
     let (page, tag) = &*PAGE;
-    let mut response = cached(
-        &headers,
-        "text/html; charset=utf-8",
-        tag,
-        page.as_bytes().to_vec(),
-    );
+    let mut response = cached(&headers, "text/html; charset=utf-8", tag, page.as_bytes());
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -225,9 +225,16 @@ pub async fn page(headers: HeaderMap) -> Response {
     response
 }
 
+/// Each asset's ETag, hashed once rather than per request.
+static ASSET_TAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|(_, _, body)| etag(body)).collect());
+
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => cached(&headers, content_type, &etag(body), body.to_vec()),
+    match ASSETS.iter().position(|(name, _, _)| *name == file) {
+        Some(i) => {
+            let (_, content_type, body) = ASSETS[i];
+            cached(&headers, content_type, &ASSET_TAGS[i], body)
+        }
         None => refuse_json(
             StatusCode::NOT_FOUND,
             Code::NotFound,
@@ -239,10 +246,15 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     }
 }
 
-pub async fn manifest(headers: HeaderMap) -> Response {
+static MANIFEST: LazyLock<(String, String)> = LazyLock::new(|| {
     let text = manifest_json();
     let tag = etag(text.as_bytes());
-    cached(&headers, "application/json", &tag, text.into_bytes())
+    (text, tag)
+});
+
+pub async fn manifest(headers: HeaderMap) -> Response {
+    let (text, tag) = &*MANIFEST;
+    cached(&headers, "application/json", tag, text.as_bytes())
 }
 
 #[cfg(test)]
